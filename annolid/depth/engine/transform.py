@@ -1,0 +1,67 @@
+"""Frame -> network input, exactly as the reference prepares it.
+
+Sizes follow the reference's rules to the rounding mode (numpy's half-to-even), since a
+network input one patch larger or smaller changes every depth value.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..model import PATCH
+
+MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+WIDE_RATIO = 1.78  # wider videos get a smaller input size, as in the reference
+
+
+def effective_input_size(height: int, width: int, input_size: int) -> int:
+    """The short-side target after the reference's rule for videos wider than 16:9."""
+    ratio = max(height, width) / min(height, width)
+    if ratio > WIDE_RATIO:
+        input_size = int(input_size * 1.777 / ratio)
+        input_size = round(input_size / PATCH) * PATCH
+    return input_size
+
+
+def network_shape(height: int, width: int, size: int) -> tuple[int, int]:
+    """(H, W), multiples of 14, with the short side at least `size` and the aspect kept."""
+    scale = max(size / height, size / width)
+
+    def fit(v: float) -> int:
+        y = int(np.round(v / PATCH) * PATCH)
+        return y if y >= size else int(np.ceil(v / PATCH) * PATCH)
+
+    return fit(scale * height), fit(scale * width)
+
+
+class FrameTransform:
+    """Turns RGB uint8 frames of one video into normalised network inputs."""
+
+    def __init__(self, height: int, width: int, input_size: int):
+        if input_size < PATCH or input_size % PATCH:
+            raise ValueError(f"input_size must be a positive multiple of {PATCH}, got {input_size}")
+        self.frame_shape = (height, width)
+        self.input_size = effective_input_size(height, width, input_size)
+        self.net_shape = network_shape(height, width, self.input_size)
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        """[h, w, 3] uint8 -> [3, H, W] float32 (the resize works on the float image, unclipped)."""
+        if rgb.shape[:2] != self.frame_shape:
+            raise ValueError(f"frame size changed mid-video: {rgb.shape[:2]} after {self.frame_shape}")
+        h, w = self.net_shape
+        img = cv2.resize(rgb.astype(np.float32) / 255.0, (w, h), interpolation=cv2.INTER_CUBIC)
+        img = (img - MEAN) / STD
+        return np.ascontiguousarray(img.transpose(2, 0, 1))
+
+    def batch(self, frames, device: torch.device) -> torch.Tensor:
+        """A list of RGB frames -> [N, 3, H, W] on `device`."""
+        return torch.from_numpy(np.stack([self(f) for f in frames])).to(device)
+
+
+def to_frame_size(depth: torch.Tensor, frame_shape: tuple[int, int]) -> torch.Tensor:
+    """[N, H, W] network-size depth -> [N, h, w] float32 at the frame size (as the reference)."""
+    depth = F.interpolate(depth.float().unsqueeze(1), size=frame_shape, mode="bilinear", align_corners=True)
+    return depth.squeeze(1)

@@ -1,0 +1,411 @@
+"""Video Depth Anything: a DINOv2 ViT encoder and a DPT head with temporal attention.
+
+One network class for the whole family; the encoders differ only in a row of
+`ENCODERS`. Module names follow the published checkpoints exactly, so their state
+dicts load with `strict=True`. Read `VideoDepthAnything.forward` top to bottom for
+the whole pass: encoder (`encode`), then head (`decode`).
+
+Tensor shapes: B videos, T frames, N = B*T images, ph x pw patches of 14 pixels,
+C channels.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PATCH = 14
+TEMPORAL_LEN = 32  # longest frame sequence the temporal position table covers
+HEAD_MICRO_BATCH = 4  # images per chunk in the full-resolution part of the head
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    embed_dim: int
+    depth: int
+    heads: int
+    features: int
+    out_channels: tuple[int, int, int, int]
+    layers: tuple[int, int, int, int]  # blocks whose outputs feed the head
+
+
+ENCODERS = {
+    "vits": EncoderConfig(384, 12, 6, 64, (48, 96, 192, 384), (2, 5, 8, 11)),
+    "vitb": EncoderConfig(768, 12, 12, 128, (96, 192, 384, 768), (2, 5, 8, 11)),
+    "vitl": EncoderConfig(1024, 24, 16, 256, (256, 512, 1024, 1024), (4, 11, 17, 23)),
+}
+
+
+def encoder_config(encoder: str) -> EncoderConfig:
+    try:
+        return ENCODERS[encoder]
+    except KeyError:
+        raise ValueError(f"unknown encoder {encoder!r}; choose one of {', '.join(ENCODERS)}") from None
+
+
+# --------------------------------------------------------------------------- encoder
+
+
+class LayerScale(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return x * self.gamma
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        n, tokens, dim = x.shape
+        q, k, v = self.qkv(x).view(n, tokens, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(n, tokens, dim))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = SelfAttention(dim, heads)
+        self.ls1 = LayerScale(dim)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, dim * 4)
+        self.ls2 = LayerScale(dim)
+
+    def forward(self, x):
+        x = x + self.ls1(self.attn(self.norm1(x)))
+        return x + self.ls2(self.mlp(self.norm2(x)))
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.proj = nn.Conv2d(3, dim, kernel_size=PATCH, stride=PATCH)
+
+    def forward(self, x):
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class DinoV2(nn.Module):
+    """The ViT backbone; returns normalised patch tokens of the selected blocks."""
+
+    GRID = 37  # the position table covers 37 x 37 patches (518 x 518 pixels)
+
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        dim = cfg.embed_dim
+        self.layers = cfg.layers
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.GRID * self.GRID + 1, dim))
+        self.mask_token = nn.Parameter(torch.zeros(1, dim))  # used in training only; kept for the checkpoints
+        self.patch_embed = PatchEmbed(dim)
+        self.blocks = nn.ModuleList(Block(dim, cfg.heads) for _ in range(cfg.depth))
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+
+    def position_table(self, ph: int, pw: int) -> torch.Tensor:
+        """Position embedding for a ph x pw grid, resampled as the checkpoints were trained.
+
+        The `+ 0.1` and `scale_factor` (rather than `size`) are part of the trained model:
+        dropping them moves the output by a tenth of its range.
+        """
+        if ph == pw == self.GRID:
+            return self.pos_embed
+        table = self.pos_embed.float()
+        dim = table.shape[-1]
+        grid = table[:, 1:].reshape(1, self.GRID, self.GRID, dim).permute(0, 3, 1, 2)
+        grid = F.interpolate(
+            grid,
+            scale_factor=((ph + 0.1) / self.GRID, (pw + 0.1) / self.GRID),
+            mode="bicubic",
+            antialias=False,
+        )
+        grid = grid.permute(0, 2, 3, 1).reshape(1, ph * pw, dim)
+        return torch.cat([table[:, :1], grid], dim=1).to(self.pos_embed.dtype)
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        n, _, h, w = images.shape
+        x = self.patch_embed(images)
+        x = torch.cat([self.cls_token.expand(n, -1, -1), x], dim=1)
+        x = x + self.position_table(h // PATCH, w // PATCH).to(x.dtype)
+        outputs = []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in self.layers:
+                outputs.append(self.norm(x)[:, 1:])  # the class token is not used by the head
+        return outputs
+
+
+# --------------------------------------------------------------------------- temporal attention
+
+
+def sinusoid_table(channels: int, length: int = TEMPORAL_LEN) -> torch.Tensor:
+    position = torch.arange(length).unsqueeze(1)
+    div_term = torch.exp(torch.arange(0, channels, 2) * (-math.log(10000.0) / channels))
+    table = torch.zeros(1, length, channels)
+    table[0, :, 0::2] = torch.sin(position * div_term)
+    table[0, :, 1::2] = torch.cos(position * div_term)
+    return table
+
+
+class PositionalEncoding(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.register_buffer("pe", sinusoid_table(channels))
+
+
+class TemporalAttention(nn.Module):
+    """Attention along the frame axis, separately at every pixel."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_k = nn.Linear(dim, dim, bias=False)
+        self.to_v = nn.Linear(dim, dim, bias=False)
+        self.to_out = nn.ModuleList([nn.Linear(dim, dim)])
+        self.pos_encoder = PositionalEncoding(dim)
+
+    def forward(self, x: torch.Tensor, past: torch.Tensor | None) -> torch.Tensor:
+        """x: [P, T, C] for P pixel sequences; past: [P, Tp, C] earlier frames' inputs, or None.
+
+        Queries come from the T current frames only; keys and values from past + current.
+        """
+        seq = x if past is None else torch.cat([past, x], dim=1)
+        seq = seq + self.pos_encoder.pe[:, : seq.shape[1]].to(seq.dtype)
+        p, s, c = seq.shape
+        t = x.shape[1]
+        split = lambda y: y.view(p, -1, self.heads, c // self.heads).transpose(1, 2)  # noqa: E731
+        q = split(self.to_q(seq[:, s - t :]))
+        k, v = split(self.to_k(seq)), split(self.to_v(seq))
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.to_out[0](out.transpose(1, 2).reshape(p, t, c))
+
+
+class GEGLU(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.proj = nn.Linear(dim, hidden * 2)
+
+    def forward(self, x):
+        a, gate = self.proj(x).chunk(2, dim=-1)
+        return a * F.gelu(gate)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        # index 1 is the (inference-time no-op) dropout slot of the checkpoints' layout
+        self.net = nn.Sequential(GEGLU(dim, dim * 4), nn.Identity(), nn.Linear(dim * 4, dim))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class TemporalBlock(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.attention_blocks = nn.ModuleList(TemporalAttention(dim, heads) for _ in range(2))
+        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(2))
+        self.ff = FeedForward(dim)
+        self.ff_norm = nn.LayerNorm(dim)
+
+    def forward(self, x, past: list[torch.Tensor] | None):
+        """Returns the new x and, per attention block, its normalised input (the streaming cache)."""
+        states = []
+        for j, (attention, norm) in enumerate(zip(self.attention_blocks, self.norms)):
+            n = norm(x)
+            states.append(n)
+            x = x + attention(n, None if past is None else past[j])
+        return x + self.ff(self.ff_norm(x)), states
+
+
+class TemporalTransformer(nn.Module):
+    def __init__(self, channels: int, heads: int = 8):
+        super().__init__()
+        self.norm = nn.GroupNorm(32, channels, eps=1e-6)
+        self.proj_in = nn.Linear(channels, channels)
+        self.transformer_blocks = nn.ModuleList([TemporalBlock(channels, heads)])
+        self.proj_out = nn.Linear(channels, channels)
+
+
+class TemporalModule(nn.Module):
+    """Mixes information across the T frames of each video, pixel by pixel; residual."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.temporal_transformer = TemporalTransformer(channels)
+
+    def forward(self, x: torch.Tensor, frames: int, past: list[torch.Tensor] | None):
+        """x: [B*T, C, h, w] -> (same shape, the two normalised block inputs [B*h*w, T, C])."""
+        tt = self.temporal_transformer
+        n, c, h, w = x.shape
+        b = n // frames
+        y = tt.norm(x).permute(0, 2, 3, 1)  # [B*T, h, w, C]
+        y = y.reshape(b, frames, h * w, c).transpose(1, 2).reshape(b * h * w, frames, c)
+        y, states = tt.transformer_blocks[0](tt.proj_in(y), past)
+        y = tt.proj_out(y).reshape(b, h * w, frames, c).transpose(1, 2)
+        return x + y.reshape(n, h, w, c).permute(0, 3, 1, 2), states
+
+
+# --------------------------------------------------------------------------- DPT head
+
+
+class ResidualConvUnit(nn.Module):
+    def __init__(self, features: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(features, features, 3, padding=1)
+        self.conv2 = nn.Conv2d(features, features, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv2(F.relu(self.conv1(F.relu(x)))) + x
+
+
+class FusionBlock(nn.Module):
+    def __init__(self, features: int):
+        super().__init__()
+        self.out_conv = nn.Conv2d(features, features, 1)
+        self.resConfUnit1 = ResidualConvUnit(features)
+        self.resConfUnit2 = ResidualConvUnit(features)
+
+    def forward(self, x, skip=None, size=None):
+        if skip is not None:
+            x = x + self.resConfUnit1(skip)
+        x = self.resConfUnit2(x)
+        resize = {"size": tuple(size)} if size is not None else {"scale_factor": 2}
+        x = F.interpolate(x, **resize, mode="bilinear", align_corners=True)
+        return self.out_conv(x)
+
+
+class Scratch(nn.Module):
+    def __init__(self, out_channels, features: int):
+        super().__init__()
+        for i, ch in enumerate(out_channels, start=1):
+            self.add_module(f"layer{i}_rn", nn.Conv2d(ch, features, 3, padding=1, bias=False))
+        for i in range(1, 5):
+            self.add_module(f"refinenet{i}", FusionBlock(features))
+        self.output_conv1 = nn.Conv2d(features, features // 2, 3, padding=1)
+        self.output_conv2 = nn.Sequential(
+            nn.Conv2d(features // 2, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 1, 1), nn.ReLU()
+        )
+
+
+class DPTHead(nn.Module):
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        oc, features = cfg.out_channels, cfg.features
+        self.projects = nn.ModuleList(nn.Conv2d(cfg.embed_dim, ch, 1) for ch in oc)
+        self.resize_layers = nn.ModuleList(
+            [
+                nn.ConvTranspose2d(oc[0], oc[0], 4, stride=4),
+                nn.ConvTranspose2d(oc[1], oc[1], 2, stride=2),
+                nn.Identity(),
+                nn.Conv2d(oc[3], oc[3], 3, stride=2, padding=1),
+            ]
+        )
+        self.scratch = Scratch(oc, features)
+        self.motion_modules = nn.ModuleList(TemporalModule(ch) for ch in (oc[2], oc[3], features, features))
+
+    def forward(self, tokens, frames: int, ph: int, pw: int, past=None):
+        """tokens: 4 x [B*T, ph*pw, C] -> (depth [B*T, 1, 14*ph, 14*pw], 8 cache tensors).
+
+        `past` holds, per temporal module and attention block (8 tensors, m0a0, m0a1, m1a0, ...),
+        the normalised inputs of earlier frames [B*h*w, Tp, C]; the same 8 are returned for
+        the current frames.
+        """
+        levels = []
+        for i, x in enumerate(tokens):
+            x = x.transpose(1, 2).reshape(x.shape[0], -1, ph, pw)
+            levels.append(self.resize_layers[i](self.projects[i](x)))
+        layer_1, layer_2, layer_3, layer_4 = levels
+        mm, s = self.motion_modules, self.scratch
+        past = past if past is not None else [None] * 8
+        cache = []
+
+        def temporal(i, x):
+            x, states = mm[i](x, frames, past[2 * i : 2 * i + 2] if past[0] is not None else None)
+            cache.extend(states)
+            return x
+
+        layer_3 = temporal(0, layer_3)
+        layer_4 = temporal(1, layer_4)
+        layer_1_rn, layer_2_rn = s.layer1_rn(layer_1), s.layer2_rn(layer_2)
+        layer_3_rn, layer_4_rn = s.layer3_rn(layer_3), s.layer4_rn(layer_4)
+        path_4 = temporal(2, s.refinenet4(layer_4_rn, size=layer_3_rn.shape[2:]))
+        path_3 = temporal(3, s.refinenet3(path_4, layer_3_rn, size=layer_2_rn.shape[2:]))
+
+        # The full-resolution tail is per image: run it in chunks to bound memory.
+        out = []
+        for c in range(0, path_3.shape[0], HEAD_MICRO_BATCH):
+            part = slice(c, c + HEAD_MICRO_BATCH)
+            path_2 = s.refinenet2(path_3[part], layer_2_rn[part], size=layer_1_rn.shape[2:])
+            path_1 = s.refinenet1(path_2, layer_1_rn[part])
+            y = F.interpolate(s.output_conv1(path_1), (ph * PATCH, pw * PATCH), mode="bilinear", align_corners=True)
+            with torch.autocast(device_type=y.device.type, enabled=False):
+                out.append(s.output_conv2(y.float()).to(y.dtype))
+        return torch.cat(out), cache
+
+
+# --------------------------------------------------------------------------- the model
+
+
+class VideoDepthAnything(nn.Module):
+    """Depth for clips of up to 32 frames: relative disparity, or metres with metric weights.
+
+    The metric checkpoints share this architecture; `metric` only tells the engines how to
+    treat the output (metric depth is never rescaled between windows).
+    """
+
+    def __init__(self, encoder: str = "vits", metric: bool = False):
+        super().__init__()
+        cfg = encoder_config(encoder)
+        self.encoder, self.metric, self.config = encoder, metric, cfg
+        self.pretrained = DinoV2(cfg)
+        self.head = DPTHead(cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, T, 3, H, W] normalised frames, H and W multiples of 14 -> depth [B, T, H, W]."""
+        check_clip(x)
+        b, t, _, h, w = x.shape
+        depth, _ = self.decode(self.encode(x.flatten(0, 1)), t, h, w)
+        return depth.unflatten(0, (b, t))
+
+    def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Per-image encoder features [N, ph*pw, C] x 4: independent of the other frames."""
+        return self.pretrained(images)
+
+    def decode(self, tokens, frames: int, h: int, w: int, past=None):
+        """Encoder features of T frames (per video) -> (relu depth [N, h, w], streaming cache)."""
+        depth, cache = self.head(tokens, frames, h // PATCH, w // PATCH, past)
+        if depth.shape[-2:] != (h, w):
+            depth = F.interpolate(depth, size=(h, w), mode="bilinear", align_corners=True)
+        return F.relu(depth).squeeze(1), cache
+
+
+def check_clip(x: torch.Tensor) -> None:
+    if x.dim() != 5 or x.shape[2] != 3:
+        raise ValueError(f"expected frames shaped [batch, time, 3, height, width], got {list(x.shape)}")
+    if not 1 <= x.shape[1] <= TEMPORAL_LEN:
+        raise ValueError(f"clips hold 1 to {TEMPORAL_LEN} frames, got {x.shape[1]}")
+    h, w = x.shape[-2:]
+    if h % PATCH or w % PATCH or h < PATCH or w < PATCH:
+        raise ValueError(f"height and width must be positive multiples of {PATCH}, got {h} x {w}")

@@ -1,0 +1,37 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from parity_recipe import PARITY, SHARED  # noqa: E402
+
+MEDIA_CLIP = SHARED / "media" / "davis_rollercoaster.mp4"
+
+
+@pytest.fixture
+def parity_dir() -> Path:
+    if not PARITY.is_dir():
+        pytest.skip(f"parity fixtures not found at {PARITY} (the shared folder sits beside the checkout)")
+    return PARITY
+
+
+@pytest.fixture
+def media_clip() -> Path:
+    if not MEDIA_CLIP.exists():
+        pytest.skip(f"test clip not found at {MEDIA_CLIP} (the shared folder sits beside the checkout)")
+    return MEDIA_CLIP
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    """Never read or write the real ~/.labelmerc or the real checkpoint folder in tests."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    monkeypatch.setenv("ANNOLID_DEPTH_CHECKPOINTS", str(home / "checkpoints"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return home

@@ -1,0 +1,74 @@
+"""Deterministic synthetic weights (recipe `vda-parity-recipe-v1` of the shared parity README).
+
+The weights are a function of the official state_dict key list only, so the
+project's model and the reference code can be compared without the published
+checkpoints. Key lists come from `../shared/parity/keys_<encoder>.json` when
+present, else from the project's own model (whose key list is tested against
+those files).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+PARITY = SHARED / "parity"
+
+_SPECIAL = {"pretrained.cls_token", "pretrained.pos_embed", "pretrained.mask_token"}
+
+
+def official_keys(encoder: str) -> list[tuple[str, list[int]]]:
+    path = PARITY / f"keys_{encoder}.json"
+    if path.exists():
+        return [(name, list(shape)) for name, shape in json.loads(path.read_text())]
+    from annolid.depth.model import VideoDepthAnything
+
+    with torch.device("meta"):
+        model = VideoDepthAnything(encoder)
+    return [(name, list(t.shape)) for name, t in model.state_dict().items()]
+
+
+def sinusoid_table(channels: int, length: int = 32) -> torch.Tensor:
+    position = torch.arange(length).unsqueeze(1)
+    div_term = torch.exp(torch.arange(0, channels, 2) * (-math.log(10000.0) / channels))
+    pe = torch.zeros(1, length, channels)
+    pe[0, :, 0::2] = torch.sin(position * div_term)
+    pe[0, :, 1::2] = torch.cos(position * div_term)
+    return pe
+
+
+def _mean_std(name: str, shape: list[int]) -> tuple[float, float]:
+    if name in _SPECIAL:
+        return 0.0, 0.5
+    if name.endswith(".gamma"):
+        return 0.5, 0.1
+    if name.endswith(".bias"):
+        return 0.0, 0.02
+    if len(shape) == 1:
+        return 1.0, 0.1
+    if name == "head.scratch.output_conv2.2.weight":
+        return 1.0 / math.sqrt(32), 1.0 / math.sqrt(32)
+    return 0.0, 1.0 / math.sqrt(math.prod(shape[1:]))
+
+
+def recipe_state_dict(encoder: str = "vits") -> dict[str, torch.Tensor]:
+    """The recipe's weights, keyed and ordered as the official state_dict."""
+    state = {}
+    for k, (name, shape) in enumerate(official_keys(encoder)):
+        if name.endswith(".pos_encoder.pe"):
+            state[name] = sinusoid_table(shape[-1], shape[1])
+            continue
+        mean, std = _mean_std(name, shape)
+        gen = torch.Generator().manual_seed(k)
+        state[name] = torch.randn(shape, generator=gen, dtype=torch.float32) * std + mean
+    return state
+
+
+def write_checkpoint(path: Path, encoder: str = "vits") -> Path:
+    """A `.pth` in the published layout (a plain state dict) with the recipe's weights."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(recipe_state_dict(encoder), path)
+    return path
