@@ -1,0 +1,149 @@
+import numpy as np
+import pytest
+import torch
+
+from annolid.depth.engine import offline_depth, pick_device, pick_precision, streaming_depth
+from annolid.depth.engine.streaming import context_frames
+from annolid.depth.engine.transform import FrameTransform, effective_input_size, network_shape
+from annolid.depth.model import VideoDepthAnything
+from parity_recipe import recipe_state_dict
+from test_model import errors
+
+ENGINES = {"offline": offline_depth, "stream": streaming_depth}
+
+
+@pytest.fixture(scope="module")
+def vits():
+    model = VideoDepthAnything("vits")
+    model.load_state_dict(recipe_state_dict("vits"), strict=True)
+    return model.eval()
+
+
+def synthetic_frames(count: int, height: int = 20, width: int = 28):
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    for i in range(count):
+        yield i * 3, np.roll(base, i, axis=1)  # frame_index as in a video sampled every 3rd frame
+
+
+class CountingSource:
+    """A frame source that records how far the engine has read."""
+
+    def __init__(self, count):
+        self.frames, self.taken = synthetic_frames(count), 0
+
+    def __iter__(self):
+        for item in self.frames:
+            self.taken += 1
+            yield item
+
+
+@pytest.mark.parametrize("kind", ["offline", "stream"])
+def test_engines_reproduce_reference(parity_dir, vits, kind):
+    fixture = np.load(parity_dir / f"vits_{kind}.npz")
+    out = list(ENGINES[kind](vits, enumerate(fixture["frames"]), input_size=int(fixture["input_size"])))
+    assert [i for i, _, _ in out] == list(range(len(fixture["frames"])))
+    depth = np.stack([d for _, _, d in out])
+    max_rel, rel_l2 = errors(depth, fixture["depth"])
+    assert max_rel <= 3e-5 and rel_l2 <= 1e-5, (max_rel, rel_l2)
+
+
+def test_network_input_matches_reference_transform(parity_dir):
+    fixture = np.load(parity_dir / "vits_offline.npz")
+    transform = FrameTransform(96, 170, int(fixture["input_size"]))
+    assert transform.input_size == int(fixture["effective_input_size"])
+    np.testing.assert_allclose(transform(fixture["frames"][0]), fixture["net_input_frame0"], atol=2e-5)
+
+
+@pytest.mark.parametrize(
+    "h,w,size,expected",
+    [(96, 170, 112, (112, 196)), (540, 960, 518, (518, 924)), (48, 63, 48, (56, 56)), (160, 90, 112, (196, 112))],
+)
+def test_network_shape_follows_reference_rounding(h, w, size, expected):
+    assert network_shape(h, w, size) == expected
+
+
+def test_wide_videos_get_a_smaller_input_size():
+    assert effective_input_size(100, 250, 518) == 364
+    assert network_shape(100, 250, 364) == (364, 910)
+    assert effective_input_size(540, 960, 518) == 518
+
+
+@pytest.mark.parametrize("kind", ["offline", "stream"])
+@pytest.mark.parametrize("count", [1, 5, 23, 45])
+def test_every_frame_comes_out_once_in_order(vits, kind, count):
+    out = list(ENGINES[kind](vits, synthetic_frames(count), input_size=14))
+    assert [i for i, _, _ in out] == [3 * i for i in range(count)]
+    for _, rgb, depth in out:
+        assert depth.shape == rgb.shape[:2] == (20, 28) and depth.dtype == np.float32
+
+
+def test_offline_reads_about_one_window_ahead(vits):
+    source = CountingSource(200)
+    engine = offline_depth(vits, source, input_size=14)
+    next(engine)
+    assert source.taken == 32  # the first window, nothing more
+    for _ in range(23):
+        next(engine)
+    assert source.taken == 32  # frames 0..23 are final after the first window
+    next(engine)
+    assert source.taken == 32 + 22
+    assert len(list(engine)) == 200 - 25
+
+
+def test_streaming_reads_one_frame_per_depth(vits):
+    source = CountingSource(60)
+    for produced, _ in enumerate(streaming_depth(vits, source, input_size=14), start=1):
+        assert source.taken == produced
+
+
+def test_streaming_window_is_the_reference_cache_rule():
+    """Replays the reference's list bookkeeping and compares with the closed form."""
+    ids = [0] * 32
+    for k in range(1, 120):
+        window = ids[0:2] + ids[-29:]
+        assert window == context_frames(k)
+        ids.append(k)
+        if k + 32 > 42:
+            del ids[1]
+
+
+def test_offline_metric_model_skips_alignment(vits):
+    """Metric depth is absolute: later windows are not rescaled, so a metric run differs."""
+    frames = list(synthetic_frames(40))
+    relative = [d for _, _, d in offline_depth(vits, frames, input_size=14)]
+    vits.metric = True
+    try:
+        metric = [d for _, _, d in offline_depth(vits, frames, input_size=14)]
+    finally:
+        vits.metric = False
+    np.testing.assert_array_equal(relative[0], metric[0])  # first window: never scaled
+    assert not np.allclose(relative[39], metric[39])
+
+
+def test_bf16_on_cpu_is_close_to_fp32(vits):
+    frames = list(synthetic_frames(6, 28, 42))
+    exact = np.stack([d for _, _, d in streaming_depth(vits, frames, input_size=28)])
+    fast = np.stack([d for _, _, d in streaming_depth(vits, frames, input_size=28, precision="bf16")])
+    max_rel, _ = errors(fast, exact)
+    assert 0 < max_rel < 0.05
+
+
+def test_device_and_precision_choice():
+    assert pick_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            pick_device("cuda")
+    with pytest.raises(ValueError, match="unknown device"):
+        pick_device("tpu9")
+    cpu = torch.device("cpu")
+    assert pick_precision(cpu) == "fp32"
+    assert pick_precision(cpu, precision="bf16") == "bf16"
+    with pytest.raises(ValueError, match="fp32, bf16"):
+        pick_precision(cpu, precision="fp16")
+
+
+def test_frame_size_change_midway_is_an_error(vits):
+    frames = [(0, np.zeros((20, 28, 3), np.uint8)), (1, np.zeros((28, 20, 3), np.uint8))]
+    with pytest.raises(ValueError, match="frame size changed"):
+        list(streaming_depth(vits, frames, input_size=14))
