@@ -1,8 +1,8 @@
 """Streaming inference: one frame in, one depth out, as the reference's streaming mode.
 
 Each frame is encoded alone; its temporal attention looks back at 31 earlier frames through
-cached states (the normalised inputs of every temporal attention block, kept from when that
-frame was processed). The 31 are frame 0, the frame 41 back, and the 29 most recent, which
+cached states (the keys and values of every temporal attention block, kept from when that
+frame was processed, so no earlier frame is ever projected again). The 31 are frame 0, the frame 41 back, and the 29 most recent, which
 is the reference's cache rule written in closed form. Only those caches are kept, so memory
 does not depend on the length of the video.
 """
@@ -35,7 +35,7 @@ def streaming_depth(
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(frame_index, rgb) in order -> (frame_index, rgb, depth float32 [h, w]), one for one."""
     transform = None
-    caches: dict[int, list[torch.Tensor]] = {}  # position -> 8 tensors [pixels, 1, C]
+    caches: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # position -> 8 x (keys, values)
     for k, (frame_index, rgb) in enumerate(frames):
         if transform is None:
             transform = FrameTransform(*rgb.shape[:2], input_size)
@@ -45,7 +45,10 @@ def streaming_depth(
             past = None
             if k:
                 window = [caches[p] for p in context_frames(k)]
-                past = [torch.cat([c[i] for c in window], dim=1) for i in range(len(window[0]))]
+                past = [
+                    (torch.cat([c[i][0] for c in window], 1), torch.cat([c[i][1] for c in window], 1))
+                    for i in range(len(window[0]))
+                ]
             depth, cache = model.decode(features, 1, net_h, net_w, past)
             depth = to_frame_size(depth, transform.frame_shape)[0].cpu().numpy()
         caches[k] = cache

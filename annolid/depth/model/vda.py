@@ -174,7 +174,13 @@ class PositionalEncoding(nn.Module):
 
 
 class TemporalAttention(nn.Module):
-    """Attention along the frame axis, separately at every pixel."""
+    """Attention along the frame axis, separately at every pixel.
+
+    The position table is added to the input before the (bias-free) key and value
+    projections; by linearity the projections of the frames and of the table are computed
+    apart, so a streamed frame's keys and values are projected once and reused for every
+    later frame that attends to it, at whatever position.
+    """
 
     def __init__(self, dim: int, heads: int):
         super().__init__()
@@ -185,20 +191,22 @@ class TemporalAttention(nn.Module):
         self.to_out = nn.ModuleList([nn.Linear(dim, dim)])
         self.pos_encoder = PositionalEncoding(dim)
 
-    def forward(self, x: torch.Tensor, past: torch.Tensor | None) -> torch.Tensor:
-        """x: [P, T, C] for P pixel sequences; past: [P, Tp, C] earlier frames' inputs, or None.
+    def forward(self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None):
+        """x: [P, T, C] for P pixel sequences; past: keys and values [P, Tp, C] of earlier frames.
 
-        Queries come from the T current frames only; keys and values from past + current.
+        Queries come from the T current frames only. Returns the output and the current
+        frames' (keys, values) without position, for later frames to attend to.
         """
-        seq = x if past is None else torch.cat([past, x], dim=1)
-        seq = seq + self.pos_encoder.pe[:, : seq.shape[1]].to(seq.dtype)
-        p, s, c = seq.shape
+        keys, values = self.to_k(x), self.to_v(x)
+        k, v = (keys, values) if past is None else (torch.cat([past[0], keys], 1), torch.cat([past[1], values], 1))
+        p, s, c = k.shape
         t = x.shape[1]
-        split = lambda y: y.view(p, -1, self.heads, c // self.heads).transpose(1, 2)  # noqa: E731
-        q = split(self.to_q(seq[:, s - t :]))
-        k, v = split(self.to_k(seq)), split(self.to_v(seq))
-        out = F.scaled_dot_product_attention(q, k, v)
-        return self.to_out[0](out.transpose(1, 2).reshape(p, t, c))
+        pe = self.pos_encoder.pe[:, :s].to(x.dtype)
+        k, v = k + self.to_k(pe), v + self.to_v(pe)
+        q = self.to_q(x + pe[:, s - t :])
+        split = lambda y: y.reshape(p, -1, self.heads, c // self.heads).transpose(1, 2)  # noqa: E731
+        out = F.scaled_dot_product_attention(split(q), split(k), split(v))
+        return self.to_out[0](out.transpose(1, 2).reshape(p, t, c)), (keys, values)
 
 
 class GEGLU(nn.Module):
@@ -229,13 +237,13 @@ class TemporalBlock(nn.Module):
         self.ff = FeedForward(dim)
         self.ff_norm = nn.LayerNorm(dim)
 
-    def forward(self, x, past: list[torch.Tensor] | None):
-        """Returns the new x and, per attention block, its normalised input (the streaming cache)."""
+    def forward(self, x, past):
+        """Returns the new x and, per attention block, the (keys, values) of the current frames."""
         states = []
         for j, (attention, norm) in enumerate(zip(self.attention_blocks, self.norms)):
-            n = norm(x)
-            states.append(n)
-            x = x + attention(n, None if past is None else past[j])
+            out, kv = attention(norm(x), None if past is None else past[j])
+            x = x + out
+            states.append(kv)
         return x + self.ff(self.ff_norm(x)), states
 
 
@@ -255,8 +263,8 @@ class TemporalModule(nn.Module):
         super().__init__()
         self.temporal_transformer = TemporalTransformer(channels)
 
-    def forward(self, x: torch.Tensor, frames: int, past: list[torch.Tensor] | None):
-        """x: [B*T, C, h, w] -> (same shape, the two normalised block inputs [B*h*w, T, C])."""
+    def forward(self, x: torch.Tensor, frames: int, past):
+        """x: [B*T, C, h, w] -> (same shape, per attention block (keys, values) [B*h*w, T, C])."""
         tt = self.temporal_transformer
         n, c, h, w = x.shape
         b = n // frames
@@ -326,11 +334,11 @@ class DPTHead(nn.Module):
         self.motion_modules = nn.ModuleList(TemporalModule(ch) for ch in (oc[2], oc[3], features, features))
 
     def forward(self, tokens, frames: int, ph: int, pw: int, past=None):
-        """tokens: 4 x [B*T, ph*pw, C] -> (depth [B*T, 1, 14*ph, 14*pw], 8 cache tensors).
+        """tokens: 4 x [B*T, ph*pw, C] -> (depth [B*T, 1, 14*ph, 14*pw], cache).
 
-        `past` holds, per temporal module and attention block (8 tensors, m0a0, m0a1, m1a0, ...),
-        the normalised inputs of earlier frames [B*h*w, Tp, C]; the same 8 are returned for
-        the current frames.
+        The cache holds, per temporal module and attention block (8 entries: m0a0, m0a1,
+        m1a0, ...), the (keys, values) [B*h*w, T, C] of the current frames; `past` is the same
+        for earlier frames, concatenated along time.
         """
         levels = []
         for i, x in enumerate(tokens):
