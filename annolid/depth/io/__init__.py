@@ -1,0 +1,1 @@
+"""Everything that touches files: decoding the video, writing the outputs."""

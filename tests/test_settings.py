@@ -1,0 +1,232 @@
+"""DepthSettings and the video_depth_anything section of ~/.labelmerc, on real files."""
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import yaml
+
+from annolid.depth.settings import (
+    DepthSettings,
+    config_path,
+    default_output_dir,
+    load_settings,
+    save_settings,
+)
+
+DEFAULTS = {
+    "encoder": "vits",
+    "metric": False,
+    "input_size": 518,
+    "max_res": 1280,
+    "target_fps": -1,
+    "max_frames": -1,
+    "streaming": True,
+    "fp32": False,
+    "grayscale": False,
+    "save_depth_video": False,
+    "save_depth_frames": False,
+    "save_point_clouds": False,
+    "point_cloud_format": "csv",
+    "save_npz": False,
+    "save_exr": False,
+    "include_region_labels": False,
+    "output_dir": "",
+    "focal_length_x": 470.4,
+    "focal_length_y": 470.4,
+    "checkpoint_root": "",
+    "device": "",
+}
+
+# The Configuration example of the user documentation, verbatim.
+DOCUMENTED_EXAMPLE = """\
+video_depth_anything:
+  encoder: vits
+  streaming: true
+  target_fps: 15
+  max_res: 1280
+  save_depth_video: false
+  save_depth_frames: false
+  save_point_clouds: false
+  output_dir: /path/to/depth_outputs
+"""
+
+OTHER_PROGRAMS = """\
+auto_save: true
+shortcuts:
+  close: Ctrl+W
+  open: [Ctrl+O, Ctrl+Shift+O]
+label_colors:
+  mouse: [255, 0, 0]
+"""
+
+
+def test_defaults():
+    settings = DepthSettings()
+    assert asdict(settings) == DEFAULTS
+    assert list(asdict(settings)) == list(DEFAULTS)
+    settings.validate()
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("encoder", "vitx", "encoder must be one of vits, vitb, vitl, got 'vitx'"),
+        ("input_size", 500, "input_size must be a positive multiple of 14 (e.g. 518), got 500"),
+        ("input_size", 0, "input_size must be a positive multiple of 14 (e.g. 518), got 0"),
+        ("max_res", 0, "max_res must be -1 (no limit) or an integer >= 14, got 0"),
+        ("max_res", "1280", "max_res must be -1 (no limit) or an integer >= 14, got '1280'"),
+        ("target_fps", 0, "target_fps must be -1 (every frame) or a number > 0, got 0"),
+        ("target_fps", float("nan"), "target_fps must be -1 (every frame) or a number > 0, got nan"),
+        ("max_frames", -5, "max_frames must be -1 (all frames) or an integer >= 1, got -5"),
+        ("max_frames", True, "max_frames must be -1 (all frames) or an integer >= 1, got True"),
+        ("focal_length_x", 0.0, "focal_length_x must be a number of pixels > 0, got 0.0"),
+        ("focal_length_y", -1, "focal_length_y must be a number of pixels > 0, got -1"),
+        ("point_cloud_format", "las", "point_cloud_format must be one of csv, ply, got 'las'"),
+        ("device", "gpu", "device must be \"\" (automatic), cpu, cuda, cuda:N or mps, got 'gpu'"),
+        ("device", "cuda:", "device must be \"\" (automatic), cpu, cuda, cuda:N or mps, got 'cuda:'"),
+        ("streaming", "yes", "streaming must be true or false, got 'yes'"),
+        ("output_dir", None, "output_dir must be a string (empty for the default), got None"),
+    ],
+)
+def test_validate_names_field_value_and_accepted_values(field, value, message):
+    with pytest.raises(ValueError) as caught:
+        DepthSettings(**{field: value}).validate()
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"device": "cuda:1", "target_fps": 7.5, "max_res": -1, "input_size": 364},
+        {"device": "mps", "encoder": "vitl", "point_cloud_format": "ply", "max_frames": 1, "max_res": 14},
+        {"device": "cpu", "encoder": "vitb"},
+    ],
+)
+def test_validate_accepts_values_in_range(changes):
+    DepthSettings(**changes).validate()
+
+
+def test_config_path(_isolated_home, monkeypatch, tmp_path):
+    monkeypatch.delenv("ANNOLID_CONFIG", raising=False)
+    assert config_path() == _isolated_home / ".labelmerc"
+    monkeypatch.setenv("ANNOLID_CONFIG", str(tmp_path / "annolid.yaml"))
+    assert config_path() == tmp_path / "annolid.yaml"
+
+
+def test_missing_file_or_section_gives_defaults(tmp_path, monkeypatch):
+    monkeypatch.delenv("ANNOLID_CONFIG", raising=False)
+    assert load_settings() == DepthSettings()
+    config = tmp_path / "labelmerc"
+    config.write_text(OTHER_PROGRAMS)
+    assert load_settings(config) == DepthSettings()
+    config.write_text("")
+    assert load_settings(config) == DepthSettings()
+    config.write_text("video_depth_anything:\n")
+    assert load_settings(config) == DepthSettings()
+
+
+def test_documented_example_loads(_isolated_home, monkeypatch):
+    monkeypatch.delenv("ANNOLID_CONFIG", raising=False)
+    (_isolated_home / ".labelmerc").write_text(OTHER_PROGRAMS + DOCUMENTED_EXAMPLE)
+    assert load_settings() == DepthSettings(target_fps=15, output_dir="/path/to/depth_outputs")
+
+
+def test_aliases_unknown_keys_and_empty_values(tmp_path):
+    config = tmp_path / "labelmerc"
+    config.write_text(
+        "video_depth_anything:\n  max_len: 40\n  future_option: 3\n  checkpoint_root:\n  device: cuda:0\n"
+    )
+    assert load_settings(config) == DepthSettings(max_frames=40, device="cuda:0")
+    config.write_text("video_depth_anything:\n  max_len: 40\n  max_frames: 8\n")
+    assert load_settings(config).max_frames == 8
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("streaming: 'yes'", "streaming must be true or false, got 'yes'"),
+        ("max_res: big", "max_res must be -1 (no limit) or an integer >= 14, got 'big'"),
+        ("encoder: vitx", "encoder must be one of vits, vitb, vitl, got 'vitx'"),
+        ("output_dir: 3", "output_dir must be a string (empty for the default), got 3"),
+    ],
+)
+def test_bad_values_name_the_key_and_the_file(tmp_path, line, message):
+    config = tmp_path / "labelmerc"
+    config.write_text(f"video_depth_anything:\n  {line}\n")
+    with pytest.raises(ValueError) as caught:
+        load_settings(config)
+    assert str(caught.value) == f"{config}: video_depth_anything.{message}; fix or delete that line"
+
+
+def test_a_file_that_does_not_parse_names_the_file_and_line(tmp_path):
+    config = tmp_path / "labelmerc"
+    config.write_text("auto_save: true\nvideo_depth_anything:\n  encoder: [vits\n  streaming: true\n")
+    with pytest.raises(ValueError, match=rf"^{config} is not valid YAML \(line 4: "):
+        load_settings(config)
+    config.write_text("video_depth_anything: 3\n")
+    with pytest.raises(ValueError, match=f"^{config}: video_depth_anything should be a mapping"):
+        load_settings(config)
+    config.write_text("- a list\n")
+    with pytest.raises(ValueError, match=f"^{config} should hold a mapping of sections"):
+        load_settings(config)
+
+
+def test_save_keeps_other_sections_and_unknown_keys(tmp_path):
+    config = tmp_path / "labelmerc"
+    config.write_text(OTHER_PROGRAMS + "video_depth_anything:\n  future_option: [1, 2]\n  max_len: 9\n")
+    os.chmod(config, 0o640)
+    settings = DepthSettings(encoder="vitb", save_npz=True, max_frames=25, output_dir="/data/depth")
+    assert save_settings(settings, config) == config
+    document = yaml.safe_load(config.read_text())
+    assert {key: document[key] for key in ("auto_save", "shortcuts", "label_colors")} == yaml.safe_load(OTHER_PROGRAMS)
+    assert document["video_depth_anything"] == {"future_option": [1, 2], **asdict(settings)}
+    assert load_settings(config) == settings
+    assert config.stat().st_mode & 0o777 == 0o640
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["labelmerc"]  # no temporary file left
+    save_settings(DepthSettings(), config)
+    assert load_settings(config) == DepthSettings()
+    assert yaml.safe_load(config.read_text())["video_depth_anything"]["future_option"] == [1, 2]
+
+
+def test_save_creates_the_default_file(_isolated_home, monkeypatch):
+    monkeypatch.delenv("ANNOLID_CONFIG", raising=False)
+    assert save_settings(DepthSettings(streaming=False)) == _isolated_home / ".labelmerc"
+    assert load_settings() == DepthSettings(streaming=False)
+
+
+def test_save_follows_a_symlinked_config(tmp_path):
+    real = tmp_path / "dotfiles" / "labelmerc"
+    real.parent.mkdir()
+    real.write_text(OTHER_PROGRAMS)
+    link = tmp_path / ".labelmerc"
+    link.symlink_to(real)
+    save_settings(DepthSettings(grayscale=True), link)
+    assert link.is_symlink()
+    assert load_settings(real) == DepthSettings(grayscale=True)
+
+
+def test_save_refuses_invalid_settings_and_unparseable_files(tmp_path):
+    config = tmp_path / "labelmerc"
+    broken = "auto_save: true\nshortcuts: {close: [\n"
+    config.write_text(broken)
+    with pytest.raises(ValueError, match="is not valid YAML"):
+        save_settings(DepthSettings(), config)
+    assert config.read_text() == broken
+    with pytest.raises(ValueError, match="encoder must be"):
+        save_settings(DepthSettings(encoder="big"), tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+
+
+def test_default_output_dir():
+    assert default_output_dir("videos/mice.mp4") == Path("videos/mice")
+    assert default_output_dir(Path("/data/videos/mice.avi"), "") == Path("/data/videos/mice")
+    assert default_output_dir("videos/mice.mp4", "/data/depth") == Path("/data/depth/mice")
+    assert default_output_dir("videos/mice.mp4", "~/depth") == Path.home() / "depth" / "mice"
+
+
+def test_run_kwargs():
+    settings = DepthSettings(encoder="vitl", max_frames=10, output_dir="/data/depth", checkpoint_root="/weights")
+    expected = {**DEFAULTS, "encoder": "vitl", "max_frames": 10, "checkpoint_root": "/weights", "device": None}
+    del expected["output_dir"]
+    assert settings.run_kwargs() == expected
