@@ -26,6 +26,7 @@ from .records import decode_depth, encode_record, iter_records, scan_range
 
 log = logging.getLogger(__name__)
 NDJSON = "depth.ndjson"
+CSV_CHUNK = 65536  # rows formatted at a time
 RELATIVE_EPS = 1e-6  # disparities below this (relative to the frame's max) have no finite depth
 
 
@@ -123,9 +124,12 @@ class FolderSink(Sink):
     def open(self, info):
         super().open(info)
         self.final = info.output_dir / self.folder_name
+        if self.final.exists() and not self.final.is_dir():
+            raise OutputError(f"{self.final} is a file, but this output is a folder; move the file or choose another output_dir")
         self.tmp = partial(self.final)
-        if self.tmp.exists():
+        if self.tmp.is_dir():  # left by a killed run
             shutil.rmtree(self.tmp)
+        self.tmp.unlink(missing_ok=True)
         make_dir(self.tmp)
         self.count = 0
 
@@ -199,6 +203,17 @@ class DepthFramesSink(FolderSink, RenderedSink):
 # --------------------------------------------------------------------------- point clouds
 
 
+DIGITS = np.array([list(f"{i:03d}".encode()) for i in range(1000)], np.uint8)  # 0..999 as 3 ASCII digits
+
+
+def digit_chars(values: np.ndarray, width: int) -> np.ndarray:
+    """Non-negative integers -> [n, width] ASCII digits with leading zeros, by table look-up
+    three digits at a time (integer division per digit is the slow way)."""
+    groups = -(-width // 3)
+    chunks = [DIGITS[values // 1000**g % 1000] for g in range(groups - 1, -1, -1)]
+    return np.concatenate(chunks, axis=1)[:, 3 * groups - width :]
+
+
 def csv_columns(columns: list[tuple[np.ndarray, int | list[str]]]) -> bytes:
     """Rows as CSV text, vectorised (far faster than np.savetxt): builds a character matrix
     and keeps the cells in use. A column is (numbers, decimals) or (indices, names) for text.
@@ -225,10 +240,10 @@ def csv_columns(columns: list[tuple[np.ndarray, int | list[str]]]) -> bytes:
             width = len(str(int(whole.max()))) if n else 1
             digits_used = 1 + sum((whole >= 10**k for k in range(1, width)), np.zeros(n, np.int64))
             add(np.full((n, 1), ord("-")), (scaled < 0)[:, None])
-            add(whole[:, None] // 10 ** np.arange(width - 1, -1, -1) % 10 + 48, np.arange(width) >= width - digits_used[:, None])
+            add(digit_chars(whole, width), np.arange(width) >= width - digits_used[:, None])
             if spec:
                 add(np.full((n, 1), ord(".")), np.ones((n, 1), bool))
-                add(fraction[:, None] // 10 ** np.arange(spec - 1, -1, -1) % 10 + 48, np.ones((n, spec), bool))
+                add(digit_chars(fraction, spec), np.ones((n, spec), bool))
         add(np.full((n, 1), ord("\n" if c == len(columns) - 1 else ",")), np.ones((n, 1), bool))
     return np.concatenate(pieces, axis=1)[np.concatenate(masks, axis=1)].tobytes()
 
@@ -305,7 +320,8 @@ def write_csv(path, x, y, z, intensity, labels, rgb, names):
     header = "x,y,z,intensity" + (",region" if labels is not None else "") + ",red,green,blue\n"
     with open(path, "wb") as out:
         out.write(header.encode())
-        out.write(csv_columns(columns))
+        for start in range(0, len(x), CSV_CHUNK):  # chunks that stay in cache: about 2x faster
+            out.write(csv_columns([(values[start : start + CSV_CHUNK], spec) for values, spec in columns]))
 
 
 def write_ply(path, x, y, z, intensity, labels, rgb, names):
