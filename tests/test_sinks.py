@@ -217,3 +217,16 @@ def test_output_folder_problems_name_the_path(tmp_path):
         points.open(info)
     frames.open(info)  # a leftover temporary is ours to replace
     assert (blocker / "depth_frames.partial").is_dir()
+
+
+def test_record_index_reads_one_frame_at_a_time(tmp_path):
+    from annolid.depth.io.records import RecordIndex
+
+    path = Path(run_sinks(tmp_path / "out", count=4)["depth_ndjson"])
+    with open(path, "a") as f:
+        f.write('{"frame_index": 99, "cut short')  # a killed run's last line
+    index = RecordIndex(path)
+    assert index.frames == [0, 2, 4, 6] and index.kind == "relative_disparity"
+    assert (index.nearest(5), index.nearest(0), index.nearest(100)) == (4, 0, 6)
+    step = (depth_frames(4)[2].max() - depth_frames(4)[2].min()) / 65535
+    assert np.abs(index.depth(4) - depth_frames(4)[2]).max() <= step

@@ -6,7 +6,9 @@ The depth map travels as a 16-bit PNG (base64) with the frame's own value range,
 from __future__ import annotations
 
 import base64
+import bisect
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,3 +83,42 @@ def scan_range(path: str | Path) -> tuple[float, float, int]:
         scale = record["otherData"]["depth_map"]["scale"]
         lo, hi, count = min(lo, scale["min"]), max(hi, scale["max"]), count + 1
     return float(lo), float(hi), count
+
+
+FRAME_INDEX = re.compile(rb'"frame_index": (\d+)')
+
+
+class RecordIndex:
+    """Random access to one frame's depth without loading the others: byte offsets of each
+    complete record, found without decoding the PNGs (for scrubbing through results)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.offsets: dict[int, int] = {}
+        self.kind = "relative_disparity"
+        with open(self.path, "rb") as lines:
+            offset = 0
+            for line in lines:
+                found = FRAME_INDEX.search(line, 0, 512) if line.endswith(b"\n") else None
+                if found:
+                    self.offsets[int(found.group(1))] = offset
+                offset += len(line)
+        self.frames = sorted(self.offsets)
+        if self.frames:
+            self.kind = self.record(self.frames[0])["otherData"]["depth_map"].get("kind", self.kind)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def nearest(self, frame_index: int) -> int | None:
+        """The processed frame shown for `frame_index`: itself, else the last one before it."""
+        i = bisect.bisect_right(self.frames, frame_index)
+        return self.frames[i - 1] if i else None
+
+    def record(self, frame_index: int) -> dict:
+        with open(self.path, "rb") as lines:
+            lines.seek(self.offsets[frame_index])
+            return json.loads(lines.readline())
+
+    def depth(self, frame_index: int) -> np.ndarray:
+        return decode_depth(self.record(frame_index))

@@ -1,0 +1,1 @@
+"""The desktop app (Qt): open a video, set depth options, run, and browse the depth."""

@@ -1,0 +1,316 @@
+"""The main window: a video with its depth, scrubbed together, and the depth menus."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QPoint, QRect, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence, QPainter, QPixmap
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from annolid.depth.errors import DepthError
+from annolid.depth.io.records import RecordIndex
+from annolid.depth.io.source import FrameReader
+from annolid.depth.settings import DepthSettings, default_output_dir, load_settings
+from annolid.depth.weights import checkpoint_key, checkpoint_path
+
+from .images import blend, depth_image, to_pixmap
+from .run_dialog import RunDialog, depth_job, download_job
+from .settings_dialog import SettingsDialog
+
+VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.m4v *.webm *.mpg *.mpeg);;All files (*)"
+DISPLAY_MAX_RES = 1280  # frames are shown at most this large, as depth runs by default
+
+
+class ImageView(QWidget):
+    """An image scaled to fit, reporting the image pixel under the mouse."""
+
+    hovered = Signal(int, int)  # x, y in image pixels; -1, -1 when off the image
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.pixmap: QPixmap | None = None
+        self.setMouseTracking(True)
+        self.setMinimumSize(320, 180)
+
+    def set_image(self, rgb: np.ndarray | None) -> None:
+        self.pixmap = None if rgb is None else to_pixmap(rgb)
+        self.update()
+
+    def target(self) -> QRect:
+        size = self.pixmap.size().scaled(self.size(), Qt.KeepAspectRatio)
+        return QRect(QPoint((self.width() - size.width()) // 2, (self.height() - size.height()) // 2), size)
+
+    def paintEvent(self, event) -> None:
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), Qt.black)
+        if self.pixmap is not None:
+            painter.drawPixmap(self.target(), self.pixmap)
+
+    def mouseMoveEvent(self, event) -> None:
+        if self.pixmap is None:
+            return
+        rect, pos = self.target(), event.position()
+        x = int((pos.x() - rect.x()) * self.pixmap.width() / max(rect.width(), 1))
+        y = int((pos.y() - rect.y()) * self.pixmap.height() / max(rect.height(), 1))
+        inside = 0 <= x < self.pixmap.width() and 0 <= y < self.pixmap.height()
+        self.hovered.emit(x if inside else -1, y if inside else -1)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, config_path: str | Path | None = None):
+        super().__init__()
+        self.setWindowTitle("Annolid Depth")
+        self.setAcceptDrops(True)
+        self.config_path = config_path
+        self.reader: FrameReader | None = None
+        self.video: Path | None = None
+        self.depth: RecordIndex | None = None
+        self.frame = self.depth_map = None
+        self.last_message: QMessageBox | None = None
+        self.run_dialog: RunDialog | None = None
+
+        self.video_view, self.depth_view = ImageView(), ImageView()
+        for view in (self.video_view, self.depth_view):
+            view.hovered.connect(self.show_depth_at)
+        self.play_button = QPushButton("Play")
+        self.play_button.clicked.connect(self.toggle_play)
+        self.slider = QSlider(Qt.Horizontal)
+        self.slider.valueChanged.connect(self.show_frame)
+        self.position = QLabel("No video")
+        self.blend_box = QCheckBox("Blend depth over video")
+        self.blend_box.toggled.connect(self.redraw)
+        self.opacity = QSlider(Qt.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(60)
+        self.opacity.setMaximumWidth(160)
+        self.opacity.valueChanged.connect(self.redraw)
+        self.timer = QTimer(self)
+        self.timer.timeout.connect(self.next_frame)
+
+        views = QHBoxLayout()
+        views.addWidget(self.video_view, 1)
+        views.addWidget(self.depth_view, 1)
+        controls = QHBoxLayout()
+        for widget in (self.play_button, self.slider, self.position):
+            controls.addWidget(widget)
+        depth_controls = QHBoxLayout()
+        for widget in (self.blend_box, QLabel("Opacity"), self.opacity):
+            depth_controls.addWidget(widget)
+        depth_controls.addStretch()
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.addLayout(views, 1)
+        layout.addLayout(controls)
+        layout.addLayout(depth_controls)
+        self.setCentralWidget(central)
+        self._menus()
+        self.statusBar().showMessage("Open a video (File → Open Video…) or drop one here")
+        self.resize(1100, 520)
+        self._update_depth_controls()
+
+    def _menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        self.open_action = QAction("Open Video…", self, shortcut=QKeySequence.Open, triggered=self.choose_video)
+        file_menu.addAction(self.open_action)
+        file_menu.addAction(QAction("Quit", self, shortcut=QKeySequence.Quit, triggered=self.close))
+        view_menu = self.menuBar().addMenu("&View")
+        self.settings_action = QAction("Depth Settings…", self, triggered=self.edit_settings)
+        self.run_action = QAction("Video Depth Anything…", self, triggered=self.run_depth)
+        view_menu.addAction(self.settings_action)
+        view_menu.addAction(self.run_action)
+
+    # ------------------------------------------------------------------ messages
+
+    def message(self, text: str, title: str = "Annolid Depth", icon=QMessageBox.Warning) -> QMessageBox:
+        """A non-blocking message box; the window keeps working behind it."""
+        box = QMessageBox(icon, title, text, QMessageBox.Ok, self)
+        box.open()
+        self.last_message = box
+        return box
+
+    def settings(self) -> DepthSettings:
+        try:
+            return load_settings(self.config_path)
+        except ValueError as exc:
+            self.message(f"{exc}\nUsing the default settings.")
+            return DepthSettings()
+
+    # ------------------------------------------------------------------ video
+
+    def choose_video(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open Video", "", VIDEO_FILTER)
+        if path:
+            self.open_video(path)
+
+    def open_video(self, path: str | Path) -> bool:
+        try:
+            reader = FrameReader(path, max_res=DISPLAY_MAX_RES)
+        except (DepthError, ValueError) as exc:
+            self.message(str(exc), "Cannot open video")
+            return False
+        if self.reader is not None:
+            self.reader.close()
+        self.timer.stop()
+        self.reader, self.video = reader, Path(path)
+        self.setWindowTitle(f"{self.video.name} - Annolid Depth")
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, max(reader.frame_count - 1, 0))
+        self.slider.setValue(0)
+        self.slider.blockSignals(False)
+        self.load_depth()
+        self.show_frame(0)
+        found = f"depth for {len(self.depth)} frames" if self.depth else "no depth yet (View → Video Depth Anything…)"
+        self.statusBar().showMessage(f"{self.video.name}: {reader.frame_count} frames at {reader.fps:.2f} fps; {found}")
+        return True
+
+    def load_depth(self) -> None:
+        """Shows the depth of an earlier run of this video, if its output folder has one."""
+        self.depth = None
+        if self.video is not None:
+            ndjson = default_output_dir(self.video, self.settings().output_dir) / "depth.ndjson"
+            if ndjson.exists():
+                self.depth = RecordIndex(ndjson)
+        self._update_depth_controls()
+
+    def _update_depth_controls(self) -> None:
+        has_depth = bool(self.depth)
+        self.blend_box.setEnabled(has_depth)
+        self.opacity.setEnabled(has_depth)
+        self.depth_view.setVisible(has_depth and not self.blend_box.isChecked())
+
+    def show_frame(self, index: int) -> None:
+        if self.reader is None:
+            return
+        try:
+            self.frame = self.reader.read(index)
+        except (IndexError, DepthError) as exc:
+            self.statusBar().showMessage(f"Frame {index}: {exc}")
+            return
+        self.depth_map = None
+        if self.depth:
+            shown = self.depth.nearest(index)
+            self.depth_map = None if shown is None else self.depth.depth(shown)
+        seconds = index / self.reader.fps if self.reader.fps else 0.0
+        self.position.setText(f"Frame {index} / {max(self.reader.frame_count - 1, 0)}   {seconds:.2f} s")
+        self.redraw()
+
+    def redraw(self) -> None:
+        if self.frame is None:
+            return
+        self._update_depth_controls()
+        size = (self.frame.shape[1], self.frame.shape[0])
+        colour = None
+        if self.depth_map is not None:
+            colour = depth_image(self.depth_map, self.depth.kind == "metric_depth", size)
+        if colour is not None and self.blend_box.isChecked():
+            self.video_view.set_image(blend(self.frame, colour, self.opacity.value() / 100))
+        else:
+            self.video_view.set_image(self.frame)
+        self.depth_view.set_image(colour)
+
+    def show_depth_at(self, x: int, y: int) -> None:
+        """Status bar: the depth under the mouse, labelled with what the number means."""
+        if x < 0 or self.depth_map is None or self.frame is None:
+            return
+        dy = min(int(y * self.depth_map.shape[0] / self.frame.shape[0]), self.depth_map.shape[0] - 1)
+        dx = min(int(x * self.depth_map.shape[1] / self.frame.shape[1]), self.depth_map.shape[1] - 1)
+        value = float(self.depth_map[dy, dx])
+        label = f"{value:.3f} m" if self.depth.kind == "metric_depth" else f"{value:.4f} (relative disparity, larger = nearer)"
+        self.statusBar().showMessage(f"x {x}, y {y}: depth {label}")
+
+    def toggle_play(self) -> None:
+        if self.reader is None:
+            return
+        if self.timer.isActive():
+            self.timer.stop()
+            self.play_button.setText("Play")
+        else:
+            self.timer.start(max(int(1000 / (self.reader.fps or 30)), 1))
+            self.play_button.setText("Pause")
+
+    def next_frame(self) -> None:
+        if self.slider.value() >= self.slider.maximum():
+            self.toggle_play()
+        else:
+            self.slider.setValue(self.slider.value() + 1)
+
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        urls = event.mimeData().urls()
+        if urls:
+            self.open_video(urls[0].toLocalFile())
+
+    # ------------------------------------------------------------------ depth
+
+    def edit_settings(self) -> SettingsDialog:
+        dialog = SettingsDialog(self.settings(), self.config_path, self)
+        dialog.accepted.connect(self.load_depth)
+        dialog.accepted.connect(lambda: self.show_frame(self.slider.value()))
+        dialog.open()
+        return dialog
+
+    def run_depth(self) -> None:
+        if self.video is None:
+            self.message("Open a video first (File → Open Video…).", "No video")
+            return
+        settings = self.settings()
+        key = checkpoint_key(settings.encoder, settings.metric)
+        if not checkpoint_path(key, settings.checkpoint_root or None).exists():
+            box = QMessageBox(QMessageBox.Question, "Weights missing",
+                              f"The {key} weights are not downloaded yet. Download them now?",
+                              QMessageBox.Yes | QMessageBox.No, self)
+            box.buttonClicked.connect(
+                lambda button: box.standardButton(button) == QMessageBox.Yes and self._download_then_run(key, settings)
+            )
+            box.open()
+            self.last_message = box
+            return
+        self._start(RunDialog(depth_job(self.video, settings), f"Depth for {self.video.name}", self))
+
+    def _download_then_run(self, key: str, settings: DepthSettings) -> None:
+        dialog = RunDialog(download_job(key, settings.checkpoint_root or None), f"Downloading {key}", self)
+        dialog.cancel_button.setEnabled(False)  # a download cannot be stopped halfway safely
+        self._start(dialog, then=self.run_depth)
+
+    def _start(self, dialog: RunDialog, then=None) -> None:
+        self.run_dialog = dialog
+        self.run_action.setEnabled(False)
+        dialog.finished.connect(lambda _: self._done(dialog, then))
+        dialog.open()
+
+    def _done(self, dialog: RunDialog, then) -> None:
+        self.run_action.setEnabled(True)
+        if dialog.error is not None:
+            self.message(dialog.error, "Depth run failed")
+            return
+        result = dialog.result or {}
+        if "frames" in result:
+            state = "cancelled after" if result.get("cancelled") else "done:"
+            self.statusBar().showMessage(f"Depth {state} {result['frames']} frames → {result['output_dir']}")
+            self.load_depth()
+            self.show_frame(self.slider.value())
+        if then is not None:
+            then()
+
+    def closeEvent(self, event) -> None:
+        if self.run_dialog is not None and self.run_dialog.thread.isRunning():
+            self.run_dialog.cancel()
+            self.run_dialog.thread.wait()
+        if self.reader is not None:
+            self.reader.close()
+        super().closeEvent(event)

@@ -1,0 +1,144 @@
+"""View → Video Depth Anything…: the runner in a worker thread, with progress, preview and Cancel."""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, Qt, QThread, Signal
+from PySide6.QtWidgets import QDialog, QLabel, QProgressBar, QPushButton, QVBoxLayout
+
+from annolid.depth.errors import DepthError
+from annolid.depth.settings import DepthSettings, default_output_dir
+from annolid.depth.weights import download_checkpoint
+
+from .images import depth_image, to_pixmap
+
+PREVIEW_INTERVAL_S = 0.25  # the preview redraws at most this often
+
+
+class Job(QObject):
+    """Work for a QThread: a depth run, or a weights download. Results come back as signals."""
+
+    progress = Signal(int, int)  # frames done, total (0 when unknown)
+    preview = Signal(object)  # depth frame (float32 array)
+    finished = Signal(dict)
+    failed = Signal(str)
+
+    def __init__(self, work):
+        super().__init__()
+        self.work = work
+        self.cancel = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self.finished.emit(self.work(self))
+        except (DepthError, ValueError, OSError) as exc:
+            self.failed.emit(str(exc))
+        except Exception as exc:  # an unexpected failure still reaches the user, not a dead thread
+            self.failed.emit(f"{type(exc).__name__}: {exc}")
+
+
+def depth_job(video: Path, settings: DepthSettings) -> Job:
+    from annolid.depth import run_video_depth_anything  # torch loads with the first run, not at start-up
+
+    def work(job: Job) -> dict:
+        last_preview = [0.0]
+
+        def preview(frame_index, rgb, depth):
+            now = time.monotonic()
+            if now - last_preview[0] >= PREVIEW_INTERVAL_S:
+                last_preview[0] = now
+                job.preview.emit(depth)
+
+        return run_video_depth_anything(
+            video,
+            default_output_dir(video, settings.output_dir),
+            **settings.run_kwargs(),
+            progress_callback=lambda done, total: job.progress.emit(done, total or 0),
+            preview_callback=preview,
+            should_cancel=job.cancel.is_set,
+        )
+
+    return Job(work)
+
+
+def download_job(key: str, root: str | None) -> Job:
+    return Job(lambda job: {"path": str(download_checkpoint(key, root))})
+
+
+class RunDialog(QDialog):
+    """Runs a job; shows frames done, frames per second, ETA and the latest depth frame."""
+
+    def __init__(self, job: Job, title: str, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle(title)
+        self.job, self.result, self.error = job, None, None
+        self.started = time.monotonic()
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 0)  # busy until the first progress report
+        self.status = QLabel("Starting…")
+        self.preview = QLabel()
+        self.preview.setAlignment(Qt.AlignCenter)
+        self.preview.setMinimumSize(320, 180)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel)
+        layout = QVBoxLayout(self)
+        for widget in (self.preview, self.bar, self.status, self.cancel_button):
+            layout.addWidget(widget)
+
+        self.thread = QThread(self)
+        job.moveToThread(self.thread)
+        self.thread.started.connect(job.run)
+        job.progress.connect(self.on_progress)
+        job.preview.connect(self.on_preview)
+        job.finished.connect(self.on_finished)
+        job.failed.connect(self.on_failed)
+        self.thread.start()
+
+    def on_progress(self, done: int, total: int) -> None:
+        elapsed = time.monotonic() - self.started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        if total:
+            self.bar.setRange(0, max(total, done))
+            self.bar.setValue(done)
+            eta = f", ETA {format_seconds((max(total, done) - done) / rate)}" if rate > 0 else ""
+            self.status.setText(f"{done} / {total} frames, {rate:.2f} frames/s{eta}")
+        else:
+            self.status.setText(f"{done} frames, {rate:.2f} frames/s")
+
+    def on_preview(self, depth: np.ndarray) -> None:
+        pixmap = to_pixmap(depth_image(depth))
+        self.preview.setPixmap(pixmap.scaled(self.preview.size(), Qt.KeepAspectRatio, Qt.SmoothTransformation))
+
+    def cancel(self) -> None:
+        """Stops the run at the next frame; what was written stays valid."""
+        self.job.cancel.set()
+        self.cancel_button.setEnabled(False)
+        self.status.setText("Cancelling… (finishing the current window)")
+
+    def on_finished(self, result: dict) -> None:
+        self.result = result
+        self._stop()
+        self.accept()
+
+    def on_failed(self, message: str) -> None:
+        self.error = message
+        self._stop()
+        self.reject()
+
+    def _stop(self) -> None:
+        self.thread.quit()
+        self.thread.wait()
+
+    def reject(self) -> None:
+        if self.thread.isRunning():  # Escape or the close button: cancel, then close when done
+            self.cancel()
+            return
+        super().reject()
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"

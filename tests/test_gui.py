@@ -1,0 +1,178 @@
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+pytest.importorskip("pytestqt")
+from PySide6.QtCore import QPoint, Qt  # noqa: E402
+from PySide6.QtWidgets import QMessageBox  # noqa: E402
+
+from annolid.depth.io.records import iter_records  # noqa: E402
+from annolid.gui.main_window import MainWindow  # noqa: E402
+from annolid.gui.settings_dialog import SettingsDialog  # noqa: E402
+from parity_recipe import write_checkpoint  # noqa: E402
+
+FAST = {"encoder": "vits", "input_size": 56, "max_res": 128, "max_frames": 12, "streaming": True}
+
+
+@pytest.fixture(scope="module")
+def recipe_checkpoint(tmp_path_factory) -> Path:
+    return write_checkpoint(tmp_path_factory.mktemp("weights") / "video_depth_anything_vits.pth")
+
+
+@pytest.fixture
+def video(tmp_path, media_clip) -> Path:
+    target = tmp_path / "videos" / "rollercoaster.mp4"
+    target.parent.mkdir()
+    shutil.copy(media_clip, target)
+    return target
+
+
+@pytest.fixture
+def window(qtbot):
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    return win
+
+
+@pytest.fixture
+def weights(recipe_checkpoint):
+    folder = Path(os.environ["ANNOLID_DEPTH_CHECKPOINTS"])
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(recipe_checkpoint, folder / recipe_checkpoint.name)
+
+
+def write_config(home: Path, **section) -> Path:
+    path = home / ".labelmerc"
+    path.write_text(yaml.safe_dump({"video_depth_anything": section, "shortcuts": {"close": "Ctrl+W"}}))
+    return path
+
+
+def assert_not_blank(widget, path: Path) -> None:
+    widget.grab().save(str(path))
+    image = widget.grab().toImage()
+    pixels = np.array([image.pixel(x, y) for x in range(0, image.width(), 7) for y in range(0, image.height(), 7)])
+    assert path.stat().st_size > 0 and pixels.std() > 0
+
+
+def run_and_wait(qtbot, window):
+    window.run_depth()
+    dialog = window.run_dialog
+    with qtbot.waitSignal(dialog.finished, timeout=120_000):
+        pass
+    return dialog
+
+
+def test_open_video_shows_frames_and_scrubs(qtbot, window, video, tmp_path):
+    assert window.open_video(video)
+    assert window.slider.maximum() == 69
+    window.slider.setValue(24)
+    assert window.position.text().startswith("Frame 24 / 69") and "1.00 s" in window.position.text()
+    assert window.frame.shape == (540, 960, 3)
+    assert not window.depth_view.isVisible()  # no depth yet
+    assert_not_blank(window, tmp_path / "main_window.png")
+
+
+def test_settings_dialog_saves_and_keeps_other_sections(qtbot, window, _isolated_home, tmp_path):
+    config = write_config(_isolated_home, encoder="vits", custom_key=3)
+    dialog = window.edit_settings()
+    qtbot.addWidget(dialog)
+    assert "MB" in dialog.widgets["encoder"].currentText()
+    dialog.widgets["encoder"].setCurrentIndex(1)
+    dialog.widgets["target_fps"].setValue(15)
+    dialog.widgets["save_depth_video"].setChecked(True)
+    assert_not_blank(dialog, tmp_path / "settings_dialog.png")
+    dialog.widgets["input_size"].setValue(100)  # not a multiple of 14
+    dialog.accept()
+    assert "multiple of 14" in dialog.error.text() and dialog.isVisible()
+    dialog.widgets["input_size"].setValue(518)
+    dialog.accept()
+    saved = yaml.safe_load(config.read_text())
+    assert saved["shortcuts"] == {"close": "Ctrl+W"}
+    section = saved["video_depth_anything"]
+    assert (section["encoder"], section["target_fps"], section["save_depth_video"], section["custom_key"]) == ("vitb", 15, True, 3)
+
+
+def test_run_to_completion_then_browse_depth(qtbot, window, video, weights, _isolated_home):
+    write_config(_isolated_home, **FAST)
+    window.open_video(video)
+    dialog = run_and_wait(qtbot, window)
+    assert dialog.error is None and dialog.result["frames"] == 12 and not dialog.result["cancelled"]
+    assert "12 / 12 frames" in dialog.status.text()
+    ndjson = video.parent / "rollercoaster" / "depth.ndjson"
+    assert [r["frame_index"] for r in iter_records(ndjson)] == list(range(12))
+    assert window.depth is not None and window.depth_view.isVisible()
+
+    window.slider.setValue(5)
+    assert window.depth_map.shape == (72, 128)
+    side_by_side = window.video_view.pixmap.toImage()
+    window.blend_box.setChecked(True)
+    assert not window.depth_view.isVisible()
+    assert window.video_view.pixmap.toImage() != side_by_side  # the depth is drawn over the frame
+    window.video_view.hovered.emit(480, 270)
+    assert "relative disparity" in window.statusBar().currentMessage()
+
+
+def test_reopening_a_video_finds_earlier_results(qtbot, window, video, weights, _isolated_home):
+    write_config(_isolated_home, **FAST)
+    window.open_video(video)
+    run_and_wait(qtbot, window)
+    fresh = MainWindow()
+    qtbot.addWidget(fresh)
+    fresh.open_video(video)
+    assert fresh.depth is not None and len(fresh.depth) == 12
+
+
+def test_cancel_keeps_a_valid_partial_result(qtbot, window, video, weights, _isolated_home):
+    write_config(_isolated_home, **{**FAST, "max_frames": -1})
+    window.open_video(video)
+    window.run_depth()
+    dialog = window.run_dialog
+    with qtbot.waitSignal(dialog.job.progress, timeout=60_000):
+        pass
+    with qtbot.waitSignal(dialog.finished, timeout=60_000):
+        qtbot.mouseClick(dialog.cancel_button, Qt.LeftButton)
+    assert dialog.result["cancelled"]
+    records = list(iter_records(video.parent / "rollercoaster" / "depth.ndjson"))
+    assert 1 <= len(records) < 70 and len(records) == dialog.result["frames"]
+
+
+def test_bad_input_keeps_the_app_working(qtbot, window, video, tmp_path, weights, _isolated_home):
+    window.run_depth()
+    assert "Open a video first" in window.last_message.text()
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_text("not a video")
+    assert not window.open_video(not_video)
+    assert "notes.mp4" in window.last_message.text()
+
+    blocker = tmp_path / "blocked"
+    blocker.write_text("a file where the output folder goes")
+    write_config(_isolated_home, **FAST, output_dir=str(blocker))
+    assert window.open_video(video)
+    dialog = run_and_wait(qtbot, window)
+    assert dialog.error and "blocked" in dialog.error
+    assert window.last_message.windowTitle() == "Depth run failed"
+    assert window.run_action.isEnabled()
+
+
+def test_missing_weights_offer_a_download(qtbot, window, video, _isolated_home):
+    write_config(_isolated_home, **FAST)
+    window.open_video(video)
+    window.run_depth()
+    box = window.last_message
+    assert box.icon() == QMessageBox.Question and "video_depth_anything_vits" in box.text()
+    box.button(QMessageBox.No).click()
+    assert window.run_dialog is None
+
+
+def test_hover_reads_depth_from_the_view(qtbot, window, video, weights, _isolated_home):
+    write_config(_isolated_home, **FAST)
+    window.open_video(video)
+    run_and_wait(qtbot, window)
+    view = window.depth_view
+    qtbot.mouseMove(view, QPoint(view.width() // 2, view.height() // 2))
+    assert "depth" in window.statusBar().currentMessage()
