@@ -1,0 +1,221 @@
+"""The documented contract end to end: run_video_depth_anything and the CLI on a real video."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import yaml
+
+from annolid.depth import run_video_depth_anything
+from annolid.depth.errors import OutputError, VideoError, WeightsError
+from annolid.depth.io.records import iter_records
+from parity_recipe import write_checkpoint
+from test_sinks import read_seed_snippet
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = {"input_size": 56, "max_res": 160}
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("weights")
+    write_checkpoint(folder / "video_depth_anything_vits.pth")
+    return folder
+
+
+@pytest.fixture
+def video(tmp_path, media_clip) -> Path:
+    target = tmp_path / "videos" / "mice.mp4"
+    target.parent.mkdir()
+    shutil.copy(media_clip, target)
+    return target
+
+
+def cut_clip(source: Path, target: Path, frames: int) -> Path:
+    """The first frames of a video, re-encoded (keeps the documented snippet fast)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(source)) as src, av.open(str(target), "w") as dst:
+        stream = dst.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 320, 180, "yuv420p"
+        for i, frame in enumerate(src.decode(video=0)):
+            if i == frames:
+                break
+            small = frame.reformat(width=320, height=180, format="yuv420p")
+            dst.mux(stream.encode(small))
+        dst.mux(stream.encode())
+    return target
+
+
+def test_documented_snippet_verbatim(tmp_path, media_clip, weights_dir, monkeypatch):
+    monkeypatch.setenv("ANNOLID_DEPTH_CHECKPOINTS", str(weights_dir))
+    monkeypatch.chdir(tmp_path)
+    cut_clip(media_clip, tmp_path / "videos" / "mice.mp4", 8)
+    input_video = Path("videos/mice.mp4")
+    output_dir = Path("outputs/mice_depth")
+
+    result = run_video_depth_anything(
+        input_video=str(input_video),
+        output_dir=str(output_dir),
+        encoder="vits",
+        streaming=True,
+        target_fps=15,
+        max_res=1280,
+        save_depth_video=True,
+        save_depth_frames=True,
+        save_point_clouds=False,
+    )
+
+    assert result.get("depth_ndjson") == "outputs/mice_depth/depth.ndjson"
+    assert [r["frame_index"] for r in iter_records(result["depth_ndjson"])] == [0, 2, 4, 6]  # 24 fps -> every 2nd
+    assert result["fps"] == 12 and result["frames"] == 4 and result["depth_kind"] == "relative_disparity"
+    assert sorted(os.listdir(result["depth_frames"])) == [f"depth_{i:05d}.png" for i in (0, 2, 4, 6)]
+    assert Path(result["depth_visualization"]).name == "mice_vis.mp4"
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+def test_every_output_agrees(video, weights_dir, tmp_path, streaming):
+    out = tmp_path / "out"
+    frames = 36 if not streaming else 12  # offline: past the first 32-frame window
+    result = run_video_depth_anything(
+        video, out, checkpoint_root=weights_dir, streaming=streaming, max_frames=frames, target_fps=-1,
+        save_depth_video=True, save_depth_frames=True, save_point_clouds=True, save_npz=True, save_exr=True, **SMALL,
+    )
+    assert result["frames"] == frames and not result["cancelled"]
+    assert result["mode"] == ("streaming" if streaming else "offline")
+    assert result["model"] == "video_depth_anything_vits" and result["depth_unit"] is None
+    assert set(result) >= {"output_dir", "depth_ndjson", "depth_visualization", "depth_frames", "point_cloud_csv", "npz", "exr"}
+
+    records = list(iter_records(result["depth_ndjson"]))
+    indices = [r["frame_index"] for r in records]
+    assert indices == list(range(frames))
+    assert {(r["imageHeight"], r["imageWidth"], r["video_name"]) for r in records} == {(90, 160, "mice.mp4")}
+    archive = np.load(result["npz"])
+    assert archive["depths"].shape == (frames, 90, 160)
+    np.testing.assert_array_equal(archive["frame_indices"], indices)
+    for line in (0, frames - 1):
+        scale = records[line]["otherData"]["depth_map"]["scale"]
+        step = (scale["max"] - scale["min"]) / 65535
+        assert np.abs(read_seed_snippet(Path(result["depth_ndjson"]), line) - archive["depths"][line]).max() <= step
+
+    with av.open(result["depth_visualization"]) as container:
+        stream = container.streams.video[0]
+        assert sum(1 for _ in container.decode(stream)) == frames
+        assert (stream.width, stream.height, float(stream.average_rate)) == (160, 90, 24.0)
+    assert sorted(os.listdir(result["depth_frames"])) == [f"depth_{i:05d}.png" for i in indices]
+    assert sorted(os.listdir(result["point_cloud_csv"])) == [f"point_{i:04d}.csv" for i in indices]
+    cloud = np.loadtxt(Path(result["point_cloud_csv"]) / "point_0003.csv", delimiter=",", skiprows=1)
+    depth = archive["depths"][3]
+    np.testing.assert_allclose(np.sort(cloud[:, 2]), np.sort(1.0 / depth[depth > 1e-6 * depth.max()]), rtol=1e-4, atol=1e-5)
+    import OpenEXR
+
+    with OpenEXR.File(str(Path(result["exr"]) / "depth_00003.exr")) as image:
+        np.testing.assert_array_equal(image.channels()["Z"].pixels, depth)
+
+
+def test_rerun_replaces_results(video, weights_dir, tmp_path):
+    for frames in (5, 3):
+        result = run_video_depth_anything(video, tmp_path / "out", checkpoint_root=weights_dir, max_frames=frames, **SMALL)
+    assert len(Path(result["depth_ndjson"]).read_text().splitlines()) == 3
+
+
+def test_callbacks_and_cancel(video, weights_dir, tmp_path):
+    progress, previews = [], []
+    result = run_video_depth_anything(
+        video, tmp_path / "out", checkpoint_root=weights_dir, **SMALL,
+        progress_callback=lambda done, total: progress.append((done, total)),
+        preview_callback=lambda i, rgb, depth: previews.append((i, depth.shape, rgb.shape)),
+        should_cancel=lambda: len(progress) >= 4,
+    )
+    assert result["cancelled"] and result["frames"] == 4
+    assert progress == [(1, 70), (2, 70), (3, 70), (4, 70)]
+    assert previews == [(i, (90, 160), (90, 160, 3)) for i in range(4)]
+    assert [r["frame_index"] for r in iter_records(result["depth_ndjson"])] == [0, 1, 2, 3]
+
+
+def test_default_output_folders(video, weights_dir, _isolated_home):
+    result = run_video_depth_anything(video, checkpoint_root=weights_dir, max_frames=2, **SMALL)
+    assert result["output_dir"] == str(video.parent / "mice")
+    (_isolated_home / ".labelmerc").write_text(yaml.safe_dump({"video_depth_anything": {"output_dir": str(_isolated_home / "depth")}}))
+    result = run_video_depth_anything(video, checkpoint_root=weights_dir, max_frames=2, **SMALL)
+    assert result["output_dir"] == str(_isolated_home / "depth" / "mice")
+
+
+@pytest.mark.parametrize(
+    "options,error,message",
+    [
+        ({"encoder": "vitg"}, ValueError, "vits, vitb, vitl"),
+        ({"input_size": 100}, ValueError, "multiple of 14"),
+        ({"input_size": -14}, ValueError, "input_size"),
+        ({"max_res": 0}, ValueError, "max_res"),
+        ({"target_fps": 0}, ValueError, "target_fps"),
+        ({"device": "tpu"}, ValueError, "device"),
+    ],
+)
+def test_bad_arguments_fail_before_any_work(video, weights_dir, tmp_path, options, error, message):
+    with pytest.raises(error, match=message):
+        run_video_depth_anything(video, tmp_path / "out", checkpoint_root=weights_dir, **{**SMALL, **options})
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_files_get_clear_errors(tmp_path, video, weights_dir):
+    with pytest.raises(VideoError, match="missing.mp4"):
+        run_video_depth_anything(tmp_path / "missing.mp4", tmp_path / "out", checkpoint_root=weights_dir)
+    text = tmp_path / "notes.mp4"
+    text.write_text("hello")
+    with pytest.raises(VideoError, match="notes.mp4"):
+        run_video_depth_anything(text, tmp_path / "out", checkpoint_root=weights_dir)
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file")
+    with pytest.raises(OutputError, match="taken"):
+        run_video_depth_anything(video, blocker, checkpoint_root=weights_dir, **SMALL)
+    with pytest.raises(WeightsError, match=r"metric_video_depth_anything_vits\.pth(.|\n)*download_weights"):
+        run_video_depth_anything(video, tmp_path / "out", metric=True, **SMALL)
+    assert not (tmp_path / "out").exists()
+
+
+def run_cli(*args, env=None, **kwargs):
+    return subprocess.run([sys.executable, "-m", "annolid.depth", *args], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, **(env or {})}, timeout=300, **kwargs)
+
+
+def test_cli_help_and_run(video, weights_dir, _isolated_home):
+    help_text = run_cli("--help").stdout
+    for flag in ("--encoder", "--streaming", "--no-streaming", "--target-fps", "--max-res", "--save-depth-video",
+                 "--save-point-clouds", "--point-cloud-format", "--save-exr", "--output-dir", "--precision"):
+        assert flag in help_text
+    (_isolated_home / ".labelmerc").write_text(yaml.safe_dump({"video_depth_anything": {"max_frames": 3, **SMALL}}))
+    done = run_cli(str(video), "--checkpoint-root", str(weights_dir), "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert len((video.parent / "mice" / "depth.ndjson").read_text().splitlines()) == 3  # max_frames from ~/.labelmerc
+
+
+def test_cli_failures_exit_1_without_traceback(tmp_path, media_clip, _isolated_home):
+    done = run_cli(str(tmp_path / "nope.mp4"))
+    assert done.returncode == 1
+    assert "nope.mp4" in done.stderr and "Traceback" not in done.stderr
+    (_isolated_home / ".labelmerc").write_text(yaml.safe_dump({"video_depth_anything": {"encoder": "vitb"}}))
+    done = run_cli(str(cut_clip(media_clip, tmp_path / "v.mp4", 2)))
+    assert done.returncode == 1 and "video_depth_anything_vitb" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_cli_interrupt_exits_130_and_keeps_records(video, weights_dir, tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "annolid.depth", str(video), "--output-dir", str(out), "--quiet",
+                             "--checkpoint-root", str(weights_dir), "--input-size", "56", "--max-res", "160"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    partial = out / "depth.ndjson.partial"
+    deadline = time.monotonic() + 120
+    while not (partial.exists() and partial.stat().st_size > 0) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    records = list(iter_records(out / "depth.ndjson"))
+    assert 1 <= len(records) < 70
