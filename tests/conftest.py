@@ -1,4 +1,5 @@
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -35,3 +36,12 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("ANNOLID_DEPTH_CHECKPOINTS", str(home / "checkpoints"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return home
+
+
+@pytest.fixture
+def video(tmp_path, media_clip) -> Path:
+    """A private copy of the test clip at videos/mice.mp4, so outputs land in the test's folder."""
+    target = tmp_path / "videos" / "mice.mp4"
+    target.parent.mkdir()
+    shutil.copy(media_clip, target)
+    return target

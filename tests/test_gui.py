@@ -12,7 +12,6 @@ from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
 from annolid.depth.io.records import iter_records  # noqa: E402
 from annolid.gui.main_window import MainWindow  # noqa: E402
-from annolid.gui.settings_dialog import SettingsDialog  # noqa: E402
 from parity_recipe import write_checkpoint  # noqa: E402
 
 FAST = {"encoder": "vits", "input_size": 56, "max_res": 128, "max_frames": 12, "streaming": True}
@@ -21,14 +20,6 @@ FAST = {"encoder": "vits", "input_size": 56, "max_res": 128, "max_frames": 12, "
 @pytest.fixture(scope="module")
 def recipe_checkpoint(tmp_path_factory) -> Path:
     return write_checkpoint(tmp_path_factory.mktemp("weights") / "video_depth_anything_vits.pth")
-
-
-@pytest.fixture
-def video(tmp_path, media_clip) -> Path:
-    target = tmp_path / "videos" / "rollercoaster.mp4"
-    target.parent.mkdir()
-    shutil.copy(media_clip, target)
-    return target
 
 
 @pytest.fixture
@@ -103,7 +94,7 @@ def test_run_to_completion_then_browse_depth(qtbot, window, video, weights, _iso
     dialog = run_and_wait(qtbot, window)
     assert dialog.error is None and dialog.result["frames"] == 12 and not dialog.result["cancelled"]
     assert "12 / 12 frames" in dialog.status.text()
-    ndjson = video.parent / "rollercoaster" / "depth.ndjson"
+    ndjson = video.parent / "mice" / "depth.ndjson"
     assert [r["frame_index"] for r in iter_records(ndjson)] == list(range(12))
     assert window.depth is not None and window.depth_view.isVisible()
 
@@ -137,7 +128,7 @@ def test_cancel_keeps_a_valid_partial_result(qtbot, window, video, weights, _iso
     with qtbot.waitSignal(dialog.finished, timeout=60_000):
         qtbot.mouseClick(dialog.cancel_button, Qt.LeftButton)
     assert dialog.result["cancelled"]
-    records = list(iter_records(video.parent / "rollercoaster" / "depth.ndjson"))
+    records = list(iter_records(video.parent / "mice" / "depth.ndjson"))
     assert 1 <= len(records) < 70 and len(records) == dialog.result["frames"]
 
 

@@ -1,6 +1,5 @@
 """The documented contract end to end: run_video_depth_anything and the CLI on a real video."""
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,14 +26,6 @@ def weights_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("weights")
     write_checkpoint(folder / "video_depth_anything_vits.pth")
     return folder
-
-
-@pytest.fixture
-def video(tmp_path, media_clip) -> Path:
-    target = tmp_path / "videos" / "mice.mp4"
-    target.parent.mkdir()
-    shutil.copy(media_clip, target)
-    return target
 
 
 def cut_clip(source: Path, target: Path, frames: int) -> Path:
