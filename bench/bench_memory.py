@@ -59,6 +59,7 @@ def run(video: Path, out: Path, checkpoints: Path, streaming: bool, input_size: 
 
 
 def main() -> None:
+    sys.stdout.reconfigure(line_buffering=True)
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--input-size", type=int, default=56)

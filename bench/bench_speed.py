@@ -89,6 +89,7 @@ def reference_fps(reference: Path, frames: list, size: int, streaming: bool) -> 
 
 
 def main() -> None:
+    sys.stdout.reconfigure(line_buffering=True)
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="252,518")
     parser.add_argument("--frames", type=int, default=70)

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from annolid.depth.engine import offline_depth, pick_device, pick_precision, streaming_depth
+from annolid.depth.engine.device import cpu_runs_bf16
 from annolid.depth.engine.streaming import context_frames
 from annolid.depth.engine.transform import FrameTransform, effective_input_size, network_shape
 from annolid.depth.model import VideoDepthAnything
@@ -138,7 +139,11 @@ def test_device_and_precision_choice():
         pick_device("tpu9")
     cpu = torch.device("cpu")
     assert pick_precision(cpu) == "fp32"
-    assert pick_precision(cpu, precision="bf16") == "bf16"
+    if cpu_runs_bf16():
+        assert pick_precision(cpu, precision="bf16") == "bf16"
+    else:
+        with pytest.raises(ValueError, match="no bf16 arithmetic"):
+            pick_precision(cpu, precision="bf16")
     with pytest.raises(ValueError, match="fp32, bf16"):
         pick_precision(cpu, precision="fp16")
 

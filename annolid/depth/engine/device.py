@@ -31,6 +31,13 @@ def pick_device(requested: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def cpu_runs_bf16() -> bool:
+    """Whether this CPU has bf16 arithmetic (AVX512-BF16 or AMX); elsewhere torch emulates it,
+    about 30x slower than fp32."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
 def pick_precision(device: torch.device, fp32: bool = False, precision: str | None = None) -> str:
     """`precision` wins; else FP32 when asked or on CPU (exact and, there, not slower), else FP16."""
     if precision is None:
@@ -40,6 +47,8 @@ def pick_precision(device: torch.device, fp32: bool = False, precision: str | No
         raise ValueError(f"precision {precision!r} is not available on {device.type}; choose one of {', '.join(allowed)}")
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError("this GPU does not run bf16; choose fp16 or fp32")
+    if precision == "bf16" and device.type == "cpu" and not cpu_runs_bf16():
+        raise ValueError("this CPU has no bf16 arithmetic (AVX512-BF16 or AMX), so bf16 would be far slower; use fp32")
     return precision
 
 
