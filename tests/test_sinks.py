@@ -1,198 +1,293 @@
-import base64
-import io
+"""Every output sink on real files: formats read back, re-runs, killed runs, bad folders."""
 import json
+import re
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from test_records import read_seed_snippet
 
 from annolid.depth.errors import OutputError
-from annolid.depth.io.records import decode_depth, encode_record, iter_records, scan_range
-from annolid.depth.io.sinks import RunInfo, build_sinks, csv_columns
+from annolid.depth.io.records import iter_records
+from annolid.depth.io.sinks import (
+    BYTES,
+    DepthVideoSink,
+    NdjsonSink,
+    PointCloudSink,
+    RunInfo,
+    build_sinks,
+    csv_rows,
+    label_cells,
+)
 
 H, W = 30, 41  # odd width: the video sink must pad it
+EVERY_OUTPUT = {f"save_{name}": True for name in ("depth_video", "depth_frames", "point_clouds", "npz", "exr")}
 
 
-def depth_frames(count: int) -> list[np.ndarray]:
+def depth_frames(count: int, low: float = 1.0) -> list[np.ndarray]:
+    """Smooth gradients that grow frame by frame."""
     y, x = np.mgrid[0:H, 0:W].astype(np.float32)
-    return [(1.0 + x / W + y / H + 0.1 * i).astype(np.float32) for i in range(count)]
+    return [(low + x / W + y / H + 0.1 * i).astype(np.float32) for i in range(count)]
 
 
 def rgb_frame(i: int) -> np.ndarray:
-    rng = np.random.default_rng(i)
-    return rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    return np.random.default_rng(i).integers(0, 256, (H, W, 3), dtype=np.uint8)
 
 
-def run_sinks(out: Path, count: int = 5, metric: bool = False, stem: str = "clip", **flags) -> dict:
+def run_info(out: Path, stem: str = "clip", **fields) -> RunInfo:
+    return RunInfo(video_path=out.parent / f"{stem}.mp4", output_dir=out, stem=stem, width=W, height=H, fps=12.5, **fields)
+
+
+def run_sinks(out: Path, count: int = 5, depths: list[np.ndarray] | None = None, completed: bool = True, **options) -> dict:
+    """One run as the runner makes it: open all, write each frame to each, close in order."""
     out.mkdir(parents=True, exist_ok=True)
-    info = RunInfo(video_path=out.parent / f"{stem}.mp4", output_dir=out, stem=stem, width=W, height=H, fps=12.5,
-                   metric=metric, **{k: flags.pop(k) for k in list(flags) if k in RunInfo.__dataclass_fields__})
-    sinks = build_sinks(info, **flags)
-    results = {}
+    info = run_info(out, **{k: options.pop(k) for k in list(options) if k in RunInfo.__dataclass_fields__})
+    sinks = build_sinks(info, **options)
     for sink in sinks:
         sink.open(info)
-    for i, depth in enumerate(depth_frames(count)):
+    for i, depth in enumerate(depth_frames(count) if depths is None else depths):
         for sink in sinks:
             sink.write(2 * i, rgb_frame(i), depth)
+    results = {}
     for sink in sinks:
-        results.update(sink.close(True))
+        results.update(sink.close(completed))
     return results
 
 
-def read_seed_snippet(path: Path, line: int) -> np.ndarray:
-    """The reader from the user documentation, as written there."""
-    record = json.loads(Path(path).read_text().splitlines()[line])
-    encoded = record["otherData"]["depth_map"]["image_data"]
-    scale = record["otherData"]["depth_map"]["scale"]
-    image = Image.open(io.BytesIO(base64.b64decode(encoded)))
-    quant = np.array(image, dtype=np.float32)
-    return (quant / 65535.0) * (scale["max"] - scale["min"]) + scale["min"]
+def step(depth: np.ndarray) -> float:
+    return float(depth.max() - depth.min()) / 65535
 
 
-def test_record_shape_and_round_trip():
-    depth = depth_frames(1)[0]
-    record = encode_record(depth, 7, "clip.mp4", "clip", "relative_disparity")
-    assert set(record) == {"version", "flags", "shapes", "imagePath", "imageData", "imageHeight", "imageWidth",
-                           "frame_index", "video_name", "otherData"}
-    assert (record["imageHeight"], record["imageWidth"], record["frame_index"]) == (H, W, 7)
-    assert record["imagePath"] == "clip_000000007.png" and record["video_name"] == "clip.mp4"
-    depth_map = record["otherData"]["depth_map"]
-    assert depth_map["dtype"] == "uint16" and depth_map["kind"] == "relative_disparity" and depth_map["unit"] is None
-    assert depth_map["scale"] == {"min": float(depth.min()), "max": float(depth.max())}
-    step = (depth.max() - depth.min()) / 65535
-    assert np.abs(decode_depth(record) - depth).max() <= step
+# --------------------------------------------------------------------------- depth.ndjson
 
 
-def test_constant_depth_map_round_trips():
-    record = encode_record(np.full((4, 5), 2.5, np.float32), 0, "v.mp4", "v", "metric_depth")
-    np.testing.assert_array_equal(decode_depth(record), np.full((4, 5), 2.5, np.float32))
-    assert record["otherData"]["depth_map"]["unit"] == "m"
-
-
-def test_ndjson_reads_with_the_documented_snippet(tmp_path):
+def test_ndjson_reads_back_with_the_documented_snippet(tmp_path):
     results = run_sinks(tmp_path / "out", count=4)
     path = Path(results["depth_ndjson"])
     assert path == tmp_path / "out" / "depth.ndjson"
-    assert [r["frame_index"] for r in iter_records(path)] == [0, 2, 4, 6]
+    records = list(iter_records(path))
+    assert [r["frame_index"] for r in records] == [0, 2, 4, 6]
+    assert {(r["video_name"], r["imagePath"][:5], r["otherData"]["depth_map"]["kind"]) for r in records} == {
+        ("clip.mp4", "clip_", "relative_disparity")
+    }
     for line, depth in enumerate(depth_frames(4)):
-        step = (depth.max() - depth.min()) / 65535
-        assert np.abs(read_seed_snippet(path, line) - depth).max() <= step
-    lo, hi, count = scan_range(path)
-    assert (count, lo) == (4, pytest.approx(1.0)) and hi == pytest.approx(depth_frames(4)[-1].max())
+        assert np.abs(read_seed_snippet(path, line) - depth).max() <= step(depth)
 
 
-def test_a_killed_runs_cut_last_line_is_skipped(tmp_path):
-    path = Path(run_sinks(tmp_path / "out", count=3)["depth_ndjson"])
-    text = path.read_text()
-    path.write_text(text[: len(text) - 100])
-    assert [r["frame_index"] for r in iter_records(path)] == [0, 2]
-
-
-def test_rerun_replaces_and_an_empty_run_keeps_previous_results(tmp_path):
+def test_a_killed_run_leaves_complete_lines_and_the_previous_results(tmp_path):
     out = tmp_path / "out"
-    run_sinks(out, count=5, save_npz=True)
-    run_sinks(out, count=3, save_npz=True)
-    assert len((out / "depth.ndjson").read_text().splitlines()) == 3
-    assert np.load(out / "clip_depths.npz")["depths"].shape == (3, H, W)
-    run_sinks(out, count=0, save_npz=True)
-    assert len((out / "depth.ndjson").read_text().splitlines()) == 3
-    assert sorted(p.name for p in out.iterdir()) == ["clip_depths.npz", "depth.ndjson"]  # no temporaries left
+    run_sinks(out, count=2)
+    info = run_info(out)
+    sink = NdjsonSink()
+    sink.open(info)
+    for i, depth in enumerate(depth_frames(3)):
+        sink.write(i, rgb_frame(i), depth)
+    # Killed here: no close. Every line is already on disk and complete.
+    partial = out / "depth.ndjson.partial"
+    assert [r["frame_index"] for r in iter_records(partial)] == [0, 1, 2]
+    assert all(json.loads(line) for line in partial.read_text().splitlines())
+    assert len((out / "depth.ndjson").read_text().splitlines()) == 2  # untouched
+    sink.file.close()
+    run_sinks(out, count=1)  # the next run starts the temporary afresh
+    assert not partial.exists() and len((out / "depth.ndjson").read_text().splitlines()) == 1
 
 
-def test_depth_video_decodes_back(tmp_path):
+def test_rerun_replaces_every_output_and_an_empty_run_keeps_them(tmp_path):
+    out = tmp_path / "out"
+    run_sinks(out, count=5, **EVERY_OUTPUT)
+    results = run_sinks(out, count=3, **EVERY_OUTPUT)
+    assert len((out / "depth.ndjson").read_text().splitlines()) == 3
+    assert np.load(results["npz"])["depths"].shape == (3, H, W)
+    for key in ("depth_frames", "point_cloud_csv", "exr"):
+        assert len(list(Path(results[key]).iterdir())) == 3, key  # no file of the first run left
+    with av.open(results["depth_visualization"]) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 3
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert run_sinks(out, count=0, **EVERY_OUTPUT) == results
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # nothing rewritten, no temporaries
+
+
+def test_a_cancelled_run_keeps_what_it_wrote(tmp_path):
+    results = run_sinks(tmp_path / "out", count=2, completed=False, **EVERY_OUTPUT)
+    assert set(results) == {"depth_ndjson", "depth_visualization", "depth_frames", "point_cloud_csv", "npz", "exr"}
+    assert [r["frame_index"] for r in iter_records(results["depth_ndjson"])] == [0, 2]
+    assert not list((tmp_path / "out").glob("*.partial"))
+
+
+# --------------------------------------------------------------------------- rendered outputs
+
+
+def test_depth_video_decodes_back_with_one_colour_range(tmp_path):
     results = run_sinks(tmp_path / "out", count=6, save_depth_video=True)
+    assert Path(results["depth_visualization"]).name == "clip_vis.mp4"
     with av.open(results["depth_visualization"]) as container:
         stream = container.streams.video[0]
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
-        assert float(stream.average_rate) == 12.5
-    assert len(frames) == 6 and frames[0].shape == (H, W + 1, 3)
-    # One colour range for the whole video: the brightening depth brightens later frames.
-    assert frames[-1].mean() > frames[0].mean() + 10
+        assert stream.average_rate == Fraction(25, 2) and stream.codec_context.name == "h264"
+    assert len(frames) == 6 and frames[0].shape == (H, W + 1, 3)  # one column added: yuv420p
+    assert frames[-1].mean() > frames[0].mean() + 10  # later frames are nearer, hence brighter
 
 
-def test_depth_frames_share_one_range_and_name_by_frame_index(tmp_path):
+@pytest.mark.parametrize("codec, decoded_as", [("libx264", "h264"), ("mpeg4", "mpeg4")])
+def test_depth_video_keeps_a_fractional_rate(tmp_path, codec, decoded_as):
+    out = tmp_path / "out"
+    out.mkdir()
+    info = run_info(out, grayscale=True)
+    info.fps = 30000 / 1001
+    sinks = [NdjsonSink(), DepthVideoSink(codecs=(codec,))]
+    for sink in sinks:
+        sink.open(info)
+    for i, depth in enumerate(depth_frames(4)):
+        for sink in sinks:
+            sink.write(i, rgb_frame(i), depth)
+    path = [sink.close(True) for sink in sinks][1]["depth_visualization"]
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        assert sum(1 for _ in container.decode(stream)) == 4
+        assert (stream.codec_context.name, stream.average_rate) == (decoded_as, Fraction(30000, 1001))
+        assert (stream.width, stream.height) == (W + 1, H)
+
+
+def test_depth_frames_share_one_range_and_are_named_by_frame_index(tmp_path):
     results = run_sinks(tmp_path / "out", count=3, save_depth_frames=True, grayscale=True)
-    names = sorted(p.name for p in Path(results["depth_frames"]).iterdir())
-    assert names == ["depth_00000.png", "depth_00002.png", "depth_00004.png"]
-    first, last = (np.array(Image.open(Path(results["depth_frames"]) / n)) for n in (names[0], names[-1]))
-    assert first.shape == (H, W, 3) and first.min() == 0 and last.max() == 255
-    assert first[0, 0, 0] == 0 and last[-1, -1, 0] == 255  # smallest and largest depth of the whole run
+    folder = Path(results["depth_frames"])
+    assert folder == tmp_path / "out" / "depth_frames"
+    assert sorted(p.name for p in folder.iterdir()) == ["depth_00000.png", "depth_00002.png", "depth_00004.png"]
+    first, last = (np.array(Image.open(folder / name)) for name in ("depth_00000.png", "depth_00004.png"))
+    assert first.shape == (H, W, 3)
+    assert first[0, 0, 0] == 0 and last[-1, -1, 0] == 255  # the smallest and largest value of the whole run
+    assert first[-1, -1, 0] < 255 and last[0, 0, 0] > 0
 
 
-def test_metric_depth_is_drawn_nearer_brighter(tmp_path):
-    results = run_sinks(tmp_path / "out", count=2, metric=True, save_depth_frames=True, grayscale=True)
-    first = np.array(Image.open(Path(results["depth_frames"]) / "depth_00000.png"))
-    assert first[0, 0, 0] == 255  # the nearest metric depth is the brightest
+def test_inferno_and_metric_depth_drawn_nearer_brighter(tmp_path):
+    results = run_sinks(tmp_path / "out", count=2, metric=True, save_depth_frames=True)
+    image = cv2.imread(str(Path(results["depth_frames"]) / "depth_00000.png"))
+    inferno = cv2.applyColorMap(np.array([[0, 255]], np.uint8), cv2.COLORMAP_INFERNO)[0]
+    np.testing.assert_array_equal(image[0, 0], inferno[1])  # nearest metric depth: the bright end
 
 
-def test_point_cloud_csv_values(tmp_path):
+# --------------------------------------------------------------------------- point clouds
+
+
+def read_csv(path: Path) -> tuple[str, np.ndarray]:
+    header = path.read_text().splitlines()[0]
+    return header, np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+
+
+def test_point_cloud_csv_is_a_pinhole_back_projection(tmp_path):
     results = run_sinks(tmp_path / "out", count=2, save_point_clouds=True, focal_length_x=400.0, focal_length_y=300.0)
-    path = Path(results["point_cloud_csv"]) / "point_0002.csv"
-    assert path.read_text().splitlines()[0] == "x,y,z,intensity,red,green,blue"
-    table = np.loadtxt(path, delimiter=",", skiprows=1)
+    assert Path(results["point_cloud_csv"]) == tmp_path / "out" / "point_clouds"
+    header, table = read_csv(Path(results["point_cloud_csv"]) / "point_0002.csv")
+    assert header == "x,y,z,intensity,red,green,blue" and table.shape == (H * W, 7)
     depth, rgb = depth_frames(2)[1], rgb_frame(1)
     v, u = np.mgrid[0:H, 0:W]
-    z = 1.0 / depth  # relative models: inverse disparity
-    np.testing.assert_allclose(table[:, 2], z.ravel(), atol=1e-5)
-    np.testing.assert_allclose(table[:, 0], ((u - W / 2) * z / 400.0).ravel(), atol=1e-5)
-    np.testing.assert_allclose(table[:, 1], ((v - H / 2) * z / 300.0).ravel(), atol=1e-5)
+    z = 1.0 / depth  # relative models: 1 / disparity
+    np.testing.assert_allclose(table[:, 2], z.ravel(), rtol=1e-5)
+    np.testing.assert_allclose(table[:, 0], ((u - W / 2) * z / 400.0).ravel(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(table[:, 1], ((v - H / 2) * z / 300.0).ravel(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(table[:, 3], cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).ravel())
     np.testing.assert_array_equal(table[:, 4:], rgb.reshape(-1, 3))
 
 
+def test_point_cloud_keeps_precision_for_large_disparities(tmp_path):
+    depths = [d * 400 for d in depth_frames(1)]  # z = 1 / disparity near 0.001
+    results = run_sinks(tmp_path / "out", depths=depths, save_point_clouds=True)
+    _, table = read_csv(Path(results["point_cloud_csv"]) / "point_0000.csv")
+    np.testing.assert_allclose(table[:, 2], 1.0 / depths[0].ravel(), rtol=2e-6)
+
+
+def test_metric_point_cloud_is_in_metres_and_drops_pixels_without_depth(tmp_path):
+    depth = depth_frames(1)[0] * 2.0
+    depth[0, :5], depth[1, 0], depth[1, 1] = 0.0, np.nan, np.inf
+    results = run_sinks(tmp_path / "out", depths=[depth], metric=True, save_point_clouds=True)
+    _, table = read_csv(Path(results["point_cloud_csv"]) / "point_0000.csv")
+    keep = np.isfinite(depth) & (depth > 0)
+    assert len(table) == keep.sum() == H * W - 7
+    np.testing.assert_allclose(table[:, 2], depth[keep], rtol=0, atol=0.5e-5)  # 5 decimals: metres 1 to 10
+
+
 def test_point_cloud_region_labels_from_labelme(tmp_path):
-    labels = tmp_path / "clip"
+    labels = tmp_path / "clip"  # <video folder>/<stem>/
     labels.mkdir()
     shapes = [
-        {"label": "arena", "shape_type": "rectangle", "points": [[0, 0], [20, 29]]},
-        {"label": "mouse, left", "shape_type": "polygon", "points": [[2, 2], [8, 2], [8, 8], [2, 8]]},
+        {"label": "arena", "shape_type": "rectangle", "points": [[20, 29], [0, 0]]},
+        {"label": 'mouse, "left"', "shape_type": "polygon", "points": [[2, 2], [8, 2], [8, 8], [2, 8]]},
+        {"label": "tail", "shape_type": "line", "points": [[30, 5], [35, 5]]},  # not a region
     ]
-    (labels / "clip_000000000.json").write_text(json.dumps({"shapes": shapes}))
-    results = run_sinks(tmp_path / "out", count=1, save_point_clouds=True, include_region_labels=True)
-    path = Path(results["point_cloud_csv"]) / "point_0000.csv"
-    lines = path.read_text().splitlines()
+    (labels / "clip_000000000.json").write_text(json.dumps({"version": "5.0", "shapes": shapes}))
+    results = run_sinks(tmp_path / "out", count=2, save_point_clouds=True, include_region_labels=True)
+    folder = Path(results["point_cloud_csv"])
+    lines = (folder / "point_0000.csv").read_text().splitlines()
     assert lines[0] == "x,y,z,intensity,region,red,green,blue"
-    rows = {(i % W, i // W): line for i, line in enumerate(lines[1:])}
-    assert rows[(5, 5)].split(",")[4] == '"mouse'  # quoted, since the label holds a comma
-    assert '"mouse, left"' in rows[(5, 5)]
-    assert rows[(15, 20)].split(",")[4] == "arena"
-    assert rows[(30, 5)].split(",")[4] == ""
+    row = {(i % W, i // W): line for i, line in enumerate(lines[1:])}
+    assert '"mouse, ""left""",' in row[(5, 5)]  # later shapes win; quoted the CSV way
+    assert row[(15, 20)].split(",")[4] == "arena" and row[(20, 29)].split(",")[4] == "arena"
+    assert row[(30, 5)].split(",")[4] == "" and row[(21, 5)].split(",")[4] == ""
+    # frame 2 has no annotation file: every region is empty
+    assert {line.split(",")[4] for line in (folder / "point_0002.csv").read_text().splitlines()[1:]} == {""}
 
 
 def test_point_cloud_ply(tmp_path):
-    results = run_sinks(tmp_path / "out", count=1, save_point_clouds=True, point_cloud_format="ply")
+    labels = tmp_path / "clip"
+    labels.mkdir()
+    square = {"label": "nest", "shape_type": "polygon", "points": [[0, 0], [10, 0], [10, 10], [0, 10]]}
+    (labels / "clip_000000000.json").write_text(json.dumps({"shapes": [square]}))
+    results = run_sinks(tmp_path / "out", count=1, save_point_clouds=True, point_cloud_format="ply",
+                        include_region_labels=True)
     data = (Path(results["point_cloud_csv"]) / "point_0000.ply").read_bytes()
     header, body = data.split(b"end_header\n")
-    assert header.startswith(b"ply\nformat binary_little_endian 1.0\n")
-    assert f"element vertex {H * W}".encode() in header
+    assert header.decode().splitlines() == [
+        "ply", "format binary_little_endian 1.0", "comment region 0 ", "comment region 1 nest",
+        f"element vertex {H * W}", "property float x", "property float y", "property float z",
+        "property uchar intensity", "property uchar red", "property uchar green", "property uchar blue",
+        "property int region",
+    ]
     vertices = np.frombuffer(body, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("intensity", "u1"),
-                                          ("red", "u1"), ("green", "u1"), ("blue", "u1")])
+                                          ("red", "u1"), ("green", "u1"), ("blue", "u1"), ("region", "<i4")])
     np.testing.assert_allclose(vertices["z"], (1.0 / depth_frames(1)[0]).ravel(), rtol=1e-6)
+    np.testing.assert_array_equal(vertices["red"], rgb_frame(0)[..., 0].ravel())
+    assert vertices["region"].reshape(H, W)[5, 5] == 1 and vertices["region"].reshape(H, W)[20, 20] == 0
 
 
-def test_csv_formatting_matches_python():
-    values = np.array([0.0, -0.5, 1234.56789, -0.000004, 9.999996, 10.0])
-    text = csv_columns([(values, 5), (np.array([0, 1, 2, 0, 2, 1]), ["", "a", 'b"c']), (np.arange(6), 0)])
-    expected = "".join(f"{v:.5f},{['', 'a', json.dumps(chr(98) + chr(34) + 'c')][k]},{i}\n"
-                       for v, k, i in zip(values, [0, 1, 2, 0, 2, 1], range(6)))
-    assert text.decode() == expected.replace("-0.00000", "0.00000")
+def test_csv_rows_match_python_formatting():
+    values = np.array([0.0, -0.5, 1234.56789, -0.000004, 9.999996, 10.0, 7.25])
+    codes = np.array([0, 1, 2, 0, 2, 1, 1])
+    cells = ["", "a", 'b"c']
+    text = csv_rows([(values, 5), (codes, label_cells(cells)), (np.arange(7), BYTES), (values, 0)])
+    quoted = ["", "a", '"b""c"']
+    expected = "".join(f"{v:.5f},{quoted[k]},{i},{v:.0f}\n" for i, (v, k) in enumerate(zip(values, codes)))
+    assert text.decode() == expected.replace("-0.00000", "0.00000").replace("-0\n", "0\n")
+
+
+# --------------------------------------------------------------------------- float arrays
 
 
 def test_npz_and_exr_hold_the_float_depth(tmp_path):
     results = run_sinks(tmp_path / "out", count=3, save_npz=True, save_exr=True)
-    archive = np.load(results["npz"])
-    np.testing.assert_array_equal(archive["depths"], np.stack(depth_frames(3)))
-    np.testing.assert_array_equal(archive["frame_indices"], [0, 2, 4])
+    assert Path(results["npz"]).name == "clip_depths.npz"
+    with np.load(results["npz"]) as archive:
+        assert sorted(archive.files) == ["depths", "frame_indices"]
+        assert (archive["depths"].dtype, archive["frame_indices"].dtype) == (np.float32, np.int64)
+        np.testing.assert_array_equal(archive["depths"], np.stack(depth_frames(3)))
+        np.testing.assert_array_equal(archive["frame_indices"], [0, 2, 4])
     import OpenEXR
 
-    with OpenEXR.File(str(Path(results["exr"]) / "depth_00004.exr")) as image:
-        np.testing.assert_array_equal(image.channels()["Z"].pixels, depth_frames(3)[2])
+    folder = Path(results["exr"])
+    assert folder.name == "clip_depths_exr"
+    assert sorted(p.name for p in folder.iterdir()) == ["depth_00000.exr", "depth_00002.exr", "depth_00004.exr"]
+    with OpenEXR.File(str(folder / "depth_00004.exr")) as image:
+        pixels = image.channels()["Z"].pixels
+    assert pixels.dtype == np.float32
+    np.testing.assert_array_equal(pixels, depth_frames(3)[2])
 
 
-def test_missing_openexr_is_a_clear_error(tmp_path):
+def test_missing_openexr_is_a_clear_error_at_open(tmp_path):
     code = (
         "import sys; sys.modules['OpenEXR'] = None\n"
         "from pathlib import Path\n"
@@ -206,27 +301,66 @@ def test_missing_openexr_is_a_clear_error(tmp_path):
     assert "pip install OpenEXR" in done.stdout
 
 
-def test_output_folder_problems_name_the_path(tmp_path):
-    blocker = tmp_path / "out"
-    blocker.mkdir()
-    (blocker / "point_clouds").write_text("a file where a folder goes")
-    (blocker / "depth_frames.partial").write_text("left by a killed run")
-    info = RunInfo(Path("v.mp4"), blocker, "v", 4, 4, 10.0)
-    points, frames = build_sinks(info, save_point_clouds=True, save_depth_frames=True)[1:]
-    with pytest.raises(OutputError, match="point_clouds is a file"):
-        points.open(info)
-    frames.open(info)  # a leftover temporary is ours to replace
-    assert (blocker / "depth_frames.partial").is_dir()
+# --------------------------------------------------------------------------- bad folders
 
 
-def test_record_index_reads_one_frame_at_a_time(tmp_path):
-    from annolid.depth.io.records import RecordIndex
+@pytest.mark.parametrize("output, blocker, message", [
+    ("save_point_clouds", "point_clouds", "point_clouds is a file"),
+    ("save_depth_frames", "depth_frames", "depth_frames is a file"),
+    ("save_exr", "clip_depths_exr", "clip_depths_exr is a file"),
+])
+def test_a_file_where_an_output_folder_goes(tmp_path, output, blocker, message):
+    (tmp_path / blocker).write_text("in the way")
+    info = run_info(tmp_path)
+    sink = build_sinks(info, **{output: True})[1]
+    with pytest.raises(OutputError, match=message):
+        sink.open(info)
 
-    path = Path(run_sinks(tmp_path / "out", count=4)["depth_ndjson"])
-    with open(path, "a") as f:
-        f.write('{"frame_index": 99, "cut short')  # a killed run's last line
-    index = RecordIndex(path)
-    assert index.frames == [0, 2, 4, 6] and index.kind == "relative_disparity"
-    assert (index.nearest(5), index.nearest(0), index.nearest(100)) == (4, 0, 6)
-    step = (depth_frames(4)[2].max() - depth_frames(4)[2].min()) / 65535
-    assert np.abs(index.depth(4) - depth_frames(4)[2]).max() <= step
+
+@pytest.mark.parametrize("output, blocker", [
+    ("save_npz", "clip_depths.npz"), ("save_depth_video", "clip_vis.mp4"), (None, "depth.ndjson"),
+])
+def test_a_folder_where_an_output_file_goes(tmp_path, output, blocker):
+    (tmp_path / blocker).mkdir()
+    info = run_info(tmp_path)
+    sink = build_sinks(info, **({output: True} if output else {}))[-1]
+    with pytest.raises(OutputError, match=f"{blocker} is a folder"):
+        sink.open(info)
+
+
+@pytest.mark.parametrize("output", [None, *EVERY_OUTPUT])
+def test_an_output_folder_that_is_a_file(tmp_path, output):
+    (tmp_path / "out").write_text("not a folder")
+    info = run_info(tmp_path / "out" / "deeper")
+    sink = build_sinks(info, **({output: True} if output else {}))[-1]
+    with pytest.raises(OutputError, match=re.escape(f"{tmp_path / 'out'} is a file, not a folder")):
+        sink.open(info)
+
+
+def test_sinks_create_a_missing_output_folder(tmp_path):
+    info = run_info(tmp_path / "new" / "out")
+    for sink in build_sinks(info, **EVERY_OUTPUT):
+        sink.open(info)
+        sink.close(False)
+    assert (tmp_path / "new" / "out").is_dir() and not list((tmp_path / "new" / "out").iterdir())
+
+
+def test_leftovers_of_a_killed_run_are_cleared(tmp_path):
+    (tmp_path / "point_clouds.partial").mkdir()
+    (tmp_path / "point_clouds.partial" / "point_0007.csv").write_text("old")
+    (tmp_path / "depth.ndjson.partial").mkdir()  # even a folder under a temporary name
+    info = run_info(tmp_path)
+    sinks = build_sinks(info, save_point_clouds=True)
+    for sink in sinks:
+        sink.open(info)
+    assert list((tmp_path / "point_clouds.partial").iterdir()) == []
+    sinks[0].close(False)
+    sinks[1].close(False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_ndjson_comes_first():
+    info = run_info(Path("out"))
+    kinds = [type(s).__name__ for s in build_sinks(info, **EVERY_OUTPUT)]
+    assert kinds[0] == "NdjsonSink" and len(kinds) == 6
+    assert isinstance(build_sinks(info, save_point_clouds=True)[1], PointCloudSink)

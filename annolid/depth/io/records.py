@@ -1,7 +1,8 @@
 """The `depth.ndjson` record: one LabelMe-shaped JSON object per processed frame.
 
 The depth map travels as a 16-bit PNG (base64) with the frame's own value range, so
-`depth = q / 65535 * (max - min) + min` recovers it within one quantisation step.
+`depth = q / 65535 * (max - min) + min` recovers it within one quantisation step, with
+nothing but PIL and numpy on the reader's side.
 """
 from __future__ import annotations
 
@@ -18,12 +19,33 @@ import numpy as np
 from .. import __version__
 
 LEVELS = 65535
-KINDS = {"relative_disparity": None, "metric_depth": "m"}  # kind -> unit
+KINDS = {"relative_disparity": None, "metric_depth": "m"}  # what the values are -> their unit
+
+# A fixed "sub" filter with run-length zlib at level 1. On 1280x720 depth maps: ~30 ms and
+# ~1.3 MB, against ~65 ms for level 1 with OpenCV's adaptive filters and ~190 ms for PIL's
+# default, at sizes within 5 % (60 % larger only on perfectly smooth synthetic maps).
+PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+if hasattr(cv2, "IMWRITE_PNG_FILTER"):  # OpenCV >= 4.11
+    PNG_FAST += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB]
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """PNG bytes, tuned for speed: the writers run once per frame in the inference loop."""
+    ok, png = cv2.imencode(".png", image, PNG_FAST)
+    if not ok:
+        raise ValueError(f"could not encode a {image.shape} {image.dtype} image as PNG")
+    return png.tobytes()
 
 
 def quantize(depth: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """float depth -> (uint16 map, min, max); a constant map quantises to zeros."""
+    """float depth -> (uint16 map, min, max). A constant map quantises to zeros. Non-finite
+    pixels (a half-precision overflow) are clamped into the finite range, so one bad pixel
+    cannot write `NaN` into the JSON or stretch the colour range of the whole video."""
     lo, hi = float(depth.min()), float(depth.max())
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        finite = depth[np.isfinite(depth)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+        depth = np.nan_to_num(depth, nan=lo, posinf=hi, neginf=lo)
     if hi <= lo:
         return np.zeros(depth.shape, np.uint16), lo, hi
     q = np.rint((depth - lo) * (LEVELS / (hi - lo)))
@@ -31,10 +53,11 @@ def quantize(depth: np.ndarray) -> tuple[np.ndarray, float, float]:
 
 
 def encode_record(depth: np.ndarray, frame_index: int, video_name: str, stem: str, kind: str) -> dict:
+    """The record of one frame; `kind` says what the values are: "relative_disparity"
+    (larger = nearer, unknown scale and shift) or "metric_depth" (metres)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown depth kind {kind!r}; expected one of {', '.join(KINDS)}")
     quant, lo, hi = quantize(depth)
-    ok, png = cv2.imencode(".png", quant, [cv2.IMWRITE_PNG_COMPRESSION, 1])  # level 1: 5x faster, ~10% larger
-    if not ok:
-        raise ValueError(f"could not encode the depth of frame {frame_index} as PNG")
     return {
         "version": __version__,
         "flags": {},
@@ -47,7 +70,7 @@ def encode_record(depth: np.ndarray, frame_index: int, video_name: str, stem: st
         "video_name": video_name,
         "otherData": {
             "depth_map": {
-                "image_data": base64.b64encode(png.tobytes()).decode("ascii"),
+                "image_data": base64.b64encode(encode_png(quant)).decode("ascii"),
                 "scale": {"min": lo, "max": hi},
                 "dtype": "uint16",
                 "kind": kind,
@@ -61,23 +84,36 @@ def decode_depth(record: dict) -> np.ndarray:
     """The float32 depth map of a record."""
     depth_map = record["otherData"]["depth_map"]
     png = np.frombuffer(base64.b64decode(depth_map["image_data"]), np.uint8)
-    quant = cv2.imdecode(png, cv2.IMREAD_UNCHANGED).astype(np.float32)
+    quant = cv2.imdecode(png, cv2.IMREAD_UNCHANGED)
+    if quant is None or quant.dtype != np.uint16:
+        raise ValueError(f"the depth PNG of frame {record.get('frame_index')} is not a 16-bit image")
     lo, hi = depth_map["scale"]["min"], depth_map["scale"]["max"]
-    return (quant / LEVELS * (hi - lo) + lo).astype(np.float32)
+    return (quant.astype(np.float32) / LEVELS * (hi - lo) + lo).astype(np.float32)
+
+
+def parse_last_line(line: str | bytes) -> dict | None:
+    """A final line with no newline is the record a killed run was writing, unless it
+    parses (a file saved by another tool without a trailing newline)."""
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
 
 
 def iter_records(path: str | Path) -> Iterator[dict]:
-    """Complete records in file order; a line cut short (a killed run) is skipped."""
+    """Complete records in file order; a last line cut short by a killed run is skipped."""
     with open(path, encoding="utf-8") as lines:
         for line in lines:
-            if not line.endswith("\n"):
-                return
-            if line.strip():
-                yield json.loads(line)
+            if not line.strip():
+                continue
+            record = json.loads(line) if line.endswith("\n") else parse_last_line(line)
+            if record is not None:
+                yield record
 
 
 def scan_range(path: str | Path) -> tuple[float, float, int]:
-    """(min, max, count) over all records, from their `scale` fields alone (no PNG decoding)."""
+    """(min, max, count) over all records from their `scale` fields, without decoding a PNG:
+    the one colour range of a whole run. No records: (inf, -inf, 0)."""
     lo, hi, count = np.inf, -np.inf, 0
     for record in iter_records(path):
         scale = record["otherData"]["depth_map"]["scale"]
@@ -86,6 +122,7 @@ def scan_range(path: str | Path) -> tuple[float, float, int]:
 
 
 FRAME_INDEX = re.compile(rb'"frame_index": (\d+)')
+HEAD = 4096  # frame_index comes before the image data, after at most two escaped file names
 
 
 class RecordIndex:
@@ -99,7 +136,8 @@ class RecordIndex:
         with open(self.path, "rb") as lines:
             offset = 0
             for line in lines:
-                found = FRAME_INDEX.search(line, 0, 512) if line.endswith(b"\n") else None
+                complete = line.endswith(b"\n") or parse_last_line(line) is not None
+                found = FRAME_INDEX.search(line, 0, HEAD) if complete else None
                 if found:
                     self.offsets[int(found.group(1))] = offset
                 offset += len(line)

@@ -1,0 +1,148 @@
+"""The depth.ndjson record: its shape, its precision, and files cut short by a killed run."""
+import base64
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from annolid.depth import __version__
+from annolid.depth.io.records import (
+    RecordIndex,
+    decode_depth,
+    encode_record,
+    iter_records,
+    scan_range,
+)
+
+H, W = 36, 50
+
+
+def gradient(low: float = 1.0, high: float = 2.0) -> np.ndarray:
+    """A smooth depth map from `low` (top left) to `high` (bottom right)."""
+    y, x = np.mgrid[0:H, 0:W].astype(np.float64)
+    return (low + (high - low) * (x / (W - 1) + y / (H - 1)) / 2).astype(np.float32)
+
+
+def quantisation_step(depth: np.ndarray) -> float:
+    return float(depth.max() - depth.min()) / 65535
+
+
+def write_ndjson(path: Path, depths: list[np.ndarray], kind: str = "relative_disparity") -> Path:
+    records = (encode_record(depth, 3 * i, "clip.mp4", "clip", kind) for i, depth in enumerate(depths))
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return path
+
+
+def read_seed_snippet(path: Path, line: int) -> np.ndarray:
+    """The reader from the user documentation, as written there (with the line chosen)."""
+    record = json.loads(Path(path).read_text().splitlines()[line])
+    encoded = record["otherData"]["depth_map"]["image_data"]
+    scale = record["otherData"]["depth_map"]["scale"]  # {"min": ..., "max": ...}
+
+    image = Image.open(io.BytesIO(base64.b64decode(encoded)))
+    quant = np.array(image, dtype=np.float32)
+    depth = (quant / 65535.0) * (scale["max"] - scale["min"]) + scale["min"]
+    return depth
+
+
+def test_record_is_labelme_shaped():
+    depth = gradient()
+    record = encode_record(depth, 7, "clip.mp4", "clip", "relative_disparity")
+    assert list(record) == ["version", "flags", "shapes", "imagePath", "imageData", "imageHeight", "imageWidth",
+                            "frame_index", "video_name", "otherData"]
+    assert record["version"] == __version__ and record["flags"] == {} and record["shapes"] == []
+    assert record["imagePath"] == "clip_000000007.png" and record["imageData"] is None
+    assert (record["imageHeight"], record["imageWidth"], record["frame_index"], record["video_name"]) == (H, W, 7, "clip.mp4")
+    depth_map = record["otherData"]["depth_map"]
+    assert depth_map["dtype"] == "uint16" and depth_map["kind"] == "relative_disparity" and depth_map["unit"] is None
+    assert depth_map["scale"] == {"min": float(depth.min()), "max": float(depth.max())}
+    json.dumps(record, allow_nan=False)  # strict JSON
+
+
+def test_metric_records_say_metres_and_unknown_kinds_are_refused():
+    record = encode_record(gradient(0.5, 12.0), 0, "v.mp4", "v", "metric_depth")
+    assert (record["otherData"]["depth_map"]["kind"], record["otherData"]["depth_map"]["unit"]) == ("metric_depth", "m")
+    with pytest.raises(ValueError, match="unknown depth kind 'metres'"):
+        encode_record(gradient(), 0, "v.mp4", "v", "metres")
+
+
+def test_depth_png_is_16_bit_grayscale_for_pil():
+    record = encode_record(gradient(), 0, "v.mp4", "v", "relative_disparity")
+    image = Image.open(io.BytesIO(base64.b64decode(record["otherData"]["depth_map"]["image_data"])))
+    assert image.format == "PNG" and image.mode in ("I;16", "I") and image.size == (W, H)
+    quant = np.array(image)
+    assert quant.min() == 0 and quant.max() == 65535  # the frame's range spans all levels
+
+
+@pytest.mark.parametrize("low, high", [(1.0, 2.0), (0.3, 80.0), (1000.0, 1000.001), (-5.0, 5.0)])
+def test_round_trip_within_one_quantisation_step(low, high):
+    depth = gradient(low, high)
+    record = encode_record(depth, 0, "v.mp4", "v", "relative_disparity")
+    decoded = decode_depth(record)
+    assert decoded.dtype == np.float32 and decoded.shape == (H, W)
+    assert np.abs(decoded - depth).max() <= quantisation_step(depth) + 1e-6 * abs(high)
+
+
+def test_the_documented_snippet_reads_every_line_of_a_written_file(tmp_path):
+    depths = [gradient(1.0 + i, 3.0 + 2 * i) for i in range(3)]
+    path = write_ndjson(tmp_path / "depth.ndjson", depths)
+    for line, depth in enumerate(depths):
+        assert np.abs(read_seed_snippet(path, line) - depth).max() <= quantisation_step(depth)
+
+
+def test_constant_map_decodes_to_its_value():
+    record = encode_record(np.full((4, 5), 2.5, np.float32), 0, "v.mp4", "v", "metric_depth")
+    assert record["otherData"]["depth_map"]["scale"] == {"min": 2.5, "max": 2.5}
+    np.testing.assert_array_equal(decode_depth(record), np.full((4, 5), 2.5, np.float32))
+
+
+def test_non_finite_pixels_are_clamped_into_the_finite_range():
+    depth = gradient(1.0, 2.0)
+    depth[0, 0], depth[1, 1], depth[2, 2] = np.nan, np.inf, -np.inf
+    record = encode_record(depth, 0, "v.mp4", "v", "relative_disparity")
+    json.dumps(record, allow_nan=False)
+    scale = record["otherData"]["depth_map"]["scale"]
+    finite = np.isfinite(depth)
+    assert scale == {"min": float(depth[finite].min()), "max": float(depth[finite].max())}
+    decoded = decode_depth(record)
+    assert (decoded[0, 0], decoded[1, 1], decoded[2, 2]) == (scale["min"], scale["max"], scale["min"])
+    assert np.abs(decoded - depth)[finite].max() <= quantisation_step(depth[finite])
+
+
+def test_a_killed_runs_cut_last_line_is_skipped(tmp_path):
+    path = write_ndjson(tmp_path / "depth.ndjson", [gradient(), gradient(2, 3), gradient(3, 4)])
+    text = path.read_text()
+    path.write_text(text[:-100])  # the third record, cut mid-way
+    assert [r["frame_index"] for r in iter_records(path)] == [0, 3]
+    assert scan_range(path)[2] == 2
+    path.write_text(text[:-1])  # complete, only the newline missing (another tool's file)
+    assert [r["frame_index"] for r in iter_records(path)] == [0, 3, 6]
+
+
+def test_a_cut_line_before_the_end_is_an_error(tmp_path):
+    path = write_ndjson(tmp_path / "depth.ndjson", [gradient(), gradient()])
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text(lines[0][:50] + "\n" + lines[1])
+    with pytest.raises(json.JSONDecodeError):
+        list(iter_records(path))
+
+
+def test_scan_range_covers_every_record(tmp_path):
+    path = write_ndjson(tmp_path / "depth.ndjson", [gradient(1, 2), gradient(0.5, 1.5), gradient(3, 7)])
+    assert scan_range(path) == (0.5, 7.0, 3)
+    (tmp_path / "empty.ndjson").write_text("")
+    assert scan_range(tmp_path / "empty.ndjson")[2] == 0
+
+
+def test_record_index_reads_one_frame_at_a_time(tmp_path):
+    depths = [gradient(i, i + 2) for i in range(4)]
+    path = write_ndjson(tmp_path / "depth.ndjson", depths, kind="metric_depth")
+    with open(path, "a") as out:
+        out.write('{"version": "0.1.0", "frame_index": 99, "cut short')
+    index = RecordIndex(path)
+    assert index.frames == [0, 3, 6, 9] and len(index) == 4 and index.kind == "metric_depth"
+    assert (index.nearest(5), index.nearest(0), index.nearest(100), index.nearest(-1)) == (3, 0, 9, None)
+    assert np.abs(index.depth(6) - depths[2]).max() <= quantisation_step(depths[2])
