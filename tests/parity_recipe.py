@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from annolid.depth.model.vda import sinusoid_table  # checked against fixed_buffers.npz in test_model
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PARITY = SHARED / "parity"
 
@@ -29,15 +31,6 @@ def official_keys(encoder: str) -> list[tuple[str, list[int]]]:
     with torch.device("meta"):
         model = VideoDepthAnything(encoder)
     return [(name, list(t.shape)) for name, t in model.state_dict().items()]
-
-
-def sinusoid_table(channels: int, length: int = 32) -> torch.Tensor:
-    position = torch.arange(length).unsqueeze(1)
-    div_term = torch.exp(torch.arange(0, channels, 2) * (-math.log(10000.0) / channels))
-    pe = torch.zeros(1, length, channels)
-    pe[0, :, 0::2] = torch.sin(position * div_term)
-    pe[0, :, 1::2] = torch.cos(position * div_term)
-    return pe
 
 
 def _mean_std(name: str, shape: list[int]) -> tuple[float, float]:
