@@ -36,7 +36,10 @@ def test_fixed_position_tables_equal_the_reference(parity_dir, encoder):
     names = [k.split("/", 1)[1] for k in fixed.files if k.startswith(encoder + "/")]
     assert len(names) == 8
     for name in names:
-        np.testing.assert_array_equal(state[name].numpy(), fixed[f"{encoder}/{name}"])
+        # exp, sin and cos are vectorised differently per instruction set (AVX2, AVX512): the
+        # angle (up to 31 rad, where one float32 step is 1.9e-6) may differ in its last bits.
+        # The published checkpoints carry the table itself, so this only checks the formula.
+        np.testing.assert_allclose(state[name].numpy(), fixed[f"{encoder}/{name}"], rtol=0, atol=1e-5)
 
 
 def test_forward_reproduces_reference(parity_dir, vits):
