@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .engine import offline_depth, pick_device, pick_precision, streaming_depth
+from .engine import offline_depth, pick_device, pick_precision, reuse_freed_memory, streaming_depth
 from .errors import OutputError
 from .io.sinks import RunInfo, build_sinks
 from .io.source import VideoSource
@@ -94,7 +94,7 @@ def run_video_depth_anything(
     run_precision = pick_precision(torch_device, settings.fp32, precision)
 
     source = VideoSource(input_video, settings.target_fps, settings.max_frames, settings.max_res)
-    with source:
+    with source, reuse_freed_memory():
         checkpoint = ensure_checkpoint(settings.encoder, settings.metric, checkpoint_root)
         out = Path(output_dir) if output_dir else default_output_dir(source.path, load_settings().output_dir)
         prepare_output_dir(out)

@@ -1,7 +1,7 @@
 """Frames in, depth out: the windowed (offline) and the streaming engine."""
-from .device import autocast, pick_device, pick_precision
+from .device import autocast, pick_device, pick_precision, reuse_freed_memory
 from .offline import offline_depth
 from .streaming import streaming_depth
 from .transform import FrameTransform
 
-__all__ = ["FrameTransform", "autocast", "offline_depth", "pick_device", "pick_precision", "streaming_depth"]
+__all__ = ["FrameTransform", "autocast", "offline_depth", "pick_device", "pick_precision", "reuse_freed_memory", "streaming_depth"]
