@@ -4,7 +4,7 @@ import torch
 
 from annolid.depth.engine import offline_depth, pick_device, pick_precision, streaming_depth
 from annolid.depth.engine.device import cpu_runs_bf16
-from annolid.depth.engine.streaming import context_frames
+from annolid.depth.engine.streaming import SLOTS, context_frames, slot
 from annolid.depth.engine.transform import FrameTransform, effective_input_size, network_shape
 from annolid.depth.model import VideoDepthAnything
 from parity_recipe import recipe_state_dict
@@ -92,10 +92,13 @@ def test_offline_reads_about_one_window_ahead(vits):
     assert len(list(engine)) == 200 - 25
 
 
-def test_streaming_reads_one_frame_per_depth(vits):
+def test_streaming_reads_at_most_one_encoder_batch_ahead(vits):
     source = CountingSource(60)
+    ahead = vits.images_per_call(14, 28, torch.device("cpu"), 8)  # 20 x 28 frames -> 14 x 28 input
+    assert ahead == 8  # small frames: the most the engine reads ahead
     for produced, _ in enumerate(streaming_depth(vits, source, input_size=14), start=1):
-        assert source.taken == produced
+        assert produced <= source.taken <= produced + ahead - 1
+    assert source.taken == 60
 
 
 def test_streaming_window_is_the_reference_cache_rule():
@@ -107,6 +110,16 @@ def test_streaming_window_is_the_reference_cache_rule():
         ids.append(k)
         if k + 32 > 42:
             del ids[1]
+
+
+def test_streaming_slots_hold_every_frame_a_window_needs():
+    """Each frame's keys and values stay in their slot until no later window needs them."""
+    holder = {}
+    for k in range(300):
+        holder[slot(k)] = k  # frame k is stored before it attends
+        window = context_frames(k) + [k] if k else [0]
+        assert all(holder[slot(f)] == f for f in window)
+        assert 0 <= slot(k) < SLOTS
 
 
 def test_offline_metric_model_skips_alignment(vits):

@@ -81,7 +81,7 @@ def offline_depth(
             features = model.encode(transform.batch(new_slots, device))
             if keyframe_features is not None:
                 features = [torch.cat([k, f]) for k, f in zip(keyframe_features, features)]
-            depth, _ = model.decode(features, WINDOW, net_h, net_w)
+            depth = model.decode(features, WINDOW, net_h, net_w)
             depth = to_frame_size(depth, transform.frame_shape).cpu().numpy()
         keyframe_features = [f[KEYFRAMES] for f in features]
         new_slots = []
