@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from annolid.depth.engine import offline_depth, pick_device, pick_precision, streaming_depth
+from annolid.depth.engine.transform import to_frame_size
 from annolid.depth.engine.device import cpu_runs_bf16
 from annolid.depth.engine.streaming import SLOTS, context_frames, slot
 from annolid.depth.engine.transform import FrameTransform, effective_input_size, network_shape
@@ -46,6 +47,47 @@ def test_engines_reproduce_reference(parity_dir, vits, kind):
     assert [i for i, _, _ in out] == list(range(len(fixture["frames"])))
     depth = np.stack([d for _, _, d in out])
     max_rel, rel_l2 = errors(depth, fixture["depth"])
+    assert max_rel <= 3e-5 and rel_l2 <= 1e-5, (max_rel, rel_l2)
+
+
+def windows_as_the_reference(model, frames, input_size):
+    """The reference's windowed algorithm, restated literally (parity README 3.3): padded
+    video, full 32-frame forwards with keyframe slots, alignment at frame size."""
+    transform = FrameTransform(*frames[0].shape[:2], input_size)
+    n = len(frames)
+    padded = list(frames) + [frames[-1]] * ((22 - n % 22) % 22 + 10)
+    out, ref, prev = [], None, None
+    for s in range(0, n, 22):
+        inp = torch.from_numpy(np.stack([transform(f) for f in padded[s : s + 32]]))[None]
+        if prev is not None:
+            inp[:, :10] = prev[:, [0, 12, 24, 25, 26, 27, 28, 29, 30, 31]]
+        with torch.no_grad():
+            d = to_frame_size(model(inp)[0], transform.frame_shape).numpy()
+        prev = inp
+        if ref is None:
+            out, ref = list(d), [d[0], d[12]]
+            continue
+        p, t = np.concatenate(d[:2]), np.concatenate(ref)
+        a00, a01, a11, b0, b1 = np.sum(p * p), np.sum(p), np.float32(p.size), np.sum(p * t), np.sum(t)
+        det = a00 * a11 - a01 * a01
+        scale, shift = ((a11 * b0 - a01 * b1) / det, (-a01 * b0 + a00 * b1) / det) if det != 0 else (1.0, 0.0)
+        fitted = np.maximum(d * scale + shift, 0)
+        weights = [0.0] + [i * (1 / 7) for i in range(1, 7)] + [1.0]
+        for i in range(8):
+            out[-8 + i] = out[-8 + i] * (1 - weights[i]) + fitted[2 + i] * weights[i]
+        out += list(fitted[10:])
+        ref = [ref[0], fitted[12]]
+    return np.stack(out[:n])
+
+
+@pytest.mark.parametrize("count", [1, 12, 13, 31, 32, 33, 44, 45, 54, 55, 66, 67, 77])
+def test_offline_matches_the_reference_windows_at_every_length(vits, count):
+    """Clip ends are where the engine skips work (padding encoded once, unused slots not
+    decoded): its depth must still be the reference's, frame for frame."""
+    frames = [rgb for _, rgb in synthetic_frames(count, 28, 42)]
+    expected = windows_as_the_reference(vits, frames, 28)
+    depth = np.stack([d for _, _, d in offline_depth(vits, enumerate(frames), input_size=28)])
+    max_rel, rel_l2 = errors(depth, expected)
     assert max_rel <= 3e-5 and rel_l2 <= 1e-5, (max_rel, rel_l2)
 
 

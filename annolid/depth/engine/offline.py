@@ -75,20 +75,26 @@ def offline_depth(
                 received += 1
         if start >= received:
             return
-        new_slots += [last_rgb] * (needed - len(new_slots))
+        real = len(new_slots)
+        has_next = not exhausted or start + STEP < received
+        # Past the end the window is filled with copies of the last frame: they encode alike,
+        # and unless a next window blends into them, only slots up to the last real frame
+        # give depth that is used (the copies still lend temporal context).
+        used = WINDOW if has_next else WINDOW - needed + real
 
         with torch.no_grad(), autocast(device, precision):
-            features = model.encode(transform.batch(new_slots, device))
+            features = model.encode(transform.batch(new_slots or [last_rgb], device))
+            features = [torch.cat([f[:real], f[-1:].expand(needed - real, *f.shape[1:])]) for f in features]
             if keyframe_features is not None:
                 features = [torch.cat([k, f]) for k, f in zip(keyframe_features, features)]
-            depth = model.decode(features, WINDOW, net_h, net_w)
+            depth = model.decode(features, WINDOW, net_h, net_w, outputs=used)
             depth = to_frame_size(depth, transform.frame_shape).cpu().numpy()
         keyframe_features = [f[KEYFRAMES] for f in features]
         new_slots = []
 
-        if not reference:
+        if start == 0:
+            fitted = depth
             aligned, first_aligned = list(depth), start
-            reference = [depth[0], depth[12]]
         else:
             if model.metric:
                 scale, shift = np.float32(1.0), np.float32(0.0)
@@ -97,11 +103,11 @@ def offline_depth(
             fitted = np.maximum(depth * scale + shift, 0)
             blended = [old * (1 - w) + new * w for old, new, w in zip(to_blend, fitted[2:OVERLAP], BLEND_WEIGHTS)]
             aligned, first_aligned = blended + list(fitted[OVERLAP:]), start + OVERLAP - BLEND
-            reference = [reference[0], fitted[12]]
-        to_blend = aligned[-BLEND:]
+        if has_next:  # it aligns to frame 0 and this window's slot 12, and blends into our last 8
+            reference = [reference[0] if start else depth[0], fitted[12]]
+            to_blend = aligned[-BLEND:]
 
         # Frames the next window will blend stay pending; with no next window, all are final.
-        has_next = not exhausted or start + STEP < received
         final_through = start + STEP + 1 if has_next else received - 1
         for position, d in enumerate(aligned, start=first_aligned):
             if position > final_through or not pending:

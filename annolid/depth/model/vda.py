@@ -378,29 +378,33 @@ class DPTHead(nn.Module):
         self.scratch = Scratch(oc, features)
         self.motion_modules = nn.ModuleList(TemporalModule(ch) for ch in (oc[2], oc[3], features, features))
 
-    def forward(self, tokens, frames: int, ph: int, pw: int, memory: StreamMemory | None = None):
-        """tokens: 4 x [B*T, ph*pw, C] -> depth [B*T, 1, 14*ph, 14*pw]. With `memory`, the one
-        current frame's temporal attention looks at the earlier frames held there."""
-        levels = []
-        for i, x in enumerate(tokens):
-            x = x.transpose(1, 2).reshape(x.shape[0], -1, ph, pw)
-            levels.append(self.resize_layers[i](self.projects[i](x)))
-        layer_1, layer_2, layer_3, layer_4 = levels
-        mm, s = self.motion_modules, self.scratch
+    def forward(self, tokens, frames: int, ph: int, pw: int, memory: StreamMemory | None = None, outputs: int | None = None):
+        """tokens: 4 x [B*T, ph*pw, C] -> depth [outputs, 1, 14*ph, 14*pw].
 
-        layer_3 = mm[0](layer_3, frames, memory)
-        layer_4 = mm[1](layer_4, frames, memory)
-        layer_1_rn, layer_2_rn = s.layer1_rn(layer_1), s.layer2_rn(layer_2)
+        With `memory`, the one current frame's temporal attention looks at the earlier frames
+        held there. `outputs` (one clip) gives the depth of only its first images; the others
+        still lend temporal context, but skip the per-image work of the full-resolution tail.
+        """
+
+        def level(i, x):  # tokens -> the feature map of level i
+            x = x.transpose(1, 2).reshape(x.shape[0], -1, ph, pw)
+            return self.resize_layers[i](self.projects[i](x))
+
+        mm, s = self.motion_modules, self.scratch
+        layer_3 = mm[0](level(2, tokens[2]), frames, memory)
+        layer_4 = mm[1](level(3, tokens[3]), frames, memory)
         layer_3_rn, layer_4_rn = s.layer3_rn(layer_3), s.layer4_rn(layer_4)
         path_4 = mm[2](s.refinenet4(layer_4_rn, size=layer_3_rn.shape[2:]), frames, memory)
-        path_3 = mm[3](s.refinenet3(path_4, layer_3_rn, size=layer_2_rn.shape[2:]), frames, memory)
+        path_3 = mm[3](s.refinenet3(path_4, layer_3_rn, size=(2 * ph, 2 * pw)), frames, memory)
 
-        # The full-resolution tail is per image: run it in chunks to bound memory.
+        # The rest is per image, up to full resolution: in chunks, for the images asked for.
+        outputs = len(path_3) if outputs is None else outputs
         out = []
-        for c in range(0, path_3.shape[0], HEAD_MICRO_BATCH):
-            part = slice(c, c + HEAD_MICRO_BATCH)
-            path_2 = s.refinenet2(path_3[part], layer_2_rn[part], size=layer_1_rn.shape[2:])
-            path_1 = s.refinenet1(path_2, layer_1_rn[part])
+        for c in range(0, outputs, HEAD_MICRO_BATCH):
+            part = slice(c, min(c + HEAD_MICRO_BATCH, outputs))
+            layer_1_rn, layer_2_rn = s.layer1_rn(level(0, tokens[0][part])), s.layer2_rn(level(1, tokens[1][part]))
+            path_2 = s.refinenet2(path_3[part], layer_2_rn, size=layer_1_rn.shape[2:])
+            path_1 = s.refinenet1(path_2, layer_1_rn)
             y = F.interpolate(s.output_conv1(path_1), (ph * PATCH, pw * PATCH), mode="bilinear", align_corners=True)
             with torch.autocast(device_type=y.device.type, enabled=False):
                 out.append(s.output_conv2(y.float()).to(y.dtype))
@@ -444,10 +448,11 @@ class VideoDepthAnything(nn.Module):
         """How many h x w images (at most `most`) the encoder runs at once on `device`."""
         return per_call(device, (h // PATCH) * (w // PATCH) + 1, most)
 
-    def decode(self, tokens, frames: int, h: int, w: int, memory: StreamMemory | None = None) -> torch.Tensor:
+    def decode(self, tokens, frames: int, h: int, w: int, memory: StreamMemory | None = None, outputs: int | None = None) -> torch.Tensor:
         """Encoder features of T frames (per video) -> relu depth [N, h, w]. With `memory`
-        (streaming), one frame whose temporal attention reads and extends that memory."""
-        depth = self.head(tokens, frames, h // PATCH, w // PATCH, memory)
+        (streaming), one frame whose temporal attention reads and extends that memory;
+        `outputs` limits the depth to the first frames of one clip (see DPTHead)."""
+        depth = self.head(tokens, frames, h // PATCH, w // PATCH, memory, outputs)
         if depth.shape[-2:] != (h, w):
             depth = F.interpolate(depth, size=(h, w), mode="bilinear", align_corners=True)
         return F.relu(depth).squeeze(1)
