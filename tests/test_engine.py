@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -183,6 +185,18 @@ def test_bf16_on_cpu_is_close_to_fp32(vits):
     fast = np.stack([d for _, _, d in streaming_depth(vits, frames, input_size=28, precision="bf16")])
     max_rel, _ = errors(fast, exact)
     assert 0 < max_rel < 0.05
+
+
+@pytest.mark.skipif(not cpu_runs_bf16(), reason="this CPU has no bf16 arithmetic")
+def test_weights_held_in_bf16_give_the_numbers_of_autocast(vits):
+    frames = list(synthetic_frames(6, 28, 42))
+    autocast_only = np.stack([d for _, _, d in streaming_depth(vits, frames, input_size=28, precision="bf16")])
+    held = copy.deepcopy(vits).hold_weights_in(torch.bfloat16)
+    assert held.pretrained.blocks[0].attn.qkv.weight.dtype == torch.bfloat16
+    assert held.head.scratch.output_conv2[0].weight.dtype == torch.float32
+    assert held.pretrained.blocks[0].norm1.weight.dtype == torch.float32
+    cast_once = np.stack([d for _, _, d in streaming_depth(held, frames, input_size=28, precision="bf16")])
+    np.testing.assert_array_equal(cast_once, autocast_only)
 
 
 def test_device_and_precision_choice():

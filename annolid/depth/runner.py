@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .engine import offline_depth, pick_device, pick_precision, reuse_freed_memory, streaming_depth
+from .engine.device import DTYPES
 from .errors import OutputError
 from .io.sinks import RunInfo, build_sinks
 from .io.source import VideoSource
@@ -131,7 +132,9 @@ def run_video_depth_anything(
             for sink in sinks:  # opening checks optional packages and folders, before the model loads
                 sink.open(info)
                 opened.append(sink)
-            model = load_model(str(checkpoint), checkpoint.stat().st_mtime_ns, settings.encoder, settings.metric, str(torch_device))
+            model = load_model(
+                str(checkpoint), checkpoint.stat().st_mtime_ns, settings.encoder, settings.metric, str(torch_device), run_precision
+            )
             engine = streaming_depth if settings.streaming else offline_depth
             decoded = prefetched(source)
             frames = engine(model, decoded, settings.input_size, torch_device, run_precision)
@@ -191,13 +194,15 @@ def prepare_output_dir(path: Path) -> None:
 
 
 @functools.lru_cache(maxsize=1)
-def load_model(checkpoint: str, modified_ns: int, encoder: str, metric: bool, device: str) -> VideoDepthAnything:
-    """The network with its weights, on `device`; kept for the next run in this process
-    (`modified_ns` makes a replaced checkpoint file load afresh). Channels-last convolution
-    weights run the head about 15 % faster on CPU, with identical results."""
+def load_model(checkpoint: str, modified_ns: int, encoder: str, metric: bool, device: str, precision: str = "fp32") -> VideoDepthAnything:
+    """The network with its weights, on `device`, ready for `precision`; kept for the next
+    run in this process (`modified_ns` makes a replaced checkpoint file load afresh).
+    Channels-last convolution weights run the head about 15 % faster on CPU, with
+    identical results."""
     model = VideoDepthAnything(encoder, metric)
     load_weights(model, Path(checkpoint))
-    return model.eval().to(device, memory_format=torch.channels_last)
+    model = model.eval().to(device, memory_format=torch.channels_last)
+    return model if precision == "fp32" else model.hold_weights_in(DTYPES[precision])
 
 
 class SinkWriter:
