@@ -7,7 +7,7 @@ import torch
 from annolid.depth.engine import offline_depth, pick_device, pick_precision, streaming_depth
 from annolid.depth.engine.transform import to_frame_size
 from annolid.depth.engine.device import cpu_runs_bf16
-from annolid.depth.engine.streaming import SLOTS, context_frames, slot
+from annolid.depth.engine.streaming import MAX_AHEAD, SLOTS, context_frames, slot
 from annolid.depth.engine.transform import FrameTransform, effective_input_size, network_shape
 from annolid.depth.model import VideoDepthAnything
 from parity_recipe import recipe_state_dict
@@ -156,14 +156,19 @@ def test_streaming_window_is_the_reference_cache_rule():
             del ids[1]
 
 
-def test_streaming_slots_hold_every_frame_a_window_needs():
-    """Each frame's keys and values stay in their slot until no later window needs them."""
-    holder = {}
-    for k in range(300):
-        holder[slot(k)] = k  # frame k is stored before it attends
-        window = context_frames(k) + [k] if k else [0]
-        assert all(holder[slot(f)] == f for f in window)
-        assert 0 <= slot(k) < SLOTS
+@pytest.mark.parametrize("group", range(1, MAX_AHEAD + 1))
+def test_streaming_slots_hold_every_frame_a_window_needs(group):
+    """A group of frames stores all its keys and values before any of them attends; no slot
+    may be taken while a window of the group still needs its frame."""
+    holder, k = {0: 0}, 1
+    while k < 300:
+        members = range(k, k + group)
+        for f in members:
+            holder[slot(f)] = f
+        for f in members:
+            assert all(holder[slot(g)] == g for g in context_frames(f) + [f])
+        k += group
+    assert max(holder) < SLOTS
 
 
 def test_offline_metric_model_skips_alignment(vits):

@@ -1,10 +1,16 @@
-"""Streaming inference: one frame in, one depth out, as the reference's streaming mode.
+"""Streaming inference: depth for each frame from it and the frames before it, as the
+reference's streaming mode.
 
-Each frame is encoded alone; its temporal attention looks back at 31 earlier frames: frame 0,
-the frame 41 back, and the 29 most recent, which is the reference's cache rule written in
-closed form. Every temporal attention block keeps each frame's keys and values from when
-that frame was processed, in a ring of slots (frame 0 and the 42 most recent frames), so no
-earlier frame is projected or copied again, and memory does not depend on the video's length.
+Each frame's temporal attention looks back at 31 earlier frames: frame 0, the frame 41 back,
+and the 29 most recent, which is the reference's cache rule written in closed form. Every
+temporal attention block keeps each frame's keys and values from when that frame was
+processed, in a ring of slots, so no earlier frame is projected or copied again, and memory
+does not depend on the video's length.
+
+Frames go through the network a few at a time (the frames read ahead): the encoder sees each
+frame alone, and in the head each frame attends only to frames at or before it, whose keys
+and values are stored before anyone attends, so a group gives exactly the depth of one frame
+after another, with larger matrix products and one read of the stored keys for the group.
 """
 from __future__ import annotations
 
@@ -20,8 +26,8 @@ from .transform import FrameTransform, to_frame_size
 
 RECENT = 29  # most recent frames in the attention window
 FAR = 41  # the second slot looks this many frames back
-SLOTS = 1 + FAR + 1  # frame 0, and frames k - 41 .. k for the current frame k
-MAX_AHEAD = 8  # most frames read ahead to be encoded together
+MAX_AHEAD = 8  # most frames read ahead and run together
+SLOTS = 1 + FAR + MAX_AHEAD  # frame 0, and frames k - 41 .. k + 7 for a group starting at frame k
 
 
 def context_frames(k: int) -> list[int]:
@@ -30,7 +36,7 @@ def context_frames(k: int) -> list[int]:
 
 
 def slot(frame: int) -> int:
-    """Frame 0 keeps slot 0; the others take turns in the rest, each lasting 42 frames."""
+    """Frame 0 keeps slot 0; the others take turns in the rest, each staying 49 frames."""
     return 0 if frame == 0 else 1 + (frame - 1) % (SLOTS - 1)
 
 
@@ -41,11 +47,7 @@ def streaming_depth(
     device: torch.device = torch.device("cpu"),
     precision: str = "fp32",
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """(frame_index, rgb) in order -> (frame_index, rgb, depth float32 [h, w]), one for one.
-
-    The encoder sees each frame alone, so a few frames are read ahead and encoded in one
-    call (larger matrix products run faster); the head then runs frame by frame.
-    """
+    """(frame_index, rgb) in order -> (frame_index, rgb, depth float32 [h, w]), one for one."""
     frames = iter(frames)
     first = next(frames, None)
     if first is None:
@@ -54,16 +56,14 @@ def streaming_depth(
     net_h, net_w = transform.net_shape
     ahead = model.images_per_call(net_h, net_w, device, MAX_AHEAD)
     memory = StreamMemory(SLOTS)
-    group, k = [first, *islice(frames, ahead - 1)], 0
+    group, k = [first], 0  # frame 0 sees only itself, a window of another length: alone
     while group:
+        windows = [context_frames(k + i) + [k + i] if k + i else [0] for i in range(len(group))]
+        memory.window = torch.tensor([[slot(f) for f in window] for window in windows], device=device)
         with torch.no_grad(), autocast(device, precision):
             features = model.encode(transform.batch([rgb for _, rgb in group], device))
-        for j, (frame_index, rgb) in enumerate(group):
-            window = context_frames(k) + [k] if k else [0]
-            memory.window = torch.tensor([slot(f) for f in window], device=device)
-            with torch.no_grad(), autocast(device, precision):
-                depth = model.decode([f[j : j + 1] for f in features], 1, net_h, net_w, memory)
-                depth = to_frame_size(depth, transform.frame_shape)[0].cpu().numpy()
-            yield frame_index, rgb, depth
-            k += 1
+            depth = model.decode(features, len(group), net_h, net_w, memory)
+            depth = to_frame_size(depth, transform.frame_shape).cpu().numpy()
+        yield from ((frame_index, rgb, d) for (frame_index, rgb), d in zip(group, depth))
+        k += len(group)
         group = list(islice(frames, ahead))

@@ -185,27 +185,30 @@ class PositionalEncoding(nn.Module):
 
 class StreamMemory:
     """Streaming state of the temporal attention: each attention block's keys and values of
-    earlier frames, held in `slots` frame slots, and the window the current frame attends to.
+    earlier frames, held in `slots` frame slots, and the windows the current frames attend to.
 
-    `window[i]` is the slot of the frame at temporal position i (a frame may fill several
-    positions early in a video); the current frame is the last, and each block stores its
-    keys and values in that slot before attending. The engine decides which frame goes where.
+    The current frames are T consecutive frames. `window[t, i]` is the slot of the frame at
+    temporal position i of frame t's window (a frame may fill several positions early in a
+    video); its last position is frame t itself. Each block stores the current frames' keys
+    and values in those slots before any of them attends, so a frame can see the ones before
+    it in the same call. The engine decides which frame goes where.
     """
 
     def __init__(self, slots: int):
         self.slots = slots
-        self.window: torch.Tensor | None = None
+        self.window: torch.Tensor | None = None  # [T, positions] slot indices
         self.stores: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def store(self, block: nn.Module, keys: torch.Tensor, values: torch.Tensor):
-        """Save the current frame's keys and values [P, C]; returns the block's whole store,
-        (keys, values) [P, slots, C] (zeros where no frame was stored yet)."""
+        """Save the current frames' keys and values [P, heads, T, d]; returns the block's
+        whole store, (keys, values) [P, heads, slots, d] (zeros where no frame was yet)."""
         if block not in self.stores:
-            self.stores[block] = (keys.new_zeros(len(keys), self.slots, keys.shape[1]), keys.new_zeros(len(keys), self.slots, keys.shape[1]))
+            shape = (keys.shape[0], keys.shape[1], self.slots, keys.shape[3])
+            self.stores[block] = (keys.new_zeros(shape), keys.new_zeros(shape))
         stored_keys, stored_values = self.stores[block]
-        slot = int(self.window[-1])
-        stored_keys[:, slot] = keys
-        stored_values[:, slot] = values
+        current = self.window[:, -1]
+        stored_keys[:, :, current] = keys
+        stored_values[:, :, current] = values
         return stored_keys, stored_values
 
 
@@ -223,9 +226,9 @@ class TemporalAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, memory: StreamMemory | None = None):
         """x: [P, T, C] for P pixel sequences. Without memory the T frames attend to each other;
-        with it (streaming, T = 1) the frame attends to the window of frames held there."""
+        with it (streaming) each frame attends to its window of the frames held there."""
         if memory is not None:
-            return self.attend_window(x[:, 0], memory).unsqueeze(1)
+            return self.attend_windows(x, memory)
         p, t, c = x.shape
         x = x + self.pos_encoder.pe[:, :t].to(x.dtype)
         weight = torch.cat([self.to_q.weight, self.to_k.weight, self.to_v.weight])  # one pass over x
@@ -233,28 +236,32 @@ class TemporalAttention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v)
         return self.to_out[0](out.transpose(1, 2).reshape(p, t, c))
 
-    def attend_window(self, x: torch.Tensor, memory: StreamMemory) -> torch.Tensor:
-        """x: [P, C], the current frame. The position table enters the bias-free key and value
-        projections linearly, so keys = to_k(frame) + to_k(position): each frame's part is
-        projected and stored once, and the positions add small per-position terms to the
-        scores and the output. No earlier frame is projected, copied or gathered again.
-
-        Each pixel has its own keys, so attention is a small matrix product per pixel. With
-        the query spread over a block-diagonal [heads, C] (head i keeps only its channels),
-        one product per pixel serves all heads; that is faster than a product per head and
-        pixel, as the per-call overhead, not arithmetic, dominates at these sizes.
+    def attend_windows(self, x: torch.Tensor, memory: StreamMemory) -> torch.Tensor:
+        """x: [P, T, C], the current frames. The position table enters the bias-free key and
+        value projections linearly, so keys = to_k(frame) + to_k(position): each frame's part
+        is projected and stored once, and the positions add small per-position terms to the
+        scores and the output. No earlier frame is projected, copied or gathered again: per
+        pixel and head, the T frames' queries meet all stored keys in one matrix product,
+        and each frame keeps the scores of its own window.
         """
-        p, c = x.shape
-        heads, n = self.heads, len(memory.window)
+        p, t, c = x.shape
+        heads, n = self.heads, memory.window.shape[1]
+        d = c // heads
         pe = self.pos_encoder.pe[0, :n].to(x.dtype)  # [n, C]
-        keys, values = memory.store(self, self.to_k(x), self.to_v(x))  # [P, slots, C]
-        own = torch.eye(heads, dtype=x.dtype, device=x.device).repeat_interleave(c // heads, 1)  # [heads, C]
-        q = (self.to_q(x + pe[-1]) * (c // heads) ** -0.5).unsqueeze(1) * own  # [P, heads, C]
-        scores = torch.matmul(q, keys.transpose(1, 2))[..., memory.window] + torch.matmul(q, self.to_k(pe).T)
-        attn = scores.softmax(-1)  # [P, heads, n]
-        per_slot = attn.new_zeros(p, heads, memory.slots).index_add_(-1, memory.window, attn)
-        out = torch.matmul(per_slot, values) + torch.matmul(attn, self.to_v(pe))  # [P, heads, C]
-        return self.to_out[0]((out * own).sum(1))
+
+        def split(y):  # [P, T, C] -> [P, heads, T, d]
+            return y.view(p, t, heads, d).transpose(1, 2)
+
+        keys, values = memory.store(self, split(self.to_k(x)), split(self.to_v(x)))  # [P, heads, slots, d]
+        q = split(self.to_q(x + pe[-1]) * d**-0.5)
+        positions = memory.window.expand(p, heads, t, n)  # each frame's window, as slots
+        frame_scores = torch.matmul(q, keys.transpose(-1, -2))  # [P, heads, T, slots]
+        pos_keys = self.to_k(pe).view(n, heads, d).permute(1, 2, 0)  # [heads, d, n]
+        attn = (frame_scores.gather(3, positions) + torch.matmul(q, pos_keys)).softmax(-1)  # [P, heads, T, n]
+        per_slot = torch.zeros_like(frame_scores).scatter_add_(3, positions, attn)
+        pos_values = self.to_v(pe).view(n, heads, d).transpose(0, 1)  # [heads, n, d]
+        out = torch.matmul(per_slot, values) + torch.matmul(attn, pos_values)  # [P, heads, T, d]
+        return self.to_out[0](out.transpose(1, 2).reshape(p, t, c))
 
 
 class GEGLU(nn.Module):
@@ -381,8 +388,8 @@ class DPTHead(nn.Module):
     def forward(self, tokens, frames: int, ph: int, pw: int, memory: StreamMemory | None = None, outputs: int | None = None):
         """tokens: 4 x [B*T, ph*pw, C] -> depth [outputs, 1, 14*ph, 14*pw].
 
-        With `memory`, the one current frame's temporal attention looks at the earlier frames
-        held there. `outputs` (one clip) gives the depth of only its first images; the others
+        With `memory` (streaming), each of the T current frames attends to its window of
+        frames held there. `outputs` (one clip) gives the depth of only its first images; the others
         still lend temporal context, but skip the per-image work of the full-resolution tail.
         """
 
@@ -460,8 +467,8 @@ class VideoDepthAnything(nn.Module):
 
     def decode(self, tokens, frames: int, h: int, w: int, memory: StreamMemory | None = None, outputs: int | None = None) -> torch.Tensor:
         """Encoder features of T frames (per video) -> relu depth [N, h, w]. With `memory`
-        (streaming), one frame whose temporal attention reads and extends that memory;
-        `outputs` limits the depth to the first frames of one clip (see DPTHead)."""
+        (streaming), T consecutive frames whose temporal attention reads and extends that
+        memory; `outputs` limits the depth to the first frames of one clip (see DPTHead)."""
         depth = self.head(tokens, frames, h // PATCH, w // PATCH, memory, outputs)
         if depth.shape[-2:] != (h, w):
             depth = F.interpolate(depth, size=(h, w), mode="bilinear", align_corners=True)
