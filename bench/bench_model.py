@@ -1,18 +1,23 @@
-"""The network on this machine: size, work per frame, speed, and how close to the cores it runs.
+"""The network alone: how fast each engine turns decoded frames into depth, how much work
+that is, how close to the cores it runs, and what reduced precision costs in accuracy.
 
-Prints, per encoder: parameters, FLOPs per frame (counted by torch's flop counter) at
-518 x 518, forward seconds per frame over a window (32 frames for vits, fewer for the
-larger encoders, to keep the run to minutes on a laptop CPU), and the achieved GFLOP/s as a share
-of a large FP32 matrix product timed in the same process (the machine's practical peak).
-Then the same for a 16:9 clip at 518 (the default input), and the error of bf16 autocast
-against FP32 on the shared parity fixture.
+For each input size, mode and precision the engine runs on the shared clip's 16:9 frames
+held in memory: no decoding and no writing, but the frame transform and the resize to frame
+size, as in a run. Printed per case: frames/s; FLOPs per frame, counted by torch's flop
+counter over the same frames (with CPU attention, which torch's table leaves out); the
+achieved GFLOP/s and its share of a large matrix product of the same precision timed in this
+run. With --reference DIR the reference implementation runs on the same frames, weights,
+threads and precision, and our frames/s is given as a ratio of its. Last, the error of each
+precision against the shared parity fixtures (made by the reference in fp32), as the parity
+README defines it.
 
-Usage: python bench/bench_model.py [--encoders vits,vitb,vitl] [--threads N]
+Usage: python bench/bench_model.py [--sizes 252,518] [--frames 70] [--threads 2] [--reference DIR]
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,93 +25,117 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from parity_recipe import PARITY, recipe_state_dict  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from parity_recipe import PARITY, SHARED, write_checkpoint  # noqa: E402
+from reference import reference_fps  # noqa: E402
 
-from annolid.depth.engine import autocast, streaming_depth  # noqa: E402
-from annolid.depth.engine.device import cpu_runs_bf16  # noqa: E402
-from annolid.depth.model import VideoDepthAnything  # noqa: E402
+from annolid.depth import runner  # noqa: E402
+from annolid.depth.engine import autocast, offline_depth, reuse_freed_memory, streaming_depth  # noqa: E402
+from annolid.depth.engine.device import DTYPES, cpu_runs_bf16  # noqa: E402
+from annolid.depth.io.source import VideoSource  # noqa: E402
+
+CLIP = SHARED / "media" / "davis_rollercoaster.mp4"
+ENGINES = {"offline": offline_depth, "streaming": streaming_depth}
 
 
-def matmul_gflops(n: int = 2048, dtype=torch.float32, repeats: int = 5) -> float:
+def cpu_attention_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    """scores (q k^T) and output (attention v), as torch counts its GPU attention kernels."""
+    b, h, q_len, d = query
+    return 2 * b * h * q_len * key[-2] * (d + value[-1])
+
+
+def counted_flops(fn) -> int:
+    custom = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_attention_flops}
+    with FlopCounterMode(display=False, custom_mapping=custom) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best / 1e9
 
 
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def run_engine(model, mode: str, frames: list, size: int, precision: str) -> np.ndarray:
+    with torch.no_grad(), reuse_freed_memory():
+        return np.stack([d for _, _, d in ENGINES[mode](model, enumerate(frames), size, torch.device("cpu"), precision)])
 
 
-def model(encoder: str) -> VideoDepthAnything:
-    net = VideoDepthAnything(encoder)
-    net.load_state_dict(recipe_state_dict(encoder), strict=True)
-    return net.eval()
+def model_for(checkpoint: Path, precision: str):
+    return runner.load_model(str(checkpoint), checkpoint.stat().st_mtime_ns, "vits", False, "cpu", precision)
 
 
-def flops_per_frame(net, frames: int, h: int, w: int) -> float:
-    x = torch.randn(1, frames, 3, h, w)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        net(x)
-    return counter.get_total_flops() / frames
+def errors(a: np.ndarray, b: np.ndarray) -> str:
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    max_rel = np.abs(a64 - b64).max() / (b64.max() - b64.min())
+    return f"max_rel {max_rel:.1e}, rel_l2 {np.linalg.norm(a64 - b64) / np.linalg.norm(b64):.1e}"
 
 
-def seconds_per_frame(net, frames: int, h: int, w: int, precision: str = "fp32") -> float:
-    x = torch.randn(1, frames, 3, h, w)
-    with torch.no_grad(), autocast(torch.device("cpu"), precision):
-        net(x[:, :2])  # warm-up
-        return _timed(lambda: net(x)) / frames
-
-
-def bf16_error() -> str:
-    fixture = PARITY / "vits_stream.npz"
-    if not fixture.exists():
-        return "skipped (no parity fixtures)"
-    z = np.load(fixture)
-    net = model("vits")
-    frames = list(enumerate(z["frames"][:8]))
-    exact = np.stack([d for _, _, d in streaming_depth(net, frames, int(z["input_size"]))])
-    fast = np.stack([d for _, _, d in streaming_depth(net, frames, int(z["input_size"]), precision="bf16")])
-    max_rel = np.abs(fast - exact).max() / (exact.max() - exact.min())
-    rel_l2 = np.linalg.norm(fast - exact) / np.linalg.norm(exact)
-    return f"max_rel {max_rel:.2e}, rel_l2 {rel_l2:.2e} (8 streamed fixture frames)"
+def fixture_errors(checkpoint: Path, precisions: list[str]) -> None:
+    if not PARITY.is_dir():
+        print("\nparity fixtures not found: error table skipped")
+        return
+    print("\nerror against the parity fixtures (the reference in fp32)")
+    for precision in precisions:
+        model = model_for(checkpoint, precision)
+        z = np.load(PARITY / "vits_forward.npz")
+        with torch.no_grad(), autocast(torch.device("cpu"), precision):
+            forward = model(torch.from_numpy(z["x"])).float().numpy()
+        line = [f"forward {errors(forward, z['depth'])}"]
+        for mode, name in (("offline", "windows"), ("streaming", "stream")):
+            z = np.load(PARITY / f"vits_{'offline' if mode == 'offline' else 'stream'}.npz")
+            depth = run_engine(model, mode, list(z["frames"]), int(z["input_size"]), precision)
+            line.append(f"{name} {errors(depth, z['depth'])}")
+        print(f"  {precision}: " + "; ".join(line))
 
 
 def main() -> None:
     sys.stdout.reconfigure(line_buffering=True)
     parser = argparse.ArgumentParser()
-    parser.add_argument("--encoders", default="vits,vitb,vitl")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--sizes", default="252,518")
+    parser.add_argument("--frames", type=int, default=70)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reference", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    peak = matmul_gflops()
-    peak_bf16 = matmul_gflops(512, torch.bfloat16, repeats=2)
-    print(f"torch {torch.__version__}, {args.threads} threads; matmul fp32 (2048^3) {peak:.0f} GFLOP/s, "
-          f"bf16 (512^3) {peak_bf16:.1f} GFLOP/s; CPU bf16 arithmetic: {'yes' if cpu_runs_bf16() else 'no (emulated)'}\n")
-    print(f"{'encoder':8} {'input':>9} {'frames':>6} {'params':>8} {'GFLOP/frame':>12} {'s/frame':>8} {'GFLOP/s':>8} {'of peak':>8}")
-    cases = []
-    for encoder in args.encoders.split(","):
-        frames = {"vits": 32, "vitb": 16, "vitl": 4}.get(encoder, 8)  # shorter windows keep the run short
-        cases.append((encoder, 518, 518, frames))
-    cases.append(("vits", 518, 924, 16))  # the default input for a 16:9 video
-    for encoder, h, w, frames in cases:
-        net = model(encoder)
-        params = sum(p.numel() for p in net.parameters())
-        flops = flops_per_frame(net, min(frames, 4), h, w)  # per frame, near enough independent of T
-        spf = seconds_per_frame(net, frames, h, w)
-        rate = flops / spf / 1e9
-        print(
-            f"{encoder:8} {h:>4}x{w:<4} {frames:>6} {params / 1e6:>7.1f}M {flops / 1e9:>12.1f} {spf:>8.2f} {rate:>8.0f} {rate / peak:>8.0%}"
-        )
-    net = model("vits")
-    frames = 8 if cpu_runs_bf16() else 2  # emulated bf16 is slow: time a short clip
-    spf_bf16 = seconds_per_frame(net, frames, 252, 448, "bf16")
-    spf = seconds_per_frame(net, frames, 252, 448)
-    print(f"\nvits 252x448 bf16 autocast: {spf_bf16:.2f} s/frame, {spf / spf_bf16:.2f}x the fp32 speed")
-    print(f"bf16 error against fp32: {bf16_error()}")
+    precisions = ["fp32", "bf16"] if cpu_runs_bf16() else ["fp32"]
+
+    with VideoSource(CLIP, max_frames=args.frames, max_res=-1) as source:
+        frames = [rgb for _, rgb in source]
+    peaks = {p: matmul_gflops(torch.float32 if p == "fp32" else DTYPES[p]) for p in precisions}
+    print(f"vits, torch {torch.__version__}, {args.threads} threads, {len(frames)} frames of {CLIP.name} "
+          f"({frames[0].shape[1]}x{frames[0].shape[0]}), network alone")
+    print("matmul 2048^3: " + ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in peaks.items())
+          + ("" if cpu_runs_bf16() else "; this CPU has no bf16 arithmetic (bf16 not run)"))
+    print(f"\n{'size':>5} {'mode':10} {'prec':5} {'frames/s':>9} {'GFLOP/frame':>12} {'GFLOP/s':>8} {'of peak':>8} {'reference':>10} {'ratio':>6}")
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = write_checkpoint(Path(tmp) / "video_depth_anything_vits.pth")
+        for size in map(int, args.sizes.split(",")):
+            for mode in ENGINES:
+                flops = None
+                for precision in precisions:
+                    model = model_for(checkpoint, precision)
+                    run_engine(model, mode, frames[:2], size, precision)  # warm-up
+                    start = time.perf_counter()
+                    run_engine(model, mode, frames, size, precision)
+                    fps = len(frames) / (time.perf_counter() - start)
+                    if flops is None:  # the same work in every precision
+                        flops = counted_flops(lambda: run_engine(model, mode, frames, size, precision)) / len(frames)
+                    rate = flops * fps / 1e9
+                    ref = ratio = ""
+                    if args.reference:
+                        ref_fps = reference_fps(args.reference, frames, size, mode == "streaming", fp32=precision == "fp32")
+                        ref, ratio = f"{ref_fps:.2f}", f"{fps / ref_fps:.2f}x"
+                    print(f"{size:>5} {mode:10} {precision:5} {fps:>9.2f} {flops / 1e9:>12.1f} {rate:>8.0f} "
+                          f"{rate / peaks[precision]:>8.0%} {ref:>10} {ratio:>6}")
+        fixture_errors(checkpoint, precisions)
 
 
 if __name__ == "__main__":
