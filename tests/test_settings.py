@@ -23,6 +23,7 @@ DEFAULTS = {
     "max_frames": -1,
     "streaming": True,
     "fp32": False,
+    "precision": "",
     "grayscale": False,
     "save_depth_video": False,
     "save_depth_frames": False,
@@ -84,6 +85,7 @@ def test_defaults():
         ("focal_length_y", -1, "focal_length_y must be a number of pixels > 0, got -1"),
         ("point_cloud_format", "las", "point_cloud_format must be one of csv, ply, got 'las'"),
         ("device", "gpu", "device must be \"\" (automatic), cpu, cuda, cuda:N or mps, got 'gpu'"),
+        ("precision", "fp8", "precision must be \"\" (automatic) or one of fp32, bf16, fp16, got 'fp8'"),
         ("device", "cuda:", "device must be \"\" (automatic), cpu, cuda, cuda:N or mps, got 'cuda:'"),
         ("streaming", "yes", "streaming must be true or false, got 'yes'"),
         ("output_dir", None, "output_dir must be a string (empty for the default), got None"),
@@ -227,6 +229,6 @@ def test_default_output_dir():
 
 def test_run_kwargs():
     settings = DepthSettings(encoder="vitl", max_frames=10, output_dir="/data/depth", checkpoint_root="/weights")
-    expected = {**DEFAULTS, "encoder": "vitl", "max_frames": 10, "checkpoint_root": "/weights", "device": None}
+    expected = {**DEFAULTS, "encoder": "vitl", "max_frames": 10, "checkpoint_root": "/weights", "device": None, "precision": None}
     del expected["output_dir"]
     assert settings.run_kwargs() == expected

@@ -80,6 +80,7 @@ def run_video_depth_anything(
         max_frames=int(max_len if max_frames is None else max_frames),
         streaming=bool(streaming),
         fp32=bool(fp32),
+        precision=precision or "",
         grayscale=bool(grayscale),
         save_depth_video=bool(save_depth_video),
         save_depth_frames=bool(save_depth_frames),
@@ -93,7 +94,7 @@ def run_video_depth_anything(
     )
     settings.validate()
     torch_device = pick_device(device)
-    run_precision = pick_precision(torch_device, settings.fp32, precision)
+    run_precision = pick_precision(torch_device, settings.fp32, settings.precision or None)
 
     source = VideoSource(input_video, settings.target_fps, settings.max_frames, settings.max_res)
     with source, reuse_freed_memory():
@@ -132,9 +133,8 @@ def run_video_depth_anything(
             for sink in sinks:  # opening checks optional packages and folders, before the model loads
                 sink.open(info)
                 opened.append(sink)
-            model = load_model(
-                str(checkpoint), checkpoint.stat().st_mtime_ns, settings.encoder, settings.metric, str(torch_device), run_precision
-            )
+            modified = checkpoint.stat().st_mtime_ns
+            model = load_model(str(checkpoint), modified, settings.encoder, settings.metric, str(torch_device), run_precision)
             engine = streaming_depth if settings.streaming else offline_depth
             decoded = prefetched(source)
             frames = engine(model, decoded, settings.input_size, torch_device, run_precision)
@@ -194,7 +194,9 @@ def prepare_output_dir(path: Path) -> None:
 
 
 @functools.lru_cache(maxsize=1)
-def load_model(checkpoint: str, modified_ns: int, encoder: str, metric: bool, device: str, precision: str = "fp32") -> VideoDepthAnything:
+def load_model(
+    checkpoint: str, modified_ns: int, encoder: str, metric: bool, device: str, precision: str = "fp32"
+) -> VideoDepthAnything:
     """The network with its weights, on `device`, ready for `precision`; kept for the next
     run in this process (`modified_ns` makes a replaced checkpoint file load afresh).
     Channels-last convolution weights run the head about 15 % faster on CPU, with

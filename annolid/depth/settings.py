@@ -19,6 +19,7 @@ import yaml
 
 SECTION = "video_depth_anything"
 ENCODERS = ("vits", "vitb", "vitl")
+PRECISIONS = ("fp32", "bf16", "fp16")
 POINT_CLOUD_FORMATS = ("csv", "ply")
 PATCH_SIZE = 14
 ALIASES = {"max_len": "max_frames"}  # the reference scripts' name
@@ -36,6 +37,7 @@ class DepthSettings:
     max_frames: int = -1
     streaming: bool = True
     fp32: bool = False
+    precision: str = ""  # empty: fp32 on a CPU, fp16 on a GPU (fp32 there with fp32=True)
     grayscale: bool = False
     save_depth_video: bool = False
     save_depth_frames: bool = False
@@ -95,6 +97,7 @@ _RULES = {
     "target_fps": (lambda v: _is_number(v) and (v == -1 or v > 0), "-1 (every frame) or a number > 0"),
     "max_frames": (lambda v: _is_int(v) and (v == -1 or v >= 1), "-1 (all frames) or an integer >= 1"),
     "point_cloud_format": (lambda v: v in POINT_CLOUD_FORMATS, "one of " + ", ".join(POINT_CLOUD_FORMATS)),
+    "precision": (lambda v: v == "" or v in PRECISIONS, '"" (automatic) or one of ' + ", ".join(PRECISIONS)),
     "focal_length_x": (_positive_number, "a number of pixels > 0"),
     "focal_length_y": (_positive_number, "a number of pixels > 0"),
     "device": (
