@@ -4,4 +4,12 @@ from .offline import offline_depth
 from .streaming import streaming_depth
 from .transform import FrameTransform
 
-__all__ = ["FrameTransform", "autocast", "offline_depth", "pick_device", "pick_precision", "reuse_freed_memory", "streaming_depth"]
+__all__ = [
+    "FrameTransform",
+    "autocast",
+    "offline_depth",
+    "pick_device",
+    "pick_precision",
+    "reuse_freed_memory",
+    "streaming_depth",
+]

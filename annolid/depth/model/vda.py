@@ -258,7 +258,7 @@ class TemporalAttention(nn.Module):
         frame_scores = torch.matmul(q, keys.transpose(-1, -2))  # [P, heads, T, slots]
         pos_keys = self.to_k(pe).view(n, heads, d).permute(1, 2, 0)  # [heads, d, n]
         attn = (frame_scores.gather(3, positions) + torch.matmul(q, pos_keys)).softmax(-1)  # [P, heads, T, n]
-        per_slot = torch.zeros_like(frame_scores).scatter_add_(3, positions, attn)
+        per_slot = attn.new_zeros(frame_scores.shape).scatter_add_(3, positions, attn)  # softmax may run in fp32
         pos_values = self.to_v(pe).view(n, heads, d).transpose(0, 1)  # [heads, n, d]
         out = torch.matmul(per_slot, values) + torch.matmul(attn, pos_values)  # [P, heads, T, d]
         return self.to_out[0](out.transpose(1, 2).reshape(p, t, c))
@@ -322,7 +322,8 @@ class TemporalModule(nn.Module):
         y = tt.norm(x).permute(0, 2, 3, 1)  # [B*T, h, w, C]
         y = y.reshape(b, frames, h * w, c).transpose(1, 2).reshape(b * h * w, frames, c)
         step = per_call(y.device, frames, len(y)) if memory is None else len(y)  # pixels are independent here
-        y = torch.cat([tt.proj_out(tt.transformer_blocks[0](tt.proj_in(y[i : i + step]), memory)) for i in range(0, len(y), step)])
+        block = tt.transformer_blocks[0]
+        y = torch.cat([tt.proj_out(block(tt.proj_in(y[i : i + step]), memory)) for i in range(0, len(y), step)])
         y = y.reshape(b, h * w, frames, c).transpose(1, 2)
         return x + y.reshape(n, h, w, c).permute(0, 3, 1, 2)
 
@@ -389,8 +390,8 @@ class DPTHead(nn.Module):
         """tokens: 4 x [B*T, ph*pw, C] -> depth [outputs, 1, 14*ph, 14*pw].
 
         With `memory` (streaming), each of the T current frames attends to its window of
-        frames held there. `outputs` (one clip) gives the depth of only its first images; the others
-        still lend temporal context, but skip the per-image work of the full-resolution tail.
+        frames held there. `outputs` (one clip) gives the depth of only its first images: the
+        others still lend temporal context, but skip the per-image, full-resolution tail.
         """
 
         def level(i, x):  # tokens -> the feature map of level i
@@ -465,7 +466,9 @@ class VideoDepthAnything(nn.Module):
         """How many h x w images (at most `most`) the encoder runs at once on `device`."""
         return per_call(device, (h // PATCH) * (w // PATCH) + 1, most)
 
-    def decode(self, tokens, frames: int, h: int, w: int, memory: StreamMemory | None = None, outputs: int | None = None) -> torch.Tensor:
+    def decode(
+        self, tokens, frames: int, h: int, w: int, memory: StreamMemory | None = None, outputs: int | None = None
+    ) -> torch.Tensor:
         """Encoder features of T frames (per video) -> relu depth [N, h, w]. With `memory`
         (streaming), T consecutive frames whose temporal attention reads and extends that
         memory; `outputs` limits the depth to the first frames of one clip (see DPTHead)."""
