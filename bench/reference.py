@@ -6,6 +6,8 @@ torchvision does not install beside the CPU build of torch.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
 import time
 import types
@@ -41,14 +43,22 @@ def reference_fps(reference: Path, frames: list[np.ndarray], size: int, streamin
     if str(reference) not in sys.path:
         sys.path.insert(0, str(reference))
     module = "video_depth_anything.video_depth_stream" if streaming else "video_depth_anything.video_depth"
-    cls = __import__(module, fromlist=["VideoDepthAnything"]).VideoDepthAnything
-    model = cls(encoder="vits", features=64, out_channels=[48, 96, 192, 384])
-    model.load_state_dict(recipe_state_dict("vits"), strict=True)
-    model.eval()
-    start = time.perf_counter()
-    if streaming:
-        for frame in frames:
-            model.infer_video_depth_one(frame, input_size=size, device="cpu", fp32=fp32)
-    else:
-        model.infer_video_depth(np.stack(frames), 24, input_size=size, device="cpu", fp32=fp32)
-    return len(frames) / (time.perf_counter() - start)
+    with quiet():  # it prints a notice on import and a progress bar per window
+        cls = __import__(module, fromlist=["VideoDepthAnything"]).VideoDepthAnything
+        model = cls(encoder="vits", features=64, out_channels=[48, 96, 192, 384])
+        model.load_state_dict(recipe_state_dict("vits"), strict=True)
+        model.eval()
+        start = time.perf_counter()
+        if streaming:
+            for frame in frames:
+                model.infer_video_depth_one(frame, input_size=size, device="cpu", fp32=fp32)
+        else:
+            model.infer_video_depth(np.stack(frames), 24, input_size=size, device="cpu", fp32=fp32)
+        return len(frames) / (time.perf_counter() - start)
+
+
+def quiet():
+    stack = contextlib.ExitStack()
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
+    return stack
