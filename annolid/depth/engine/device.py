@@ -85,8 +85,8 @@ def reuse_freed_memory():
 
     torch takes each CPU tensor straight from malloc, and glibc hands freed blocks of more
     than a few megabytes back to the system, so the next activation of that size starts on
-    fresh pages and pays a page fault for every 4 KiB (here 5 % of a streaming run and 20 %
-    of a windowed one). Raising glibc's thresholds keeps those pages for reuse; at the end
+    fresh pages and pays a page fault for every 4 KiB (vits at input 252 on 2 cores: 10 %
+    of a streaming run, 18 % of a windowed one). Raising glibc's thresholds keeps those pages for reuse; at the end
     `malloc_trim` returns them and the thresholds go back to where glibc's own adjustment
     would take them. Elsewhere (macOS, Windows, musl) this does nothing.
     """

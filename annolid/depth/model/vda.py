@@ -469,7 +469,7 @@ class VideoDepthAnything(nn.Module):
     def decode(
         self, tokens, frames: int, h: int, w: int, memory: StreamMemory | None = None, outputs: int | None = None
     ) -> torch.Tensor:
-        """Encoder features of T frames (per video) -> relu depth [N, h, w]. With `memory`
+        """Encoder features of T frames (per video) -> relu depth [N or outputs, h, w]. With `memory`
         (streaming), T consecutive frames whose temporal attention reads and extends that
         memory; `outputs` limits the depth to the first frames of one clip (see DPTHead)."""
         depth = self.head(tokens, frames, h // PATCH, w // PATCH, memory, outputs)
