@@ -1,0 +1,185 @@
+"""Pipeline ceiling: how many frames/s everything around the network can carry.
+
+Runs `run_video_depth_anything` on a 120-frame 1280x720 H.264 clip (made here from the
+shared clip, scaled up) with input size 14, so the network costs next to nothing, as it
+would on a GPU. Two output sets: depth.ndjson alone, and depth.ndjson + depth video +
+depth frames + npz; each with the process pinned to 1 and to 2 cores. torch gets one
+thread (the network is negligible), so the remaining core is the writers' pool's.
+
+Prints frames/s per case, the 1 -> 2 core scaling, and where the milliseconds go: thread
+CPU time per frame of each stage (decode on its thread, resize to the network input,
+network, resize back to frame size, the depth record's encoding, each sink's per-frame
+work and its close), summed over threads, from the 1-core run.
+
+Usage: python bench/bench_pipeline.py [--frames 120] [--repeat 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+CASES = {
+    "ndjson": {},
+    "ndjson+video+frames+npz": {"save_depth_video": True, "save_depth_frames": True, "save_npz": True},
+}
+SIZE = (1280, 720)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def make_clip(path: Path, frames: int) -> Path:
+    """The shared clip scaled to 1280x720 (looped if short), as H.264."""
+    import av
+    from parity_recipe import SHARED
+
+    source = SHARED / "media" / "davis_rollercoaster.mp4"
+    with av.open(str(path), "w") as dst:
+        stream = dst.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = *SIZE, "yuv420p"
+        written = 0
+        while written < frames:
+            with av.open(str(source)) as src:
+                for frame in src.decode(video=0):
+                    if written == frames:
+                        break
+                    scaled = frame.reformat(width=SIZE[0], height=SIZE[1], format="yuv420p")
+                    scaled.pts = None  # the encoder numbers the frames; a loop restarts the source's
+                    dst.mux(stream.encode(scaled))
+                    written += 1
+        dst.mux(stream.encode())
+    return path
+
+
+class Stages:
+    """Thread CPU seconds per stage, gathered by wrapping the functions that do the work."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def wrap(self, owner, name: str, stage: str) -> None:
+        fn = getattr(owner, name)
+
+        def timed(*args, **kwargs):
+            start = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[stage] += time.thread_time() - start
+
+        setattr(owner, name, timed)
+
+    def wrap_iter(self, owner, name: str, stage: str) -> None:
+        fn = getattr(owner, name)
+
+        def timed(*args, **kwargs):
+            items = iter(fn(*args, **kwargs))
+            while True:
+                start = time.thread_time()
+                item = next(items, None)
+                self.seconds[stage] += time.thread_time() - start
+                if item is None:
+                    return
+                yield item
+
+        setattr(owner, name, timed)
+
+
+def child(case: str, clip: Path, weights: Path, out: Path, frames: int) -> dict:
+    """One run in this (pinned) process; returns frames/s and the stage times."""
+    import torch
+
+    from annolid.depth import runner
+    from annolid.depth.engine import offline, streaming
+    from annolid.depth.engine.transform import FrameTransform
+    from annolid.depth.io import records, sinks
+    from annolid.depth.io.source import VideoSource
+    from annolid.depth.model import VideoDepthAnything
+
+    torch.set_num_threads(1)
+    stages = Stages()
+    stages.wrap_iter(VideoSource, "__iter__", "decode")
+    stages.wrap(FrameTransform, "batch", "resize in")
+    stages.wrap(VideoDepthAnything, "encode", "network")
+    stages.wrap(VideoDepthAnything, "decode", "network")
+    for module in (streaming, offline):
+        stages.wrap(module, "to_frame_size", "resize out")
+    stages.wrap(records, "quantize", "record: quantize")
+    stages.wrap(records, "encode_png", "record: png")
+    stages.wrap(sinks, "encode_png", "depth frames: png")
+    for cls in (sinks.NdjsonSink, sinks.NpzSink, sinks.DepthVideoSink, sinks.DepthFramesSink):
+        for method in ("prepare", "write", "close"):
+            if method in vars(cls):
+                stages.wrap(cls, method, f"{cls.__name__}.{method}")
+    run = dict(checkpoint_root=weights, input_size=14, max_res=-1, device="cpu", **CASES[case])
+    runner.run_video_depth_anything(clip, out / "warm", max_frames=4, **run)  # loads the model
+    stages.seconds.clear()
+    result = runner.run_video_depth_anything(clip, out / "run", max_frames=frames, **run)
+    per_frame = {stage: 1000 * s / result["frames"] for stage, s in stages.seconds.items()}
+    return {"fps": result["frames"] / result["elapsed_s"], "ms": per_frame}
+
+
+def pinned(cores: int, case: str, clip: Path, weights: Path, out: Path, frames: int) -> dict:
+    allowed = sorted(os.sched_getaffinity(0))[:cores]
+    command = [sys.executable, __file__, "--child", case, str(clip), str(weights), str(out), str(frames)]
+    done = subprocess.run(
+        command, check=True, capture_output=True, text=True, preexec_fn=lambda: os.sched_setaffinity(0, allowed)
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--frames", type=int, default=120)
+    parser.add_argument("--repeat", type=int, default=2, help="runs per case; the fastest counts")
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        case, clip, weights, out, frames = args.child
+        print(json.dumps(child(case, Path(clip), Path(weights), Path(out), int(frames))))
+        return
+    sys.stdout.reconfigure(line_buffering=True)
+    from parity_recipe import write_checkpoint
+
+    cores = len(os.sched_getaffinity(0))
+    print(f"CPU: {cpu_model()}, {cores} cores usable; {args.frames} frames {SIZE[0]}x{SIZE[1]} H.264, vits at input 14, fp32")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        clip = make_clip(tmp / "clip.mp4", args.frames)
+        weights = write_checkpoint(tmp / "w" / "video_depth_anything_vits.pth").parent
+        results = {}
+        for case in CASES:
+            for n in (1, 2):
+                runs = [pinned(n, case, clip, weights, tmp / f"{case}_{n}", args.frames) for _ in range(args.repeat)]
+                results[case, n] = max(runs, key=lambda r: r["fps"])
+        print(f"\n{'outputs':26} {'1 core':>8} {'2 cores':>8} {'scaling':>8}   (frames/s)")
+        for case in CASES:
+            one, two = results[case, 1]["fps"], results[case, 2]["fps"]
+            print(f"{case:26} {one:>8.1f} {two:>8.1f} {two / one:>7.2f}x")
+        for case in CASES:
+            print(f"\nms of thread CPU time per frame, {case}, 1 core (2 cores):")
+            one, two = results[case, 1]["ms"], results[case, 2]["ms"]
+            for stage in sorted(one, key=one.get, reverse=True):
+                print(f"  {stage:28} {one[stage]:7.2f} ({two.get(stage, 0.0):.2f})")
+
+
+if __name__ == "__main__":
+    main()
