@@ -4,16 +4,21 @@ import io
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
 from annolid.depth import __version__
+from annolid.depth.io import records
 from annolid.depth.io.records import (
+    NonFiniteDepthError,
     RecordIndex,
     decode_depth,
+    encode_png,
     encode_record,
     iter_records,
+    record_line,
     scan_range,
 )
 
@@ -99,17 +104,33 @@ def test_constant_map_decodes_to_its_value():
     np.testing.assert_array_equal(decode_depth(record), np.full((4, 5), 2.5, np.float32))
 
 
-def test_non_finite_pixels_are_clamped_into_the_finite_range():
+def test_non_finite_depth_is_refused_not_written():
     depth = gradient(1.0, 2.0)
-    depth[0, 0], depth[1, 1], depth[2, 2] = np.nan, np.inf, -np.inf
-    record = encode_record(depth, 0, "v.mp4", "v", "relative_disparity")
-    json.dumps(record, allow_nan=False)
-    scale = record["otherData"]["depth_map"]["scale"]
-    finite = np.isfinite(depth)
-    assert scale == {"min": float(depth[finite].min()), "max": float(depth[finite].max())}
-    decoded = decode_depth(record)
-    assert (decoded[0, 0], decoded[1, 1], decoded[2, 2]) == (scale["min"], scale["max"], scale["min"])
-    assert np.abs(decoded - depth)[finite].max() <= quantisation_step(depth[finite])
+    depth[1, 1] = np.nan
+    with pytest.raises(NonFiniteDepthError, match="1 depth values are NaN or infinite"):
+        encode_record(depth, 0, "v.mp4", "v", "relative_disparity")
+
+
+def test_record_line_is_the_json_text():
+    record = encode_record(gradient(), 4, 'a "quoted" \\ name.mp4', "stem", "relative_disparity")
+    assert record_line(record) == json.dumps(record) + "\n"
+
+
+@pytest.mark.parametrize("compress", ["deflate", "zlib_deflate"])
+@pytest.mark.parametrize("shape, dtype", [((37, 51), np.uint16), ((720, 1280), np.uint16), ((9, 7, 3), np.uint8), ((1, 1), np.uint8)])
+def test_png_reads_back_exactly_in_pil_and_opencv(shape, dtype, compress, monkeypatch):
+    monkeypatch.setattr(records, "deflate", getattr(records, compress))
+    image = np.random.default_rng(1).integers(0, np.iinfo(dtype).max + 1, shape, dtype=dtype)
+    if shape[0] > 100:  # a smooth map as well, where the filter matters
+        image[:360] = np.linspace(0, 65535, 1280).astype(np.uint16)
+    png = encode_png(image)
+    np.testing.assert_array_equal(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED), image)
+    pil = Image.open(io.BytesIO(png))
+    pil.load()  # checks every chunk's CRC and the zlib checksum
+    rgb = image[..., ::-1] if image.ndim == 3 else image  # PIL reads RGB where OpenCV gave BGR
+    np.testing.assert_array_equal(np.array(pil), rgb)
+    with pytest.raises(ValueError, match="expected gray or BGR"):
+        encode_png(image.astype(np.float32))
 
 
 def test_a_killed_runs_cut_last_line_is_skipped(tmp_path):

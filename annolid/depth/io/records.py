@@ -10,6 +10,8 @@ import base64
 import bisect
 import json
 import re
+import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,35 +23,68 @@ from .. import __version__
 LEVELS = 65535
 KINDS = {"relative_disparity": None, "metric_depth": "m"}  # what the values are -> their unit
 
-# A fixed "sub" filter with run-length zlib at level 1. On 1280x720 depth maps: ~30 ms and
-# ~1.3 MB, against ~65 ms for level 1 with OpenCV's adaptive filters and ~190 ms for PIL's
-# default, at sizes within 5 % (60 % larger only on perfectly smooth synthetic maps).
-PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
-if hasattr(cv2, "IMWRITE_PNG_FILTER"):  # OpenCV >= 4.11
-    PNG_FAST += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+COLOR_TYPES = {1: 0, 3: 2}  # channels -> PNG colour type: grayscale, truecolour
+
+def zlib_deflate(data: bytes) -> bytes:
+    """zlib level 1 with run-length matching: ~14 ms on a 1280x720 16-bit map, ~1.25 MB."""
+    packer = zlib.compressobj(1, zlib.DEFLATED, zlib.MAX_WBITS, 9, zlib.Z_RLE)
+    return packer.compress(data) + packer.flush()
+
+
+try:  # ISA-L's deflate at level 1: ~4 ms, ~1.2 MB
+    from isal.isal_zlib import compress as _isal_compress
+
+    def deflate(data: bytes) -> bytes:
+        return _isal_compress(data, 1)
+
+except ImportError:
+    deflate = zlib_deflate
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
 
 
 def encode_png(image: np.ndarray) -> bytes:
-    """PNG bytes, tuned for speed: the writers run once per frame in the inference loop."""
-    ok, png = cv2.imencode(".png", image, PNG_FAST)
-    if not ok:
-        raise ValueError(f"could not encode a {image.shape} {image.dtype} image as PNG")
-    return png.tobytes()
+    """PNG bytes of a gray or BGR (OpenCV's order) uint8/uint16 image, written here for speed:
+    it runs once per frame per output. Every row gets the "sub" filter (each byte minus the
+    same byte of the pixel to its left, which numpy does in one subtraction; on depth maps
+    within 5 % of the size of adaptive filters) and one fast deflate: with the `isal`
+    package (pip install 'annolid-depth[fast]') ~4 ms for a 1280x720 16-bit map, with
+    zlib's run-length mode ~14 ms, against ~30 ms for OpenCV's encoder at its fastest."""
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if image.dtype not in (np.uint8, np.uint16) or image.ndim not in (2, 3) or channels not in COLOR_TYPES:
+        raise ValueError(f"cannot encode a {image.shape} {image.dtype} image as PNG; expected gray or BGR, 8 or 16 bit")
+    height, width = image.shape[:2]
+    pixels = image if channels == 1 else image[..., ::-1]  # PNG stores RGB
+    rows = np.ascontiguousarray(pixels, image.dtype.newbyteorder(">")).view(np.uint8).reshape(height, -1)
+    step = channels * image.itemsize  # bytes per pixel
+    filtered = np.empty((height, rows.shape[1] + 1), np.uint8)
+    filtered[:, 0] = 1  # filter type "sub"
+    filtered[:, 1 : 1 + step] = rows[:, :step]
+    np.subtract(rows[:, step:], rows[:, :-step], out=filtered[:, 1 + step :])  # modulo 256, as PNG's filters
+    header = struct.pack(">IIBBBBB", width, height, 8 * image.itemsize, COLOR_TYPES[channels], 0, 0, 0)
+    return b"".join(
+        (PNG_SIGNATURE, png_chunk(b"IHDR", header), png_chunk(b"IDAT", deflate(filtered)), png_chunk(b"IEND", b""))
+    )
+
+
+class NonFiniteDepthError(ValueError):
+    """A depth map holds NaN or infinity: nothing valid can be written for the frame."""
 
 
 def quantize(depth: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """float depth -> (uint16 map, min, max). A constant map quantises to zeros. Non-finite
-    pixels (a half-precision overflow) are clamped into the finite range, so one bad pixel
-    cannot write `NaN` into the JSON or stretch the colour range of the whole video."""
+    """float depth -> (uint16 map, min, max). A constant map quantises to zeros. A map with
+    a NaN or an infinity is refused: the engines recompute such frames in FP32 or stop the
+    run, so one reaching here is a bug that must not be written as plausible zeros."""
     lo, hi = float(depth.min()), float(depth.max())
     if not (np.isfinite(lo) and np.isfinite(hi)):
-        finite = depth[np.isfinite(depth)]
-        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-        depth = np.nan_to_num(depth, nan=lo, posinf=hi, neginf=lo)
+        raise NonFiniteDepthError(f"{np.count_nonzero(~np.isfinite(depth))} depth values are NaN or infinite")
     if hi <= lo:
         return np.zeros(depth.shape, np.uint16), lo, hi
-    q = np.rint((depth - lo) * (LEVELS / (hi - lo)))
-    return np.clip(q, 0, LEVELS).astype(np.uint16), lo, hi
+    q = (depth - np.float32(lo)) * np.float32(LEVELS / (hi - lo))
+    return np.rint(q, out=q).clip(0, LEVELS, out=q).astype(np.uint16), lo, hi
 
 
 def encode_record(depth: np.ndarray, frame_index: int, video_name: str, stem: str, kind: str) -> dict:
@@ -78,6 +113,18 @@ def encode_record(depth: np.ndarray, frame_index: int, video_name: str, stem: st
             }
         },
     }
+
+
+IMAGE_DATA_SLOT = "\0"  # json.dumps writes it as "\u0000", which nothing else in a record can contain
+
+
+def record_line(record: dict) -> str:
+    """`json.dumps(record) + "\\n"`, the same text, without JSON scanning the megabytes of
+    base64 for characters to escape (it has none): ~2.5 ms less per 1280x720 frame."""
+    depth_map = record["otherData"]["depth_map"]
+    slotted = {**record, "otherData": {**record["otherData"], "depth_map": {**depth_map, "image_data": IMAGE_DATA_SLOT}}}
+    head, tail = json.dumps(slotted).split(json.dumps(IMAGE_DATA_SLOT))
+    return f'{head}"{depth_map["image_data"]}"{tail}\n'
 
 
 def decode_depth(record: dict) -> np.ndarray:

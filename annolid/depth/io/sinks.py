@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from ..errors import OutputError
-from .records import decode_depth, encode_png, encode_record, iter_records, scan_range
+from .records import decode_depth, encode_png, encode_record, iter_records, record_line, scan_range
 
 log = logging.getLogger(__name__)
 NDJSON = "depth.ndjson"
@@ -149,7 +149,7 @@ class NdjsonSink(Sink):
 
     def write(self, frame_index, rgb, depth):
         record = encode_record(depth, frame_index, self.info.video_path.name, self.info.stem, self.info.kind)
-        self.file.write(json.dumps(record) + "\n")
+        self.file.write(record_line(record))
         self.file.flush()
         super().write(frame_index, rgb, depth)
 
