@@ -14,7 +14,6 @@ import yaml
 from annolid.depth import run_video_depth_anything, runner
 from annolid.depth.errors import OutputError, VideoError, WeightsError
 from annolid.depth.io.records import iter_records
-from annolid.depth.io.sinks import Sink
 from parity_recipe import write_checkpoint
 from test_records import read_seed_snippet
 
@@ -116,41 +115,16 @@ def test_rerun_replaces_results(video, weights_dir, tmp_path):
     assert len(Path(result["depth_ndjson"]).read_text().splitlines()) == 3
 
 
-def test_writing_on_a_thread_gives_the_same_files(video, weights_dir, tmp_path, monkeypatch):
-    """Where a core is free the sinks write on a thread of their own; the files are the same."""
+def test_writing_in_a_pool_gives_the_same_files(video, weights_dir, tmp_path, monkeypatch):
+    """Where cores are free the sinks prepare frames in a pool; the files are the same."""
     texts = []
-    for threaded in (False, True):
-        monkeypatch.setattr(runner, "core_to_spare", lambda device, threaded=threaded: threaded)
+    for workers in (0, 2):
+        monkeypatch.setattr(runner, "spare_cores", lambda device, workers=workers: workers)
         result = run_video_depth_anything(
-            video, tmp_path / str(threaded), checkpoint_root=weights_dir, streaming=False, max_frames=40, **SMALL
+            video, tmp_path / str(workers), checkpoint_root=weights_dir, streaming=False, max_frames=40, **SMALL
         )
         texts.append(Path(result["depth_ndjson"]).read_text())
     assert texts[0] == texts[1] and texts[0].count("\n") == 40
-
-
-class FailingSink(Sink):
-    """Records what it is given; fails on a chosen frame, as a full disk would."""
-
-    def __init__(self, fail_at):
-        self.fail_at, self.written = fail_at, []
-
-    def write(self, frame_index, payload):
-        if frame_index == self.fail_at:
-            raise OSError(28, "No space left on device")
-        self.written.append(frame_index)
-
-
-@pytest.mark.parametrize("threaded", [False, True])
-def test_a_failing_sink_stops_the_run_with_its_error(threaded):
-    sink = FailingSink(fail_at=3)
-    writer = runner.SinkWriter([sink], threaded=threaded)
-    frame = np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2), np.float32)
-    with pytest.raises(OSError, match="No space left"):
-        for i in range(10):
-            writer.write(i, *frame)
-        writer.finish()
-    writer.finish(raise_error=False)
-    assert sink.written == [0, 1, 2]
 
 
 def test_callbacks_and_cancel(video, weights_dir, tmp_path):

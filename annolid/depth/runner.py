@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import queue
 import threading
 import time
@@ -21,6 +20,7 @@ import torch
 from .engine import offline_depth, pick_device, pick_precision, reuse_freed_memory, streaming_depth
 from .engine.device import DTYPES
 from .errors import OutputError
+from .io.pipeline import OrderedWriter, spare_cores
 from .io.sinks import RunInfo, build_sinks
 from .io.source import VideoSource
 from .model import VideoDepthAnything
@@ -138,7 +138,7 @@ def run_video_depth_anything(
             engine = streaming_depth if settings.streaming else offline_depth
             decoded = prefetched(source)
             frames = engine(model, decoded, settings.input_size, torch_device, run_precision)
-            writer = SinkWriter(opened, threaded=core_to_spare(torch_device))
+            writer = OrderedWriter(opened, workers=spare_cores(torch_device))
             for frame_index, rgb, depth in frames:
                 writer.write(frame_index, rgb, depth)
                 done += 1
@@ -156,7 +156,7 @@ def run_video_depth_anything(
                 if generator is not None:
                     generator.close()
             if writer is not None and not finished:
-                writer.finish(raise_error=False)  # keep the frames computed so far
+                writer.stop()  # what was written stays; the frames in flight are dropped
             for sink in opened:
                 results.update(sink.close(finished and not cancelled))
     elapsed = time.perf_counter() - started
@@ -205,60 +205,6 @@ def load_model(
     load_weights(model, Path(checkpoint))
     model = model.eval().to(device, memory_format=torch.channels_last)
     return model if precision == "fp32" else model.hold_weights_in(DTYPES[precision])
-
-
-class SinkWriter:
-    """Writes frames to the sinks, on a thread of its own when `threaded`, so encoding and
-    disk I/O overlap inference; at most `ahead` frames (a window) wait. An error while
-    writing is raised in the caller at its next `write` or at `finish`; later frames are
-    then dropped. Use a thread only when a core is free for it (`core_to_spare`): with
-    torch on every core, the thread slowed 2-core runs by 3-5 %."""
-
-    def __init__(self, sinks, threaded: bool, ahead: int = 32):
-        self.sinks = sinks
-        self.error: BaseException | None = None
-        self.queue: queue.Queue | None = queue.Queue(ahead) if threaded else None
-        if self.queue is not None:
-            self.thread = threading.Thread(target=self._run, name="write", daemon=True)
-            self.thread.start()
-
-    def _run(self):
-        while (item := self.queue.get()) is not None:
-            if self.error is None:
-                try:
-                    self._write(*item)
-                except BaseException as exc:  # handed to the caller
-                    self.error = exc
-
-    def _write(self, frame_index, rgb, depth):
-        for sink in self.sinks:
-            sink.put(frame_index, rgb, depth)
-
-    def write(self, frame_index: int, rgb: np.ndarray, depth: np.ndarray) -> None:
-        self._raise()
-        if self.queue is None:
-            self._write(frame_index, rgb, depth)
-        else:
-            self.queue.put((frame_index, rgb, depth))
-
-    def finish(self, raise_error: bool = True) -> None:
-        """Wait until every queued frame is written."""
-        if self.queue is not None and self.thread.is_alive():
-            self.queue.put(None)
-            self.thread.join()
-        if raise_error:
-            self._raise()
-
-    def _raise(self):
-        if self.error is not None:
-            raise self.error
-
-
-def core_to_spare(device: torch.device) -> bool:
-    """Whether a thread beside inference has a core of its own: the network runs on a GPU,
-    or this process may use more cores than torch's threads."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return device.type != "cpu" or cores > torch.get_num_threads()
 
 
 def prefetched(items, ahead: int = 8):
