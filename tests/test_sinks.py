@@ -14,6 +14,8 @@ from PIL import Image
 from test_records import read_seed_snippet
 
 from annolid.depth.errors import OutputError
+from annolid.depth.io import sinks
+from annolid.depth.io.pipeline import OrderedWriter
 from annolid.depth.io.records import iter_records
 from annolid.depth.io.sinks import (
     BYTES,
@@ -163,6 +165,47 @@ def test_depth_frames_share_one_range_and_are_named_by_frame_index(tmp_path):
     assert first.shape == (H, W, 3)
     assert first[0, 0, 0] == 0 and last[-1, -1, 0] == 255  # the smallest and largest value of the whole run
     assert first[-1, -1, 0] < 255 and last[0, 0, 0] > 0
+
+
+def test_the_first_frames_fix_the_colour_range_and_later_values_saturate(tmp_path, monkeypatch):
+    monkeypatch.setattr(sinks, "RANGE_FRAMES", 2)
+    depths = depth_frames(5)
+    results = run_sinks(tmp_path / "out", depths=depths, save_depth_frames=True, grayscale=True)
+    drawn = [np.array(Image.open(Path(results["depth_frames"]) / f"depth_{2 * i:05d}.png"))[..., 0] for i in range(5)]
+    lo, hi = depths[0].min(), depths[1].max()
+    for depth, image in zip(depths, drawn):
+        expected = np.clip((depth - lo) * np.float32(255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+        assert np.abs(image.astype(int) - expected).max() <= 1  # within the record's 16-bit steps
+    assert drawn[4][-1, -1] == 255 and (drawn[4] == 255).sum() > (drawn[1] == 255).sum()
+
+
+def test_drawing_in_a_pool_gives_the_same_files(tmp_path, monkeypatch):
+    """Frames prepared before the range is known are drawn when they are written."""
+    monkeypatch.setattr(sinks, "RANGE_FRAMES", 3)
+    outputs = []
+    for workers in (0, 3):
+        out = tmp_path / str(workers)
+        out.mkdir()
+        info = run_info(out)
+        chosen = build_sinks(info, save_depth_video=True, save_depth_frames=True)
+        for sink in chosen:
+            sink.open(info)
+        writer = OrderedWriter(chosen, workers)
+        for i, depth in enumerate(depth_frames(12)):
+            writer.write(i, rgb_frame(i), depth)
+        writer.finish()
+        results = {}
+        for sink in chosen:
+            results.update(sink.close(True))
+        folder = Path(results["depth_frames"])
+        outputs.append(([(p.name, p.read_bytes()) for p in sorted(folder.iterdir())], decoded(results["depth_visualization"])))
+    assert outputs[0][0] == outputs[1][0] and len(outputs[0][0]) == 12
+    np.testing.assert_array_equal(outputs[0][1], outputs[1][1])
+
+
+def decoded(video: str) -> np.ndarray:
+    with av.open(video) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
 
 
 def test_inferno_and_metric_depth_drawn_nearer_brighter(tmp_path):

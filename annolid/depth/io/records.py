@@ -14,6 +14,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -72,6 +73,17 @@ def encode_png(image: np.ndarray) -> bytes:
 
 class NonFiniteDepthError(ValueError):
     """A depth map holds NaN or infinity: nothing valid can be written for the frame."""
+
+
+class Quantised(NamedTuple):
+    """A depth map as 16-bit levels over its own range, as in the record."""
+
+    levels: np.ndarray
+    lo: float
+    hi: float
+
+    def depth(self) -> np.ndarray:
+        return (self.levels.astype(np.float32) / LEVELS * (self.hi - self.lo) + self.lo).astype(np.float32)
 
 
 def quantize(depth: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -134,8 +146,7 @@ def decode_depth(record: dict) -> np.ndarray:
     quant = cv2.imdecode(png, cv2.IMREAD_UNCHANGED)
     if quant is None or quant.dtype != np.uint16:
         raise ValueError(f"the depth PNG of frame {record.get('frame_index')} is not a 16-bit image")
-    lo, hi = depth_map["scale"]["min"], depth_map["scale"]["max"]
-    return (quant.astype(np.float32) / LEVELS * (hi - lo) + lo).astype(np.float32)
+    return Quantised(quant, depth_map["scale"]["min"], depth_map["scale"]["max"]).depth()
 
 
 def parse_last_line(line: str | bytes) -> dict | None:

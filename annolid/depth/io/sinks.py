@@ -5,9 +5,8 @@ takes no files, a missing optional package) and raises `OutputError` naming the 
 Everything is written under `<final name>.partial` and renamed once complete, so a failed
 or killed run never leaves a half-written file under a final name, and a re-run replaces
 the previous results instead of adding to them. A run that wrote no frame leaves the
-previous results in place. The depth video and the depth frames share one colour range for
-the whole video; since that range is known only at the end, they are rendered at `close()`
-from the finished `depth.ndjson`, which therefore comes first in the sink list.
+previous results in place. The depth video and the depth frames share one colour range,
+fixed by the first frames (`RenderedSink`), and are drawn and encoded as frames arrive.
 """
 from __future__ import annotations
 
@@ -21,13 +20,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import NamedTuple
 
 import av
 import cv2
 import numpy as np
 
 from ..errors import OutputError
-from .records import decode_depth, encode_png, encode_record, iter_records, record_line, scan_range
+from .records import Quantised, encode_png, encode_record, quantize, record_line
 
 log = logging.getLogger(__name__)
 NDJSON = "depth.ndjson"
@@ -219,13 +219,69 @@ def colorize(depth: np.ndarray, lo: float, hi: float, metric: bool, grayscale: b
     return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR) if grayscale else cv2.applyColorMap(gray, cv2.COLORMAP_INFERNO)
 
 
-def rendered_frames(info: RunInfo) -> Iterator[tuple[int, np.ndarray]]:
-    """(frame_index, BGR image) for every record of the finished depth.ndjson, all coloured
-    with the range of the whole run so a colour means the same depth in every frame."""
-    ndjson = info.output_dir / NDJSON
-    lo, hi, _ = scan_range(ndjson)
-    for record in iter_records(ndjson):
-        yield record["frame_index"], colorize(decode_depth(record), lo, hi, info.metric, info.grayscale)
+RANGE_FRAMES = 32  # frames whose depth fixes the colour range of the depth video and frames
+
+
+class Undrawn(NamedTuple):
+    """A frame prepared before the colour range was known. The first RANGE_FRAMES wait as
+    16-bit levels (drawn from those, always); a later one is drawn from its float map, as
+    it would have been in the pool, so the files do not depend on the threads' timing."""
+
+    quantised: Quantised
+    depth: np.ndarray
+
+
+class RenderedSink(Sink):
+    """Base of the depth video and the depth frames: every frame drawn with one colour range,
+    as it arrives. The range runs from the smallest to the largest depth of the first
+    RANGE_FRAMES frames (the windowed engine's first window, about a second of video); those
+    frames wait, as the record's 16-bit levels, until it is known, and every later frame is
+    drawn at once, in the pool, its values beyond the range drawn at the range's ends. (The range of
+    the whole video is known only at the end: drawing then meant reading every record back
+    after the run, about as long again as the run itself at 1280x720.)"""
+
+    def open(self, info):
+        super().open(info)
+        self.range: tuple[float, float] | None = None
+        self.waiting: list[tuple[int, Quantised]] = []
+
+    def render(self, frame_index: int, bgr: np.ndarray):
+        """The CPU work for one drawn frame; its result goes to `emit` in frame order."""
+        raise NotImplementedError
+
+    def emit(self, frame_index: int, rendered) -> None:
+        pass
+
+    def draw(self, frame_index: int, depth: np.ndarray, colour_range: tuple[float, float]):
+        return self.render(frame_index, colorize(depth, *colour_range, self.info.metric, self.info.grayscale))
+
+    def prepare(self, frame_index, rgb, depth):
+        colour_range = self.range  # read once: the writer thread sets it
+        if colour_range is None:
+            return Undrawn(Quantised(*quantize(depth)), depth)
+        return self.draw(frame_index, depth, colour_range)
+
+    def write(self, frame_index, payload):
+        super().write(frame_index, payload)
+        if self.range is None:
+            self.waiting.append((frame_index, payload.quantised))  # the float map is let go
+            if len(self.waiting) == RANGE_FRAMES:
+                self.draw_waiting()
+        elif isinstance(payload, Undrawn):  # prepared just before the range was known
+            self.emit(frame_index, self.draw(frame_index, payload.depth, self.range))
+        else:
+            self.emit(frame_index, payload)
+
+    def draw_waiting(self) -> None:
+        self.range = min(q.lo for _, q in self.waiting), max(q.hi for _, q in self.waiting)
+        for frame_index, quantised in self.waiting:
+            self.emit(frame_index, self.draw(frame_index, quantised.depth(), self.range))
+        self.waiting = []
+
+    def close(self, completed):
+        if self.waiting:
+            self.draw_waiting()
+        return super().close(completed)
 
 
 # Visually lossless for both: x264 at CRF 18 with the "veryfast" preset (at 1280x720 about
@@ -238,10 +294,10 @@ VIDEO_QUALITY = {
 }
 
 
-class DepthVideoSink(Sink):
+class DepthVideoSink(RenderedSink):
     """`<stem>_vis.mp4` at the processed fps (a fractional rate kept exact), H.264 where
-    PyAV has libx264, else MPEG-4 Part 2. yuv420p needs even sizes, so an odd width or
-    height gains one replicated last column or row."""
+    PyAV has libx264, else MPEG-4 Part 2, encoded as frames arrive. yuv420p needs even
+    sizes, so an odd width or height gains one replicated last column or row."""
 
     def __init__(self, codecs: tuple[str, ...] = ("libx264", "mpeg4")):
         self.codecs = codecs
@@ -253,26 +309,33 @@ class DepthVideoSink(Sink):
         available = [codec for codec in self.codecs if codec in av.codecs_available]
         if not available:
             raise OutputError(f"PyAV has none of the video encoders {', '.join(self.codecs)}; turn save_depth_video off")
-        self.codec = available[0]
+        self.container = av.open(str(self.tmp), "w", format="mp4")
+        self.stream = self.container.add_stream(available[0], rate=Fraction(info.fps).limit_denominator(1001))
+        self.stream.width, self.stream.height = info.width + info.width % 2, info.height + info.height % 2
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.options = VIDEO_QUALITY.get(available[0], {})
+        self.pad = ((0, info.height % 2), (0, info.width % 2), (0, 0))
+
+    def render(self, frame_index, bgr):
+        frame = av.VideoFrame.from_ndarray(np.pad(bgr, self.pad, mode="edge"), format="bgr24")
+        return frame.reformat(format="yuv420p")  # the colour conversion here, in the pool
+
+    def emit(self, frame_index, rendered):
+        self.container.mux(self.stream.encode(rendered))
 
     def close(self, completed):
+        super().close(completed)
         if self.count:
-            info = self.info
-            pad = ((0, info.height % 2), (0, info.width % 2), (0, 0))
-            with av.open(str(self.tmp), "w", format="mp4") as container:
-                stream = container.add_stream(self.codec, rate=Fraction(info.fps).limit_denominator(1001))
-                stream.width, stream.height = info.width + info.width % 2, info.height + info.height % 2
-                stream.pix_fmt = "yuv420p"
-                stream.options = VIDEO_QUALITY.get(self.codec, {})
-                for _, bgr in rendered_frames(info):
-                    frame = av.VideoFrame.from_ndarray(np.pad(bgr, pad, mode="edge"), format="bgr24")
-                    container.mux(stream.encode(frame))
-                container.mux(stream.encode())
+            self.container.mux(self.stream.encode())
+        self.container.close()
+        if self.count:
             publish(self.tmp, self.final)
+        else:
+            self.tmp.unlink(missing_ok=True)
         return {"depth_visualization": str(self.final)} if self.final.exists() else {}
 
 
-class DepthFramesSink(FolderSink):
+class DepthFramesSink(RenderedSink, FolderSink):
     """`depth_frames/depth_NNNNN.png`, numbered by the frame's index in the video."""
 
     result_key = "depth_frames"
@@ -280,12 +343,10 @@ class DepthFramesSink(FolderSink):
     def folder(self, info):
         return info.output_dir / "depth_frames"
 
-    def close(self, completed):
-        if self.count:
-            for frame_index, bgr in rendered_frames(self.info):
-                with self.saving(f"depth_{frame_index:05d}.png") as path:
-                    path.write_bytes(encode_png(bgr))
-        return super().close(completed)
+    def render(self, frame_index, bgr):
+        """Each frame is a file of its own, written whole here under a temporary name."""
+        with self.saving(f"depth_{frame_index:05d}.png") as path:
+            path.write_bytes(encode_png(bgr))
 
 
 # --------------------------------------------------------------------------- CSV text
@@ -598,8 +659,8 @@ def build_sinks(
     save_npz: bool = False,
     save_exr: bool = False,
 ) -> list[Sink]:
-    """The sinks a run asked for: depth.ndjson always, and first, since the rendered outputs
-    read it back when they close."""
+    """The sinks a run asked for: depth.ndjson always, and first, so a frame's record is
+    written before any other output of it."""
     chosen = [
         (True, NdjsonSink),
         (save_npz, NpzSink),
