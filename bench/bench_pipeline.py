@@ -9,7 +9,9 @@ thread (the network is negligible), so the remaining core is the writers' pool's
 Prints frames/s per case, the 1 -> 2 core scaling, and where the milliseconds go: thread
 CPU time per frame of each stage (decode on its thread, resize to the network input,
 network, resize back to frame size, the depth record's encoding, each sink's per-frame
-work and its close), summed over threads, from the 1-core run.
+work and its close), and the whole process's CPU time per frame (all threads, FFmpeg's
+and torch's included): on a shared machine the frames/s move with the neighbours' load,
+the CPU time much less, and cores / CPU time is the ceiling a quiet machine would reach.
 
 Usage: python bench/bench_pipeline.py [--frames 120] [--repeat 2]
 """
@@ -125,16 +127,18 @@ def child(case: str, clip: Path, weights: Path, out: Path, frames: int) -> dict:
     stages.wrap(records, "quantize", "record: quantize")
     stages.wrap(records, "encode_png", "record: png")
     stages.wrap(sinks, "encode_png", "depth frames: png")
-    for cls in (sinks.NdjsonSink, sinks.NpzSink, sinks.DepthVideoSink, sinks.DepthFramesSink):
-        for method in ("prepare", "write", "close"):
+    for cls in (sinks.NdjsonSink, sinks.NpzSink, sinks.RenderedSink, sinks.DepthVideoSink, sinks.DepthFramesSink):
+        for method in ("prepare", "write", "render", "emit", "close"):
             if method in vars(cls):
                 stages.wrap(cls, method, f"{cls.__name__}.{method}")
     run = dict(checkpoint_root=weights, input_size=14, max_res=-1, device="cpu", **CASES[case])
     runner.run_video_depth_anything(clip, out / "warm", max_frames=4, **run)  # loads the model
     stages.seconds.clear()
+    cpu = time.process_time()
     result = runner.run_video_depth_anything(clip, out / "run", max_frames=frames, **run)
+    cpu = time.process_time() - cpu
     per_frame = {stage: 1000 * s / result["frames"] for stage, s in stages.seconds.items()}
-    return {"fps": result["frames"] / result["elapsed_s"], "ms": per_frame}
+    return {"fps": result["frames"] / result["elapsed_s"], "cpu_ms": 1000 * cpu / result["frames"], "ms": per_frame}
 
 
 def pinned(cores: int, case: str, clip: Path, weights: Path, out: Path, frames: int) -> dict:
@@ -170,10 +174,11 @@ def main() -> None:
             for n in (1, 2):
                 runs = [pinned(n, case, clip, weights, tmp / f"{case}_{n}", args.frames) for _ in range(args.repeat)]
                 results[case, n] = max(runs, key=lambda r: r["fps"])
-        print(f"\n{'outputs':26} {'1 core':>8} {'2 cores':>8} {'scaling':>8}   (frames/s)")
+        print(f"\n{'outputs':26} {'1 core':>8} {'2 cores':>8} {'scaling':>8}   (frames/s)  CPU ms/frame, 1 core (2 cores)")
         for case in CASES:
-            one, two = results[case, 1]["fps"], results[case, 2]["fps"]
-            print(f"{case:26} {one:>8.1f} {two:>8.1f} {two / one:>7.2f}x")
+            one, two = results[case, 1], results[case, 2]
+            print(f"{case:26} {one['fps']:>8.1f} {two['fps']:>8.1f} {two['fps'] / one['fps']:>7.2f}x"
+                  f"   {one['cpu_ms']:>23.1f} ({two['cpu_ms']:.1f})")
         for case in CASES:
             print(f"\nms of thread CPU time per frame, {case}, 1 core (2 cores):")
             one, two = results[case, 1]["ms"], results[case, 2]["ms"]
