@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from annolid.depth import __version__
+from annolid.depth.errors import NonFiniteDepthError
 from annolid.depth.io import records
 from annolid.depth.io.records import (
-    NonFiniteDepthError,
     RecordIndex,
     decode_depth,
     encode_png,

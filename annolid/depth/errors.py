@@ -13,6 +13,10 @@ class WeightsError(DepthError):
     """A checkpoint is missing, cannot be downloaded, or is not a valid checkpoint."""
 
 
+class NonFiniteDepthError(DepthError):
+    """The network gave NaN or infinite depth that a recomputation in FP32 could not avoid."""
+
+
 class OutputError(DepthError):
     """The output folder cannot be created or written."""
 

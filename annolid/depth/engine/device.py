@@ -4,9 +4,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import logging
 import sys
 
 import torch
+
+from ..errors import NonFiniteDepthError
+
+log = logging.getLogger(__name__)
 
 # Precisions each device type runs well. FP32 first: it is the reference's numbers.
 SUPPORTED = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "fp16", "bf16"), "mps": ("fp32", "fp16")}
@@ -60,6 +65,53 @@ def autocast(device: torch.device, precision: str):
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
+
+
+@contextlib.contextmanager
+def weights_in_fp32(model, precision: str):
+    """The model's weights in float32 for a while (a weight held in fp16 or bf16 is exact in
+    float32, and back again), then held in `precision` again."""
+    if precision == "fp32":
+        yield
+        return
+    model.float()
+    try:
+        yield
+    finally:
+        model.hold_weights_in(DTYPES[precision])
+
+
+class FiniteDepth:
+    """Runs the network on a window or group of frames and makes sure every depth value is
+    finite. Reduced precision can overflow inside the temporal attention and the head (NaN
+    or black frames): such a window is recomputed in FP32, with a warning that counts them.
+    In FP32 a non-finite value means the weights or the input are broken: the run stops."""
+
+    def __init__(self, model, device: torch.device, precision: str):
+        self.model, self.device, self.precision = model, device, precision
+        self.recomputed = 0
+
+    def __call__(self, compute, frames: str):
+        """`compute()` -> (depth at network size, anything else), run in this run's precision,
+        again in FP32 when its depth is not finite; `frames` names them in messages."""
+        with torch.no_grad(), autocast(self.device, self.precision):
+            result = compute()
+        if bool(torch.isfinite(result[0]).all()):
+            return result
+        if self.precision != "fp32":
+            self.recomputed += 1
+            log.warning(
+                "%s: NaN or infinite depth in %s, recomputed in FP32 (%d time%s in this run so far)",
+                frames, self.precision, self.recomputed, "" if self.recomputed == 1 else "s",
+            )
+            with torch.no_grad(), weights_in_fp32(self.model, self.precision):
+                result = compute()
+            if bool(torch.isfinite(result[0]).all()):
+                return result
+        raise NonFiniteDepthError(
+            f"{frames}: the network gave NaN or infinite depth in FP32. The checkpoint is damaged or is "
+            "not this model's (delete it and download it again), or the input frames are broken."
+        )
 
 
 # glibc's mallopt parameters, and the most its dynamic thresholds grow to on 64-bit systems

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..model import VideoDepthAnything
-from .device import autocast
+from .device import FiniteDepth
 from .transform import FrameTransform, to_frame_size
 
 WINDOW = 32
@@ -54,6 +54,7 @@ def offline_depth(
     transform = FrameTransform(*first[1].shape[:2], input_size)
     net_h, net_w = transform.net_shape
 
+    network = FiniteDepth(model, device, precision)
     pending: deque[tuple[int, np.ndarray]] = deque([first])  # received, not yet yielded
     new_slots: list[np.ndarray] = [first[1]]  # RGB of the slots the next window must encode
     last_rgb = first[1]  # the reference pads the video with copies of its last frame
@@ -82,12 +83,17 @@ def offline_depth(
         # give depth that is used (the copies still lend temporal context).
         used = WINDOW if has_next else WINDOW - needed + real
 
-        with torch.no_grad(), autocast(device, precision):
-            features = model.encode(transform.batch(new_slots or [last_rgb], device))
+        images = transform.batch(new_slots or [last_rgb], device)
+
+        def run_window(needed=needed, real=real, used=used, keyframes=keyframe_features):
+            features = model.encode(images)
             features = [torch.cat([f[:real], f[-1:].expand(needed - real, *f.shape[1:])]) for f in features]
-            if keyframe_features is not None:
-                features = [torch.cat([k, f]) for k, f in zip(keyframe_features, features)]
-            depth = model.decode(features, WINDOW, net_h, net_w, outputs=used)
+            if keyframes is not None:
+                features = [torch.cat([k, f]) for k, f in zip(keyframes, features)]  # the wider dtype
+            return model.decode(features, WINDOW, net_h, net_w, outputs=used), features
+
+        depth, features = network(run_window, f"the window from processed frame {start}")
+        with torch.no_grad():
             depth = to_frame_size(depth, transform.frame_shape).cpu().numpy()
         keyframe_features = [f[KEYFRAMES] for f in features]
         new_slots = []

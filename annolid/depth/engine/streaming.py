@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..model import StreamMemory, VideoDepthAnything
-from .device import autocast
+from .device import FiniteDepth
 from .transform import FrameTransform, to_frame_size
 
 RECENT = 29  # most recent frames in the attention window
@@ -56,13 +56,19 @@ def streaming_depth(
     net_h, net_w = transform.net_shape
     ahead = model.images_per_call(net_h, net_w, device, MAX_AHEAD)
     memory = StreamMemory(SLOTS)
+    network = FiniteDepth(model, device, precision)
     group, k = [first], 0  # frame 0 sees only itself, a window of another length: alone
     while group:
         windows = [context_frames(k + i) + [k + i] if k + i else [0] for i in range(len(group))]
         memory.window = torch.tensor([[slot(f) for f in window] for window in windows], device=device)
-        with torch.no_grad(), autocast(device, precision):
-            features = model.encode(transform.batch([rgb for _, rgb in group], device))
-            depth = model.decode(features, len(group), net_h, net_w, memory)
+        images = transform.batch([rgb for _, rgb in group], device)
+
+        def run_group():  # a rerun overwrites the group's own keys and values in the memory
+            return model.decode(model.encode(images), len(group), net_h, net_w, memory), None
+
+        low, high = group[0][0], group[-1][0]
+        depth, _ = network(run_group, f"frames {low}-{high}" if high != low else f"frame {low}")
+        with torch.no_grad():
             depth = to_frame_size(depth, transform.frame_shape).cpu().numpy()
         yield from ((frame_index, rgb, d) for (frame_index, rgb), d in zip(group, depth))
         k += len(group)

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from .. import __version__
+from ..errors import NonFiniteDepthError
 
 LEVELS = 65535
 KINDS = {"relative_disparity": None, "metric_depth": "m"}  # what the values are -> their unit
@@ -69,10 +70,6 @@ def encode_png(image: np.ndarray) -> bytes:
     return b"".join(
         (PNG_SIGNATURE, png_chunk(b"IHDR", header), png_chunk(b"IDAT", deflate(filtered)), png_chunk(b"IEND", b""))
     )
-
-
-class NonFiniteDepthError(ValueError):
-    """A depth map holds NaN or infinity: nothing valid can be written for the frame."""
 
 
 class Quantised(NamedTuple):

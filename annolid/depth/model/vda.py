@@ -215,9 +215,12 @@ class StreamMemory:
             shape = (keys.shape[0], keys.shape[1], self.slots, keys.shape[3])
             self.stores[block] = (keys.new_zeros(shape), keys.new_zeros(shape))
         stored_keys, stored_values = self.stores[block]
+        if keys.dtype != stored_keys.dtype and torch.promote_types(keys.dtype, stored_keys.dtype) == keys.dtype:
+            # a group recomputed in FP32 after a reduced-precision overflow: the store widens for good
+            stored_keys, stored_values = self.stores[block] = stored_keys.to(keys.dtype), stored_values.to(keys.dtype)
         current = self.window[:, -1]
-        stored_keys[:, :, current] = keys
-        stored_values[:, :, current] = values
+        stored_keys[:, :, current] = keys.to(stored_keys.dtype)
+        stored_values[:, :, current] = values.to(stored_values.dtype)
         return stored_keys, stored_values
 
 
