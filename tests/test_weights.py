@@ -42,6 +42,7 @@ class FakeHub:
 
     def __init__(self):
         self.files: dict[str, bytes] = {}  # "repo_id/filename" -> content
+        self.etags: dict[str, str] = {}  # "repo_id/filename" -> the SHA-256 published, when not the content's
         self.requests: list[tuple[str, str, str | None]] = []  # method, path, Authorization
         self.token: str | None = None  # when set, requests without it get 401
         self.cut_body_at: int | None = None  # first GET stops after this many bytes, later GETs get 503
@@ -88,7 +89,8 @@ class FakeHub:
                 return self._status(handler, 503)
         handler.send_response(200)
         handler.send_header("X-Repo-Commit", COMMIT)
-        handler.send_header("ETag", f'"{hashlib.sha256(content).hexdigest()}"')
+        published = self.etags.get(repo_and_file.lstrip("/"), hashlib.sha256(content).hexdigest())
+        handler.send_header("ETag", f'"{published}"')
         handler.send_header("Content-Length", str(len(content)))
         handler.send_header("Content-Type", "application/octet-stream")
         handler.end_headers()
@@ -187,7 +189,7 @@ def test_download_lands_in_place_once(hub):
     path = ensure_checkpoint("vits")
     assert path == folder / "video_depth_anything_vits.pth"
     assert path.read_bytes() == PAYLOAD
-    assert leftovers(folder) == [VITS.filename]  # no staging folder, no hub metadata
+    assert leftovers(folder) == [VITS.filename, f"{VITS.filename}.sha256"]  # no staging folder, no hub metadata
     seen = len(hub.requests)
     assert download_checkpoint("video_depth_anything_vits") == path
     assert ensure_checkpoint("vits") == path

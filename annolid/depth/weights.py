@@ -7,8 +7,10 @@ checkpoint. Loading never runs code from a file: `.pth` files are read with
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
+import re
 import shlex
 import tempfile
 from contextlib import contextmanager
@@ -32,6 +34,7 @@ _HUB_SIZE_NAMES = {"vits": "Small", "vitb": "Base", "vitl": "Large"}
 _SIZES_MB = {"vits": 116, "vitb": 458, "vitl": 1538}  # float32 parameters: 29 M, 115 M, 385 M
 _ENCODER_BY_WIDTH = {cfg.embed_dim: name for name, cfg in ENCODERS.items()}
 _TRUE_VALUES = {"1", "on", "yes", "true"}  # as huggingface_hub reads boolean variables
+_SHA256 = re.compile(r"[0-9a-f]{64}")  # the Hub's etag of a file kept in Git LFS is its SHA-256
 
 
 @dataclass(frozen=True)
@@ -172,9 +175,16 @@ def download_checkpoint(key: str, root: str | Path | None = None) -> Path:
         with _hub_online(), tempfile.TemporaryDirectory(prefix=f".{entry.key}.", suffix=".download", dir=target.parent) as staging:
             # One quick look first: on a dead connection hf_hub_download retries for half a minute.
             url = hf_hub_url(entry.repo_id, entry.filename, endpoint=endpoint)
-            get_hf_file_metadata(url, token=token, endpoint=endpoint)
-            staged = hf_hub_download(entry.repo_id, entry.filename, local_dir=staging, endpoint=endpoint, token=token)
+            published = get_hf_file_metadata(url, token=token, endpoint=endpoint).etag or ""
+            staged = Path(hf_hub_download(entry.repo_id, entry.filename, local_dir=staging, endpoint=endpoint, token=token))
+            digest = checkpoint_sha256(staged)
+            if _SHA256.fullmatch(published) and digest != published:
+                raise DamagedDownload(f"the downloaded file's SHA-256 is {digest}, the Hub's is {published}: try again")
+            record = sha256_record(staged)
+            record.write_text(f"{digest}  {entry.filename}\n", encoding="utf-8")
+            os.replace(record, sha256_record(target))
             os.replace(staged, target)
+            _remember_sha256(target, digest)
     except Exception as err:
         raise WeightsError(
             f"could not download {entry.filename} from the Hugging Face Hub repo {entry.repo_id} "
@@ -183,7 +193,13 @@ def download_checkpoint(key: str, root: str | Path | None = None) -> Path:
     return target
 
 
+class DamagedDownload(Exception):
+    """The bytes that arrived are not the file the Hub published."""
+
+
 def _why_download_failed(err: Exception) -> str:
+    if isinstance(err, DamagedDownload):
+        return str(err)
     status = getattr(getattr(err, "response", None), "status_code", None)
     if status in (401, 403):
         return f"access refused (HTTP {status}); if the repo needs a login, set HF_HUB_TOKEN to a token that can read it"
@@ -206,6 +222,59 @@ def _how_to_get(entry: Checkpoint, folder: Path, root: str | Path | None) -> str
     )
 
 
+# --------------------------------------------------------------------------- integrity
+
+_HASHES: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> SHA-256, for this process
+
+
+def _file_key(path: Path) -> tuple[str, int, int]:
+    stat = path.stat()
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+
+
+def checkpoint_sha256(path: str | Path) -> str:
+    """The SHA-256 (hex) of a checkpoint file, hashed once per process while the file keeps
+    its size and modification time (about 2 s for the 1.5 GB vitl file)."""
+    key = _file_key(Path(path))
+    if key not in _HASHES:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 22):
+                digest.update(chunk)
+        _HASHES[key] = digest.hexdigest()
+    return _HASHES[key]
+
+
+def _remember_sha256(path: Path, digest: str) -> None:
+    """A file moved in place keeps its size and time: its hash need not be computed again."""
+    _HASHES[_file_key(path)] = digest
+
+
+def sha256_record(path: Path) -> Path:
+    """Where a download records its checkpoint's SHA-256, in `sha256sum` format."""
+    return path.with_name(path.name + ".sha256")
+
+
+def verify_checkpoint(path: Path) -> None:
+    """A downloaded checkpoint must still have the SHA-256 recorded at download: damaged
+    bytes inside a tensor would load without complaint and give meaningless depth."""
+    record = sha256_record(path)
+    if not record.is_file():
+        return
+    recorded = record.read_text(encoding="utf-8").split()[0]
+    digest = checkpoint_sha256(path)
+    if digest != recorded:
+        try:
+            again = f"run\n  {DOWNLOAD_COMMAND} --model {get_checkpoint(path.name).key} --dest {shlex.quote(str(path.parent))}"
+        except ValueError:
+            again = "download it again"
+        raise WeightsError(
+            f"checkpoint {path} is damaged: its SHA-256 is {digest}, but was {recorded} when it was downloaded "
+            f"(recorded in {record.name}). Delete both files and re-download it: {again}\n"
+            f"(If you replaced the checkpoint on purpose, delete {record.name}.)"
+        )
+
+
 # --------------------------------------------------------------------------- loading
 
 _WRAPPER_KEYS = ("model", "state_dict")  # how training scripts commonly nest the weights
@@ -217,6 +286,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"checkpoint not found: {path}")
+    verify_checkpoint(path)
     try:
         if path.suffix == ".safetensors":
             content = load_safetensors(path, device="cpu")

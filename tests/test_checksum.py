@@ -1,0 +1,59 @@
+"""Checkpoint integrity: a download checked against the Hub's SHA-256 and recorded; damage found at load."""
+import hashlib
+import io
+import os
+
+import pytest
+import torch
+from test_weights import PAYLOAD, VITS, hub, leftovers  # noqa: F401 (hub is a fixture)
+
+from annolid.depth.errors import WeightsError
+from annolid.depth.weights import checkpoint_sha256, download_checkpoint, read_state_dict
+
+
+def tensors_file() -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"weight": torch.arange(50_000, dtype=torch.float32)}, buffer)
+    return buffer.getvalue()
+
+
+def test_a_download_is_checked_and_its_sha256_recorded(hub, tmp_path):
+    hub.serve(VITS, PAYLOAD)
+    path = download_checkpoint(VITS.key, tmp_path)
+    digest = hashlib.sha256(PAYLOAD).hexdigest()
+    assert (tmp_path / f"{VITS.filename}.sha256").read_text() == f"{digest}  {VITS.filename}\n"  # sha256sum's format
+    assert checkpoint_sha256(path) == digest
+
+
+def test_a_download_that_differs_from_the_hubs_sha256_is_refused(hub, tmp_path):
+    hub.serve(VITS, PAYLOAD)
+    hub.etags[f"{VITS.repo_id}/{VITS.filename}"] = hashlib.sha256(b"what the Hub published").hexdigest()
+    with pytest.raises(WeightsError, match="the downloaded file's SHA-256 is [0-9a-f]{64}, the Hub's is [0-9a-f]{64}: try again"):
+        download_checkpoint(VITS.key, tmp_path)
+    assert leftovers(tmp_path) == []
+
+
+def test_damage_after_download_fails_at_load_with_re_download_advice(hub, tmp_path):
+    content = tensors_file()
+    hub.serve(VITS, content)
+    path = download_checkpoint(VITS.key, tmp_path)
+    assert torch.equal(read_state_dict(path)["weight"], torch.arange(50_000, dtype=torch.float32))
+    damaged = bytearray(content)
+    damaged[len(content) // 2] ^= 0x40  # one bit inside the tensor data: torch.load alone would not notice
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(WeightsError, match=r"is damaged: its SHA-256 is .* Delete both files and re-download it: run\n"
+                                           r"  python -m annolid.depth.download_weights --model video_depth_anything_vits"):
+        read_state_dict(path)
+
+
+def test_the_hash_is_kept_per_path_size_and_time(tmp_path):
+    path = tmp_path / "weights.pth"
+    path.write_bytes(b"a" * 1000)
+    first = checkpoint_sha256(path)
+    assert first == hashlib.sha256(b"a" * 1000).hexdigest()
+    stat = path.stat()
+    path.write_bytes(b"b" * 1000)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert checkpoint_sha256(path) == first  # same size and time: not hashed again
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert checkpoint_sha256(path) == hashlib.sha256(b"b" * 1000).hexdigest()
