@@ -13,7 +13,7 @@ work and its close), and the whole process's CPU time per frame (all threads, FF
 and torch's included): on a shared machine the frames/s move with the neighbours' load,
 the CPU time much less, and cores / CPU time is the ceiling a quiet machine would reach.
 
-Usage: python bench/bench_pipeline.py [--frames 120] [--repeat 2]
+Usage: python bench/bench_pipeline.py [--frames 120] [--repeat 2] [--mode streaming|offline]
 """
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ class Stages:
         setattr(owner, name, timed)
 
 
-def child(case: str, clip: Path, weights: Path, out: Path, frames: int) -> dict:
+def child(case: str, clip: Path, weights: Path, out: Path, frames: int, streaming: bool) -> dict:
     """One run in this (pinned) process; returns frames/s and the stage times."""
     import torch
 
@@ -131,7 +131,7 @@ def child(case: str, clip: Path, weights: Path, out: Path, frames: int) -> dict:
         for method in ("prepare", "write", "render", "emit", "close"):
             if method in vars(cls):
                 stages.wrap(cls, method, f"{cls.__name__}.{method}")
-    run = dict(checkpoint_root=weights, input_size=14, max_res=-1, device="cpu", **CASES[case])
+    run = dict(checkpoint_root=weights, input_size=14, max_res=-1, device="cpu", streaming=streaming, **CASES[case])
     runner.run_video_depth_anything(clip, out / "warm", max_frames=4, **run)  # loads the model
     stages.seconds.clear()
     cpu = time.process_time()
@@ -141,9 +141,9 @@ def child(case: str, clip: Path, weights: Path, out: Path, frames: int) -> dict:
     return {"fps": result["frames"] / result["elapsed_s"], "cpu_ms": 1000 * cpu / result["frames"], "ms": per_frame}
 
 
-def pinned(cores: int, case: str, clip: Path, weights: Path, out: Path, frames: int) -> dict:
+def pinned(cores: int, case: str, clip: Path, weights: Path, out: Path, frames: int, mode: str) -> dict:
     allowed = sorted(os.sched_getaffinity(0))[:cores]
-    command = [sys.executable, __file__, "--child", case, str(clip), str(weights), str(out), str(frames)]
+    command = [sys.executable, __file__, "--child", case, str(clip), str(weights), str(out), str(frames), mode]
     done = subprocess.run(
         command, check=True, capture_output=True, text=True, preexec_fn=lambda: os.sched_setaffinity(0, allowed)
     )
@@ -154,17 +154,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--repeat", type=int, default=2, help="runs per case; the fastest counts")
-    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--mode", choices=["streaming", "offline"], default="streaming",
+                        help="the engine; offline runs the network on 32-frame windows, cheaper per frame at this size")
+    parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        case, clip, weights, out, frames = args.child
-        print(json.dumps(child(case, Path(clip), Path(weights), Path(out), int(frames))))
+        case, clip, weights, out, frames, mode = args.child
+        print(json.dumps(child(case, Path(clip), Path(weights), Path(out), int(frames), mode == "streaming")))
         return
     sys.stdout.reconfigure(line_buffering=True)
     from parity_recipe import write_checkpoint
 
     cores = len(os.sched_getaffinity(0))
-    print(f"CPU: {cpu_model()}, {cores} cores usable; {args.frames} frames {SIZE[0]}x{SIZE[1]} H.264, vits at input 14, fp32")
+    print(f"CPU: {cpu_model()}, {cores} cores usable; {args.frames} frames {SIZE[0]}x{SIZE[1]} H.264, "
+          f"vits at input 14, fp32, {args.mode}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         clip = make_clip(tmp / "clip.mp4", args.frames)
@@ -172,7 +175,7 @@ def main() -> None:
         results = {}
         for case in CASES:
             for n in (1, 2):
-                runs = [pinned(n, case, clip, weights, tmp / f"{case}_{n}", args.frames) for _ in range(args.repeat)]
+                runs = [pinned(n, case, clip, weights, tmp / f"{case}_{n}", args.frames, args.mode) for _ in range(args.repeat)]
                 results[case, n] = max(runs, key=lambda r: r["fps"])
         print(f"\n{'outputs':26} {'1 core':>8} {'2 cores':>8} {'scaling':>8}   (frames/s)  CPU ms/frame, 1 core (2 cores)")
         for case in CASES:
