@@ -7,6 +7,7 @@ checkpoint. Loading never runs code from a file: `.pth` files are read with
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import pickle
@@ -184,7 +185,6 @@ def download_checkpoint(key: str, root: str | Path | None = None) -> Path:
             record.write_text(f"{digest}  {entry.filename}\n", encoding="utf-8")
             os.replace(record, sha256_record(target))
             os.replace(staged, target)
-            _remember_sha256(target, digest)
     except Exception as err:
         raise WeightsError(
             f"could not download {entry.filename} from the Hugging Face Hub repo {entry.repo_id} "
@@ -220,59 +220,6 @@ def _how_to_get(entry: Checkpoint, folder: Path, root: str | Path | None) -> str
         f"and put it in\n  {folder}\n"
         f"or, once the Hub can be reached, run\n  {command}"
     )
-
-
-# --------------------------------------------------------------------------- integrity
-
-_HASHES: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> SHA-256, for this process
-
-
-def _file_key(path: Path) -> tuple[str, int, int]:
-    stat = path.stat()
-    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
-
-
-def checkpoint_sha256(path: str | Path) -> str:
-    """The SHA-256 (hex) of a checkpoint file, hashed once per process while the file keeps
-    its size and modification time (about 2 s for the 1.5 GB vitl file)."""
-    key = _file_key(Path(path))
-    if key not in _HASHES:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 22):
-                digest.update(chunk)
-        _HASHES[key] = digest.hexdigest()
-    return _HASHES[key]
-
-
-def _remember_sha256(path: Path, digest: str) -> None:
-    """A file moved in place keeps its size and time: its hash need not be computed again."""
-    _HASHES[_file_key(path)] = digest
-
-
-def sha256_record(path: Path) -> Path:
-    """Where a download records its checkpoint's SHA-256, in `sha256sum` format."""
-    return path.with_name(path.name + ".sha256")
-
-
-def verify_checkpoint(path: Path) -> None:
-    """A downloaded checkpoint must still have the SHA-256 recorded at download: damaged
-    bytes inside a tensor would load without complaint and give meaningless depth."""
-    record = sha256_record(path)
-    if not record.is_file():
-        return
-    recorded = record.read_text(encoding="utf-8").split()[0]
-    digest = checkpoint_sha256(path)
-    if digest != recorded:
-        try:
-            again = f"run\n  {DOWNLOAD_COMMAND} --model {get_checkpoint(path.name).key} --dest {shlex.quote(str(path.parent))}"
-        except ValueError:
-            again = "download it again"
-        raise WeightsError(
-            f"checkpoint {path} is damaged: its SHA-256 is {digest}, but was {recorded} when it was downloaded "
-            f"(recorded in {record.name}). Delete both files and re-download it: {again}\n"
-            f"(If you replaced the checkpoint on purpose, delete {record.name}.)"
-        )
 
 
 # --------------------------------------------------------------------------- loading
@@ -365,6 +312,47 @@ def _encoder_of(state: dict[str, torch.Tensor]) -> str | None:
     """The encoder a state dict belongs to, told by the width of its class token."""
     cls_token = state.get("pretrained.cls_token")
     return None if cls_token is None else _ENCODER_BY_WIDTH.get(cls_token.shape[-1])
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: str, size: int, modified_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def checkpoint_sha256(path: str | Path) -> str:
+    """The file's SHA-256 (the Hub's name for a checkpoint's content), computed once per
+    process for a given size and modification time."""
+    stat = Path(path).stat()
+    return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+def sha256_record(path: Path) -> Path:
+    """Where a download records its checkpoint's SHA-256, in `sha256sum` format."""
+    return path.with_name(path.name + ".sha256")
+
+
+def verify_checkpoint(path: Path) -> None:
+    """A downloaded checkpoint must still have the SHA-256 recorded at download: damaged
+    bytes inside a tensor would load without complaint and give meaningless depth."""
+    record = sha256_record(path)
+    if not record.is_file():
+        return
+    recorded = record.read_text(encoding="utf-8").split()[0]
+    digest = checkpoint_sha256(path)
+    if digest != recorded:
+        try:
+            again = f"run\n  {DOWNLOAD_COMMAND} --model {get_checkpoint(path.name).key} --dest {shlex.quote(str(path.parent))}"
+        except ValueError:
+            again = "download it again"
+        raise WeightsError(
+            f"checkpoint {path} is damaged: its SHA-256 is {digest}, but was {recorded} when it was downloaded "
+            f"(recorded in {record.name}). Delete both files and re-download it: {again}\n"
+            f"(If you replaced the checkpoint on purpose, delete {record.name}.)"
+        )
 
 
 def _few(names: list[str], shown: int = 3) -> str:

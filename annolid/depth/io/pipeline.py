@@ -1,28 +1,26 @@
 """Frames to sinks: every sink's `prepare` in a pool of workers, `write` on one thread in frame order.
 
 The network leaves cores idle (all of them beside a GPU), and a frame's CPU work after it
-(quantise and encode the depth record, colourise, encode PNGs, format point clouds) would
-otherwise run on one thread and starve the GPU. `OrderedWriter` spreads that work over the
-spare cores: each frame is one pool task running every sink's `prepare`; a writer thread
-takes the tasks' results in submission order and hands them to `write`. At most `ahead`
-frames are in flight, so memory stays flat however long the video.
+(quantise and encode the depth record, colourise, encode PNGs and video, format point
+clouds) would otherwise run on one thread and starve the GPU. `OrderedWriter` spreads that
+work over the spare cores: each frame is one pool task running every sink's `prepare`; a
+writer thread takes the tasks' results in submission order and hands them to `write`. At
+most `ahead` frames are queued, so memory stays flat however long the video, and the
+frames still queued at Ctrl-C take a fraction of a second to finish.
 
-Errors (a sink failing, a full disk) stop the writer at the frame that failed, so every
-frame before it stays written, and are raised in the caller at its next `write` or at
-`finish`. `stop` ends everything within about one frame's work (Ctrl-C, an error
-elsewhere), dropping the frames still in flight.
+An error (a sink failing, a full disk) stops the writing at the frame that failed, so every
+frame before it stays written, and is raised in the caller at its next `write`, `drain` or
+`finish`; the frames after it are dropped.
 """
 from __future__ import annotations
 
 import os
 import queue
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
-
-WAIT = 0.1  # seconds between looks at the stop flag while blocked
 
 
 def usable_cores() -> int:
@@ -39,21 +37,20 @@ def spare_cores(device: torch.device) -> int:
 
 class OrderedWriter:
     """Feeds frames to `sinks`: inline when `workers` is 0, else `prepare` on `workers` pool
-    threads and `write` on a thread of its own, in the order frames were given."""
+    threads and `write` on a thread of its own, in the order the frames were given."""
 
     def __init__(self, sinks, workers: int, ahead: int | None = None):
         self.sinks = sinks
         self.error: BaseException | None = None
-        self.stopped = threading.Event()
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="prepare") if workers else None
         if self.pool is not None:
-            self.tasks: queue.Queue[tuple[int, Future] | None] = queue.Queue(ahead or 2 * workers + 2)
+            self.tasks: queue.Queue = queue.Queue(ahead or 2 * workers + 2)
             self.thread = threading.Thread(target=self._write_in_order, name="write", daemon=True)
             self.thread.start()
 
-    def _prepare(self, frame_index: int, rgb: np.ndarray, depth: np.ndarray) -> list:
-        if self.stopped.is_set():
-            return []
+    def _prepare(self, frame_index: int, rgb: np.ndarray, depth: np.ndarray) -> list | None:
+        if self.error is not None:  # dropped: nothing after an error is written
+            return None
         return [sink.prepare(frame_index, rgb, depth) for sink in self.sinks]
 
     def _write(self, frame_index: int, payloads: list) -> None:
@@ -62,59 +59,39 @@ class OrderedWriter:
             sink.write(frame_index, payload)
 
     def _write_in_order(self) -> None:
-        try:
-            while not self.stopped.is_set():
-                try:
-                    task = self.tasks.get(timeout=WAIT)
-                except queue.Empty:
-                    continue
-                if task is None:
-                    return
-                frame_index, future = task
-                payloads = future.result()
-                if self.stopped.is_set():
-                    return
-                self._write(frame_index, payloads)
-        except BaseException as exc:  # handed to the caller; after `stop`, a cancelled task
-            if not self.stopped.is_set():
+        while (task := self.tasks.get()) is not None:
+            try:
+                if self.error is None:
+                    frame_index, prepared = task
+                    self._write(frame_index, prepared.result())
+            except BaseException as exc:  # handed to the caller
                 self.error = exc
-            self.stopped.set()
+            finally:
+                self.tasks.task_done()
+        self.tasks.task_done()
 
     def write(self, frame_index: int, rgb: np.ndarray, depth: np.ndarray) -> None:
-        """Queue one frame; blocks while `ahead` frames are in flight."""
+        """Hand over one frame; blocks while `ahead` frames are queued."""
         self._raise()
         if self.pool is None:
             self._write(frame_index, self._prepare(frame_index, rgb, depth))
-            return
-        task = (frame_index, self.pool.submit(self._prepare, frame_index, rgb, depth))
-        self._put(task)
+        else:
+            self.tasks.put((frame_index, self.pool.submit(self._prepare, frame_index, rgb, depth)))
 
-    def _put(self, task) -> None:
-        while True:  # in short waits, so Ctrl-C and the writer's errors get through
-            self._raise()
-            if self.stopped.is_set():
-                return
-            try:
-                self.tasks.put(task, timeout=WAIT)
-                return
-            except queue.Full:
-                continue
-
-    def finish(self) -> None:
-        """Write every queued frame, then raise the first error, if any."""
+    def drain(self) -> None:
+        """Wait until every frame handed over so far is written."""
         if self.pool is not None:
-            self._put(None)
-            self.thread.join()
-            self.pool.shutdown()
+            self.tasks.join()
         self._raise()
 
-    def stop(self) -> None:
-        """Drop the frames in flight and end the threads, without raising."""
-        if self.pool is None:
-            return
-        self.stopped.set()
-        self.pool.shutdown(cancel_futures=True)
-        self.thread.join()
+    def finish(self, raise_error: bool = True) -> None:
+        """Write every queued frame and end the threads."""
+        if self.pool is not None and self.thread.is_alive():
+            self.tasks.put(None)
+            self.thread.join()
+            self.pool.shutdown()
+        if raise_error:
+            self._raise()
 
     def _raise(self) -> None:
         if self.error is not None:

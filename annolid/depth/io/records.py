@@ -136,14 +136,19 @@ def record_line(record: dict) -> str:
     return f'{head}"{depth_map["image_data"]}"{tail}\n'
 
 
-def decode_depth(record: dict) -> np.ndarray:
-    """The float32 depth map of a record."""
+def decode_levels(record: dict) -> Quantised:
+    """A record's depth as it is stored: 16-bit levels and their range."""
     depth_map = record["otherData"]["depth_map"]
     png = np.frombuffer(base64.b64decode(depth_map["image_data"]), np.uint8)
     quant = cv2.imdecode(png, cv2.IMREAD_UNCHANGED)
     if quant is None or quant.dtype != np.uint16:
         raise ValueError(f"the depth PNG of frame {record.get('frame_index')} is not a 16-bit image")
-    return Quantised(quant, depth_map["scale"]["min"], depth_map["scale"]["max"]).depth()
+    return Quantised(quant, depth_map["scale"]["min"], depth_map["scale"]["max"])
+
+
+def decode_depth(record: dict) -> np.ndarray:
+    """The float32 depth map of a record."""
+    return decode_levels(record).depth()
 
 
 def parse_last_line(line: str | bytes) -> dict | None:
