@@ -118,7 +118,7 @@ def child(case: str, clip: Path, weights: Path, out: Path, frames: int, streamin
 
     torch.set_num_threads(1)
     stages = Stages()
-    stages.wrap_iter(VideoSource, "__iter__", "decode")
+    stages.wrap_iter(VideoSource, "frames", "decode")
     stages.wrap(FrameTransform, "batch", "resize in")
     stages.wrap(VideoDepthAnything, "encode", "network")
     stages.wrap(VideoDepthAnything, "decode", "network")
