@@ -110,7 +110,8 @@ def child(case: str, clip: Path, weights: Path, out: Path, frames: int, streamin
     import torch
 
     from annolid.depth import runner
-    from annolid.depth.engine import offline, streaming
+    from annolid.depth.engine import offline as offline_engine
+    from annolid.depth.engine import streaming as streaming_engine
     from annolid.depth.engine.transform import FrameTransform
     from annolid.depth.io import records, sinks
     from annolid.depth.io.source import VideoSource
@@ -122,7 +123,7 @@ def child(case: str, clip: Path, weights: Path, out: Path, frames: int, streamin
     stages.wrap(FrameTransform, "batch", "resize in")
     stages.wrap(VideoDepthAnything, "encode", "network")
     stages.wrap(VideoDepthAnything, "decode", "network")
-    for module in (streaming, offline):
+    for module in (streaming_engine, offline_engine):
         stages.wrap(module, "to_frame_size", "resize out")
     stages.wrap(records, "quantize", "record: quantize")
     stages.wrap(records, "encode_png", "record: png")
