@@ -278,3 +278,34 @@ class RunFolder:
             remove(path)
         record.update(status="complete", resume_point=None, previous=None)
         self.write(record)
+
+
+def unfinished_run(folder: Path, video: Path, settings: dict) -> dict | None:
+    """The folder's record when it holds an unfinished run of this video file with these
+    settings (a dict as in run.json) and a resume point: what a user may resume."""
+    record = read_record(folder)
+    if record is None or record.get("status") == "complete" or not (record.get("resume_point") or {}).get("frames"):
+        return None
+    try:
+        stat = video.stat()
+    except OSError:
+        return None
+    known = record.get("video") or {}
+    same_video = (known.get("path"), known.get("size"), known.get("mtime_ns")) == (str(video.resolve()), stat.st_size,
+                                                                                  stat.st_mtime_ns)
+    same_settings = all(record.get("settings", {}).get(key) == value for key, value in settings.items()
+                        if key in record.get("settings", {}))
+    return record if same_video and same_settings else None
+
+
+def shown_outputs(folder: Path) -> tuple[Path | None, dict | None]:
+    """The depth.ndjson of the run a folder's run.json describes, with that record: the
+    partial one while that run is unfinished (a folder from before run.json existed: its
+    depth.ndjson, without a record)."""
+    record = read_record(folder)
+    name = ((record or {}).get("outputs") or {}).get("depth_ndjson", "depth.ndjson")
+    unfinished = record is not None and record.get("status") != "complete"
+    for path in (partial(folder / name), folder / name) if unfinished else (folder / name,):
+        if path.is_file() and path.stat().st_size:
+            return path, record
+    return None, record
