@@ -249,7 +249,7 @@ class Run:
             error = exc
             raise
         finally:
-            with deferred_interrupts():
+            with deferred_interrupts() as interrupted:
                 for generator in (frames, decoded):
                     if generator is not None:
                         generator.close()
@@ -270,6 +270,8 @@ class Run:
                     if status == "complete":
                         status, close_error = "failed", close_error or exc
                         error = out_of_space(exc, folder.path, done)
+            if interrupted and status != "complete":  # a run that completed meanwhile stands
+                raise KeyboardInterrupt
             if status == "complete":
                 callbacks.finished()
             if close_error is not None and error is not None and status == "failed":
@@ -350,18 +352,17 @@ def close_all(sinks, completed: bool) -> BaseException | None:
 @contextlib.contextmanager
 def deferred_interrupts():
     """Let a Ctrl-C during clean-up wait until the clean-up is done, so it cannot leave a
-    half-closed output; it is raised afterwards (main thread only: signals arrive there)."""
+    half-closed output; the list it yields says whether one came (main thread only:
+    signals arrive there)."""
+    caught: list[bool] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield caught
         return
-    caught = []
     previous = signal.signal(signal.SIGINT, lambda *_: caught.append(True))
     try:
-        yield
+        yield caught
     finally:
         signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise KeyboardInterrupt
 
 
 class Callbacks:
