@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .engine import OfflineEngine, StreamingEngine, pick_device, pick_precision, reuse_freed_memory
+from .engine import OfflineEngine, StreamingEngine, pick_device, pick_precision
 from .engine.device import DTYPES
 from .errors import OutputError
 from .io.records import KINDS
@@ -123,8 +123,7 @@ def run_video_depth_anything(
             if not plan.done:
                 callbacks = Callbacks(progress_callback, preview_callback, frame_callback, source.frame_count, settings)
                 stop = (should_cancel or (lambda: False), stop_event or threading.Event())
-                with reuse_freed_memory():
-                    run.execute(plan, callbacks, lambda: stop[0]() or stop[1].is_set())
+                run.execute(plan, callbacks, lambda: stop[0]() or stop[1].is_set())
             return run.result(plan.record)
 
 
