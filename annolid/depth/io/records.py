@@ -28,6 +28,7 @@ KINDS = {"relative_disparity": None, "metric_depth": "m"}  # what the values are
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COLOR_TYPES = {1: 0, 3: 2}  # channels -> PNG colour type: grayscale, truecolour
 
+
 def zlib_deflate(data: bytes) -> bytes:
     """zlib level 1 with run-length matching: ~14 ms on a 1280x720 16-bit map, ~1.25 MB."""
     packer = zlib.compressobj(1, zlib.DEFLATED, zlib.MAX_WBITS, 9, zlib.Z_RLE)
