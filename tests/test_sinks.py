@@ -216,8 +216,8 @@ def test_point_cloud_region_labels_from_labelme(tmp_path):
     labels = tmp_path / "clip"  # <video folder>/<stem>/
     labels.mkdir()
     shapes = [
-        {"label": "arena", "shape_type": "rectangle", "points": [[20, 29], [0, 0]]},
         {"label": 'mouse, "left"', "shape_type": "polygon", "points": [[2, 2], [8, 2], [8, 8], [2, 8]]},
+        {"label": "arena", "shape_type": "rectangle", "points": [[20, 29], [0, 0]]},
         {"label": "tail", "shape_type": "line", "points": [[30, 5], [35, 5]]},  # not a region
     ]
     (labels / "clip_000000000.json").write_text(json.dumps({"version": "5.0", "shapes": shapes}))
@@ -226,7 +226,7 @@ def test_point_cloud_region_labels_from_labelme(tmp_path):
     lines = (folder / "point_0000.csv").read_text().splitlines()
     assert lines[0] == "x,y,z,intensity,region,red,green,blue"
     row = {(i % W, i // W): line for i, line in enumerate(lines[1:])}
-    assert '"mouse, ""left""",' in row[(5, 5)]  # later shapes win; quoted the CSV way
+    assert '"mouse, ""left""",' in row[(5, 5)]  # the first shape claims the pixel; quoted the CSV way
     assert row[(15, 20)].split(",")[4] == "arena" and row[(20, 29)].split(",")[4] == "arena"
     assert row[(30, 5)].split(",")[4] == "" and row[(21, 5)].split(",")[4] == ""
     # frame 2 has no annotation file: every region is empty

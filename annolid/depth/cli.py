@@ -35,6 +35,8 @@ HELP = {
     "save_npz": "write <stem>_depths.npz",
     "save_exr": "write <stem>_depths_exr/ (needs the OpenEXR package)",
     "include_region_labels": "label point cloud points with LabelMe polygons from <video folder>/<stem>/",
+    "save_region_stats": "write depth_regions.csv (depth per tracked shape and frame, from Annolid's "
+    "<video folder>/<stem>/ annotations) and its plot depth_regions.png",
     "output_dir": "output folder for one video; with several videos, one subfolder per video stem "
     "(default: next to the video, named after its stem, or <video_depth_anything.output_dir>/<stem>)",
     "focal_length_x": "focal length in pixels for point clouds",

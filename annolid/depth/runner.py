@@ -59,6 +59,7 @@ def run_video_depth_anything(
     point_cloud_format: str = "csv",
     device: str | None = None,
     precision: str | None = None,
+    save_region_stats: bool = False,
     progress_callback: ProgressCallback | None = None,
     preview_callback: PreviewCallback | None = None,
     should_cancel: Callable[[], bool] | None = None,
@@ -89,6 +90,7 @@ def run_video_depth_anything(
         save_npz=bool(save_npz),
         save_exr=bool(save_exr),
         include_region_labels=bool(include_region_labels),
+        save_region_stats=bool(save_region_stats),
         focal_length_x=float(focal_length_x),
         focal_length_y=float(focal_length_y),
     )
@@ -115,6 +117,7 @@ def run_video_depth_anything(
             focal_length_y=settings.focal_length_y,
             include_region_labels=settings.include_region_labels,
             point_cloud_format=settings.point_cloud_format,
+            source_fps=source.fps,
         )
         sinks = build_sinks(
             info,
@@ -123,6 +126,7 @@ def run_video_depth_anything(
             save_point_clouds=settings.save_point_clouds,
             save_npz=settings.save_npz,
             save_exr=settings.save_exr,
+            save_region_stats=settings.save_region_stats,
         )
         done, cancelled, started = 0, False, time.perf_counter()
         opened: list = []

@@ -46,6 +46,7 @@ class DepthSettings:
     save_npz: bool = False
     save_exr: bool = False
     include_region_labels: bool = False
+    save_region_stats: bool = False
     output_dir: str = ""  # empty: next to the video; see default_output_dir
     focal_length_x: float = 470.4
     focal_length_y: float = 470.4

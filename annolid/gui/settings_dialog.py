@@ -41,6 +41,7 @@ LABELS = {
     "save_npz": "Save NPZ",
     "save_exr": "Save EXR",
     "include_region_labels": "Region labels in point clouds",
+    "save_region_stats": "Save depth per region (CSV and plot)",
     "output_dir": "Output folder",
     "focal_length_x": "Focal length x (px)",
     "focal_length_y": "Focal length y (px)",

@@ -11,6 +11,8 @@ from the finished `depth.ndjson`, which therefore comes first in the sink list.
 """
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import logging
 import os
@@ -27,10 +29,13 @@ import cv2
 import numpy as np
 
 from ..errors import OutputError
+from .annotations import VideoAnnotations
 from .records import decode_depth, encode_png, encode_record, iter_records, scan_range
+from .regions import PLOT_MISSING, header, plot_regions, region_rows
 
 log = logging.getLogger(__name__)
 NDJSON = "depth.ndjson"
+REGIONS_CSV = "depth_regions.csv"
 
 
 @dataclass
@@ -50,10 +55,16 @@ class RunInfo:
     focal_length_y: float = 470.4
     include_region_labels: bool = False
     point_cloud_format: str = "csv"
+    source_fps: float | None = None  # of the video itself, for timestamps (None: fps)
 
     @property
     def kind(self) -> str:
         return "metric_depth" if self.metric else "relative_disparity"
+
+    @functools.cached_property
+    def annotations(self) -> VideoAnnotations:
+        """The video's tracked shapes, indexed once for all the sinks that use them."""
+        return VideoAnnotations(self.video_path, self.width, self.height)
 
 
 # --------------------------------------------------------------------------- files
@@ -372,38 +383,29 @@ def decimals_for(z: np.ndarray, largest: float) -> int:
 # --------------------------------------------------------------------------- point clouds
 
 
-def region_labels(json_path: Path, height: int, width: int) -> tuple[np.ndarray, list[str]]:
-    """LabelMe polygons and rectangles rasterised: (label index per pixel, 0 = none; names,
-    names[0] = ""). Later shapes are drawn over earlier ones."""
-    names = [""]
-    label_map = np.zeros((height, width), np.int32)
-    if not json_path.exists():
-        return label_map, names
-    try:
-        shapes = json.loads(json_path.read_text(encoding="utf-8")).get("shapes", [])
-    except (OSError, ValueError, AttributeError) as exc:
-        log.warning("ignoring region labels in %s: %s", json_path, exc)
-        return label_map, names
-    for shape in shapes:
-        kind = shape.get("shape_type") or "polygon"
-        points = np.asarray(shape.get("points", []), np.float64).reshape(-1, 2)
-        if kind not in ("polygon", "rectangle") or len(points) < 2:
-            continue
-        label = str(shape.get("label", ""))
-        if label not in names:
-            names.append(label)
-        value = names.index(label)
-        if kind == "rectangle":
-            (x0, y0), (x1, y1) = (tuple(map(int, np.round(corner))) for corner in (points.min(0), points.max(0)))
-            cv2.rectangle(label_map, (x0, y0), (x1, y1), value, thickness=-1)
-        else:
-            cv2.fillPoly(label_map, [np.round(points).astype(np.int32)], value)
-    return label_map, names
-
-
 RELATIVE_EPS = 1e-6  # disparities below this fraction of the frame's largest have no usable depth
 TINY = float(np.finfo(np.float32).tiny)  # and none so small that 1 / disparity overflows
 CSV_CHUNK = 16384  # rows formatted at a time: the character matrix stays in cache
+
+
+def pinhole_rays(info: RunInfo) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel (flat), x / z and y / z of a pinhole camera with the run's focal lengths
+    and the principal point at the image centre."""
+    v, u = np.mgrid[0 : info.height, 0 : info.width].astype(np.float32)
+    return ((u - info.width / 2) / info.focal_length_x).ravel(), ((v - info.height / 2) / info.focal_length_y).ravel()
+
+
+def back_project(depth: np.ndarray, rays: tuple[np.ndarray, np.ndarray], metric: bool):
+    """(flat indices of the pixels with a usable depth, their values, (x, y, z)): z is the
+    depth in metres, or 1 / disparity for relative models."""
+    values = depth.ravel()
+    finite = np.isfinite(values)
+    floor = 0.0 if metric else max(RELATIVE_EPS * float(values.max(where=finite, initial=0.0)), TINY)
+    keep = np.flatnonzero(finite & (values > floor))
+    z = values[keep].astype(np.float32)
+    if not metric:
+        z = 1.0 / z
+    return keep, values[keep], (rays[0][keep] * z, rays[1][keep] * z, z)
 
 
 class PointCloudSink(FolderSink):
@@ -417,8 +419,8 @@ class PointCloudSink(FolderSink):
     disparity <= 1e-6 of the frame's largest, non-finite) are left out. `intensity` is the
     pixel's luminance (0-255), as in camera point clouds; the model's own value is z itself
     (metric) or 1 / z (relative). `region` (with `include_region_labels`) is the label of the
-    LabelMe polygon or rectangle in `<video folder>/<stem>/<stem>_<frame:09d>.json` that
-    holds the pixel, "" elsewhere. PLY files are binary little endian with the same
+    tracked polygon or rectangle that holds the pixel (from Annolid's per-frame LabelMe files
+    or its annotation store, see `annotations.py`), "" elsewhere. PLY files are binary little endian with the same
     properties; `region` is an int32 there, named by `comment region <index> <label>` lines.
     """
 
@@ -431,29 +433,23 @@ class PointCloudSink(FolderSink):
         if info.point_cloud_format not in ("csv", "ply"):
             raise ValueError(f"point_cloud_format must be 'csv' or 'ply', not {info.point_cloud_format!r}")
         super().open(info)
-        v, u = np.mgrid[0 : info.height, 0 : info.width].astype(np.float32)
-        self.rays = ((u - info.width / 2) / info.focal_length_x).ravel(), ((v - info.height / 2) / info.focal_length_y).ravel()
+        self.rays = pinhole_rays(info)
+        if info.include_region_labels:
+            self.annotations = info.annotations  # indexed now, before the model loads
 
     def write(self, frame_index, rgb, depth):
         info = self.info
-        values = depth.ravel()
-        finite = np.isfinite(values)
-        floor = 0.0 if info.metric else max(RELATIVE_EPS * float(values.max(where=finite, initial=0.0)), TINY)
-        keep = np.flatnonzero(finite & (values > floor))
-        z = values[keep].astype(np.float32)
-        if not info.metric:
-            z = 1.0 / z
+        keep, _, (x, y, z) = back_project(depth, self.rays, info.metric)
         points = {
-            "x": self.rays[0][keep] * z,
-            "y": self.rays[1][keep] * z,
+            "x": x,
+            "y": y,
             "z": z,
             "intensity": cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).ravel()[keep],
             "rgb": rgb.reshape(-1, 3)[keep],
         }
         names = None
         if info.include_region_labels:
-            json_path = info.video_path.parent / info.stem / f"{info.stem}_{frame_index:09d}.json"
-            label_map, names = region_labels(json_path, info.height, info.width)
+            label_map, names = self.annotations.labels(frame_index) or (np.zeros(depth.shape, np.int32), [""])
             points["region"] = label_map.ravel()[keep]
         writer = write_ply if info.point_cloud_format == "ply" else write_csv
         with self.saving(f"point_{frame_index:04d}.{info.point_cloud_format}") as path:
@@ -497,6 +493,68 @@ def write_ply(path: Path, points: dict[str, np.ndarray], names: list[str] | None
     with open(path, "wb") as out:
         out.write(("\n".join(header) + "\n").encode())
         vertices.tofile(out)
+
+
+class RegionStatsSink(Sink):
+    """`depth_regions.csv`: depth statistics per tracked region and frame (columns in
+    `regions.py`), a row per label of each annotated frame, streamed as frames arrive;
+    `depth_regions.png` plots the medians at the end (with matplotlib, when installed).
+    Frames without annotations give no rows. Annotations of frames the run did not process
+    are ignored and counted in one warning at the end."""
+
+    def open(self, info):
+        super().open(info)
+        self.final = info.output_dir / REGIONS_CSV
+        self.plot = self.final.with_suffix(".png")
+        self.tmp = claim_file(self.final)
+        claim_file(self.plot)
+        self.annotations = info.annotations
+        self.rays = pinhole_rays(info)
+        self.annotated = 0  # processed frames that have annotations
+        if not self.annotations.frames:
+            log.warning(
+                "no annotations for %s: neither %s_NNNNNNNNN.json files nor %s exist; depth_regions.csv will have no rows",
+                info.video_path, self.annotations.folder / info.stem, self.annotations.store_path,
+            )
+        self.can_plot = importlib.util.find_spec("matplotlib") is not None
+        if not self.can_plot:
+            log.warning("%s; writing depth_regions.csv only", PLOT_MISSING)
+        self.file = open(self.tmp, "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed in close())
+        self.file.write(header())
+
+    def rows(self, frame_index: int, depth: np.ndarray) -> str:
+        """The frame's CSV rows: all the per-frame work, safe on any thread."""
+        found = self.annotations.labels(frame_index)
+        if found is None:
+            return ""
+        keep, values, xyz = back_project(depth, self.rays, self.info.metric)
+        time_s = frame_index / (self.info.source_fps or self.info.fps)
+        return region_rows(frame_index, time_s, *found, keep, values, xyz, self.info.metric)
+
+    def write(self, frame_index, rgb, depth):
+        self.file.write(self.rows(frame_index, depth))
+        self.file.flush()
+        self.annotated += frame_index in self.annotations.frames
+        super().write(frame_index, rgb, depth)
+
+    def close(self, completed):
+        self.file.close()
+        if not self.count:
+            self.tmp.unlink(missing_ok=True)
+        else:
+            publish(self.tmp, self.final)
+            missed = len(self.annotations.frames) - self.annotated
+            if missed:
+                log.warning(
+                    "%d annotated frames in %s were not processed by this run (target_fps, max_frames, a cancel or "
+                    "the end of the video); their annotations are ignored",
+                    missed, self.annotations.folder,
+                )
+            if self.can_plot:
+                plot_regions(self.final, self.plot, title=self.info.stem)
+            else:
+                self.plot.unlink(missing_ok=True)  # an earlier run's plot would not match the new table
+        return {key: str(path) for key, path in (("region_stats", self.final), ("region_plot", self.plot)) if path.exists()}
 
 
 # --------------------------------------------------------------------------- float arrays
@@ -580,6 +638,7 @@ def build_sinks(
     save_point_clouds: bool = False,
     save_npz: bool = False,
     save_exr: bool = False,
+    save_region_stats: bool = False,
 ) -> list[Sink]:
     """The sinks a run asked for: depth.ndjson always, and first, since the rendered outputs
     read it back when they close."""
@@ -588,6 +647,7 @@ def build_sinks(
         (save_npz, NpzSink),
         (save_exr, ExrSink),
         (save_point_clouds, PointCloudSink),
+        (save_region_stats, RegionStatsSink),
         (save_depth_video, DepthVideoSink),
         (save_depth_frames, DepthFramesSink),
     ]
