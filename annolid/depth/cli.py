@@ -34,7 +34,8 @@ HELP = {
     "point_cloud_format": "point cloud file format",
     "save_npz": "write <stem>_depths.npz",
     "save_exr": "write <stem>_depths_exr/ (needs the OpenEXR package)",
-    "include_region_labels": "label point cloud points with LabelMe polygons from <video folder>/<stem>/",
+    "include_region_labels": "label point cloud points with the tracked shapes in <video folder>/<stem>/ "
+    "(LabelMe files or the annotation store)",
     "save_region_stats": "write depth_regions.csv (depth per tracked shape and frame, from Annolid's "
     "<video folder>/<stem>/ annotations) and its plot depth_regions.png",
     "output_dir": "output folder for one video; with several videos, one subfolder per video stem "
