@@ -21,11 +21,13 @@ from PySide6.QtWidgets import (
 
 from annolid.depth.errors import DepthError
 from annolid.depth.io.records import RecordIndex
+from annolid.depth.io.sinks import REGIONS_CSV
 from annolid.depth.io.source import FrameReader
 from annolid.depth.settings import DepthSettings, default_output_dir, load_settings
 from annolid.depth.weights import checkpoint_key, checkpoint_path
 
 from .images import blend, depth_image, to_pixmap
+from .region_panel import RegionPanel
 from .run_dialog import RunDialog, depth_job, download_job
 from .settings_dialog import SettingsDialog
 
@@ -115,6 +117,9 @@ class MainWindow(QMainWindow):
         layout.addLayout(controls)
         layout.addLayout(depth_controls)
         self.setCentralWidget(central)
+        self.region_panel = RegionPanel(self)
+        self.region_panel.seek.connect(self.slider.setValue)
+        self.addDockWidget(Qt.BottomDockWidgetArea, self.region_panel)
         self._menus()
         self.statusBar().showMessage("Open a video (File → Open Video…) or drop one here")
         self.resize(1100, 520)
@@ -130,6 +135,7 @@ class MainWindow(QMainWindow):
         self.run_action = QAction("Video Depth Anything…", self, triggered=self.run_depth)
         view_menu.addAction(self.settings_action)
         view_menu.addAction(self.run_action)
+        view_menu.addAction(self.region_panel.toggleViewAction())
 
     # ------------------------------------------------------------------ messages
 
@@ -179,9 +185,10 @@ class MainWindow(QMainWindow):
         """Shows the depth of an earlier run of this video, if its output folder has one."""
         self.depth = None
         if self.video is not None:
-            ndjson = default_output_dir(self.video, self.settings().output_dir) / "depth.ndjson"
-            if ndjson.exists():
-                self.depth = RecordIndex(ndjson)
+            folder = default_output_dir(self.video, self.settings().output_dir)
+            if (folder / "depth.ndjson").exists():
+                self.depth = RecordIndex(folder / "depth.ndjson")
+            self.region_panel.load(folder / REGIONS_CSV)
         self._update_depth_controls()
 
     def _update_depth_controls(self) -> None:
@@ -204,6 +211,7 @@ class MainWindow(QMainWindow):
             self.depth_map = None if shown is None else self.depth.depth(shown)
         seconds = index / self.reader.fps if self.reader.fps else 0.0
         self.position.setText(f"Frame {index} / {max(self.reader.frame_count - 1, 0)}   {seconds:.2f} s")
+        self.region_panel.plot.set_frame(index)
         self.redraw()
 
     def redraw(self) -> None:

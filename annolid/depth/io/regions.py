@@ -77,6 +77,27 @@ def region_rows(
     return out.getvalue()
 
 
+def read_medians(csv_path: str | Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], str]:
+    """Each label's (frame indices, times, medians) from a `depth_regions.csv`, NaN where
+    no pixel had a usable depth, and the table's units."""
+    series: dict[str, tuple[list, list, list]] = {}
+    unit = "disparity"
+    with open(csv_path, newline="", encoding="utf-8") as rows:
+        for row in csv.DictReader(rows):
+            frames, times, medians = series.setdefault(row["label"], ([], [], []))
+            frames.append(int(row["frame_index"]))
+            times.append(float(row["time_s"]))
+            medians.append(float(row["median"]) if row["median"] else np.nan)
+            unit = row["units"]
+    arrays = {label: (np.array(f, np.int64), np.array(t), np.array(m)) for label, (f, t, m) in series.items()}
+    return arrays, unit
+
+
+def median_axis_title(unit: str) -> str:
+    """What the plotted medians are, said the same way in the PNG and the GUI."""
+    return "median depth (metres)" if unit == "m" else "median disparity (relative, no unit; nearer is up)"
+
+
 def plot_regions(csv_path: str | Path, png_path: str | Path, title: str = "") -> Path:
     """`png_path`: the median of each label over time from a `depth_regions.csv`, one line
     per label. Drawn with matplotlib's Agg canvas (no window, no global backend change),
@@ -86,24 +107,14 @@ def plot_regions(csv_path: str | Path, png_path: str | Path, title: str = "") ->
         from matplotlib.figure import Figure
     except ImportError:
         raise OutputError(PLOT_MISSING) from None
-    series: dict[str, tuple[list[float], list[float]]] = {}
-    unit = "disparity"
-    with open(csv_path, newline="", encoding="utf-8") as rows:
-        for row in csv.DictReader(rows):
-            times, medians = series.setdefault(row["label"], ([], []))
-            times.append(float(row["time_s"]))
-            medians.append(float(row["median"]) if row["median"] else np.nan)  # a gap where no pixel was usable
-            unit = row["units"]
+    series, unit = read_medians(csv_path)
     figure = Figure(figsize=(8, 4.5), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    for label, (times, medians) in series.items():
+    for label, (_, times, medians) in series.items():
         axes.plot(times, medians, label=label, linewidth=1.2)
     axes.set_xlabel("time (s)")
-    if unit == "m":
-        axes.set_ylabel("median depth (metres)")
-    else:
-        axes.set_ylabel("median disparity (relative, no unit; nearer is up)")
+    axes.set_ylabel(median_axis_title(unit))
     axes.set_title(title or "Depth per region")
     if series:
         axes.legend(loc="best", fontsize="small")

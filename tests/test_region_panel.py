@@ -1,0 +1,80 @@
+"""The GUI's depth-per-region panel, with real widgets (offscreen)."""
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+from PySide6.QtCore import QPoint, Qt  # noqa: E402
+from PySide6.QtGui import QColor  # noqa: E402
+
+from annolid.gui.main_window import MainWindow  # noqa: E402
+from annolid.gui.region_panel import PALETTE, RegionPanel  # noqa: E402
+from test_regions import make_video, read_table, square, write_json  # noqa: E402
+from test_sinks import H, W, run_sinks  # noqa: E402
+
+
+@pytest.fixture
+def table(tmp_path) -> Path:
+    """A real depth_regions.csv: frames 0, 2, ..., 8; at frame 4 the mouse has no usable depth."""
+    for frame in range(0, 10, 2):
+        write_json(tmp_path / "clip" / f"clip_{frame:09d}.json", {"shapes": [square("mouse", 5, 5, 14, 9)]})
+    depths = [np.full((H, W), 1.0 + i, np.float32) for i in range(5)]
+    depths[2][5:10, 5:15] = 0.0
+    results = run_sinks(tmp_path / "out", depths=depths, metric=True, save_region_stats=True)
+    return Path(results["region_stats"])
+
+
+def column_brightness(image, x: int, y: int) -> int:
+    return max(QColor(image.pixel(px, y)).lightness() for px in (x - 1, x, x + 1))
+
+
+def test_panel_plots_marks_the_frame_and_seeks_on_click(qtbot, table):
+    panel = RegionPanel()
+    qtbot.addWidget(panel)
+    assert panel.load(table) and not panel.isHidden()
+    plot = panel.plot
+    plot.resize(420, 200)
+    panel.show()
+    assert plot.frames == (0, 8) and plot.values == (1.0, 5.0) and plot.unit == "m"
+    frames, _, medians = plot.series["mouse"]
+    assert frames.tolist() == [0, 2, 4, 6, 8] and np.isnan(medians[2])
+    assert [plot.frame_at(plot.to_x(frame)) for frame in range(9)] == list(range(9))
+    assert plot.frame_at(0) == 0 and plot.frame_at(plot.width()) == 8  # clamped to the plotted frames
+
+    plot.set_frame(4)
+    image = plot.grab().toImage()
+    middle = int(plot.area().center().y())
+    assert column_brightness(image, round(plot.to_x(4)), middle) > 200  # the cursor line
+    colours = {image.pixel(x, y) for x in range(image.width()) for y in range(image.height())}
+    assert QColor(PALETTE[0]).rgb() in colours  # the mouse's line
+
+    with qtbot.waitSignal(plot.seek) as seek:
+        qtbot.mouseClick(plot, Qt.LeftButton, pos=QPoint(round(plot.to_x(6)), middle))
+    assert seek.args == [6]
+
+
+def test_panel_hides_without_a_table(qtbot, tmp_path):
+    panel = RegionPanel()
+    qtbot.addWidget(panel)
+    assert not panel.load(tmp_path / "missing.csv") and panel.isHidden()
+    assert panel.plot.series == {}
+
+
+def test_main_window_shows_the_panel_and_follows_the_scrubber(qtbot, tmp_path, table):
+    video = make_video(tmp_path / "videos" / "mice.mp4", frames=10)
+    out = tmp_path / "videos" / "mice"  # the default output folder
+    out.mkdir()
+    shutil.copy(table, out / "depth_regions.csv")
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window.show()
+    assert window.open_video(video)
+    panel = window.region_panel
+    assert panel.isVisible() and len(read_table(out / "depth_regions.csv")) == 5
+    window.slider.setValue(6)
+    assert panel.plot.frame == 6
+    plot = panel.plot
+    qtbot.mouseClick(plot, Qt.LeftButton, pos=QPoint(round(plot.to_x(2)), int(plot.area().center().y())))
+    assert window.slider.value() == 2 and plot.frame == 2
