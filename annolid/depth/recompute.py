@@ -64,7 +64,7 @@ def recompute_region_stats(
     completed = False
     try:
         for record in itertools.chain([first], records):
-            sink.write(record["frame_index"], None, decode_depth(record))
+            sink.put(record["frame_index"], None, decode_depth(record))
         completed = True
     finally:
         results = sink.close(completed)

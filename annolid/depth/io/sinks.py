@@ -537,8 +537,8 @@ class RegionStatsSink(Sink):
         self.file = open(self.tmp, "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed in close())
         self.file.write(header())
 
-    def rows(self, frame_index: int, depth: np.ndarray) -> str:
-        """The frame's CSV rows: all the per-frame work, safe on any thread."""
+    def prepare(self, frame_index, rgb, depth):
+        """The frame's CSV rows ("" without annotations)."""
         found = self.annotations.labels(frame_index)
         if found is None:
             return ""
@@ -546,11 +546,11 @@ class RegionStatsSink(Sink):
         time_s = frame_index / (self.info.source_fps or self.info.fps)
         return region_rows(frame_index, time_s, *found, keep, values, xyz, self.info.metric)
 
-    def write(self, frame_index, rgb, depth):
-        self.file.write(self.rows(frame_index, depth))
+    def write(self, frame_index, rows):
+        self.file.write(rows)
         self.file.flush()
         self.annotated += frame_index in self.annotations.frames
-        super().write(frame_index, rgb, depth)
+        super().write(frame_index, rows)
 
     def close(self, completed):
         self.file.close()
