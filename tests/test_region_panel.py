@@ -1,5 +1,4 @@
 """The GUI's depth-per-region panel, with real widgets (offscreen)."""
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -62,19 +61,33 @@ def test_panel_hides_without_a_table(qtbot, tmp_path):
     assert panel.plot.series == {}
 
 
-def test_main_window_shows_the_panel_and_follows_the_scrubber(qtbot, tmp_path, table):
+def test_main_window_shows_the_panel_follows_the_scrubber_and_names_the_shape(qtbot, tmp_path):
     video = make_video(tmp_path / "videos" / "mice.mp4", frames=10)
-    out = tmp_path / "videos" / "mice"  # the default output folder
-    out.mkdir()
-    shutil.copy(table, out / "depth_regions.csv")
+    out = tmp_path / "videos" / "mice"  # Annolid's annotation folder and the default output folder
+    for frame in range(0, 10, 2):
+        write_json(out / f"mice_{frame:09d}.json",
+                   {"shapes": [square("mouse", 16, 16, 40, 32)], "imageWidth": 64, "imageHeight": 48})
+    depths = [np.full((H, W), 1.0 + i, np.float32) for i in range(5)]
+    depths[2][10:21, 10:27] = 0.0  # frame 4: the mouse has no usable depth
+    run_sinks(out, depths=depths, stem="mice", metric=True, save_region_stats=True)
+    assert len(read_table(out / "depth_regions.csv")) == 5
+
     window = MainWindow()
     qtbot.addWidget(window)
     window.show()
     assert window.open_video(video)
     panel = window.region_panel
-    assert panel.isVisible() and len(read_table(out / "depth_regions.csv")) == 5
+    assert panel.isVisible()
     window.slider.setValue(6)
     assert panel.plot.frame == 6
     plot = panel.plot
     qtbot.mouseClick(plot, Qt.LeftButton, pos=QPoint(round(plot.to_x(2)), int(plot.area().center().y())))
     assert window.slider.value() == 2 and plot.frame == 2
+
+    window.show_depth_at(20, 20)  # display pixels of the 64 x 48 video
+    assert window.statusBar().currentMessage() == "x 20, y 20: depth 2.000 m; mouse, median 2 m"
+    window.show_depth_at(2, 2)
+    assert window.statusBar().currentMessage() == "x 2, y 2: depth 2.000 m"
+    window.slider.setValue(4)
+    window.show_depth_at(20, 20)
+    assert window.statusBar().currentMessage().endswith("; mouse")  # no usable pixel, no median

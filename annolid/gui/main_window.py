@@ -188,7 +188,7 @@ class MainWindow(QMainWindow):
             folder = default_output_dir(self.video, self.settings().output_dir)
             if (folder / "depth.ndjson").exists():
                 self.depth = RecordIndex(folder / "depth.ndjson")
-            self.region_panel.load(folder / REGIONS_CSV)
+            self.region_panel.load(folder / REGIONS_CSV, self.video, (self.reader.width, self.reader.height))
         self._update_depth_controls()
 
     def _update_depth_controls(self) -> None:
@@ -236,7 +236,8 @@ class MainWindow(QMainWindow):
         dx = min(int(x * self.depth_map.shape[1] / self.frame.shape[1]), self.depth_map.shape[1] - 1)
         value = float(self.depth_map[dy, dx])
         label = f"{value:.3f} m" if self.depth.kind == "metric_depth" else f"{value:.4f} (relative disparity, larger = nearer)"
-        self.statusBar().showMessage(f"x {x}, y {y}: depth {label}")
+        shape = self.region_panel.describe(self.slider.value(), x, y)
+        self.statusBar().showMessage(f"x {x}, y {y}: depth {label}" + (f"; {shape}" if shape else ""))
 
     def toggle_play(self) -> None:
         if self.reader is None:

@@ -1,6 +1,7 @@
 """A dockable plot of each tracked animal's median depth over the video (`depth_regions.csv`).
 
-The current frame is marked and follows the scrubber; a click on the plot seeks there.
+The current frame is marked and follows the scrubber; a click on the plot seeks there. The
+panel also names the tracked shape under the mouse, with its median, for the status bar.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QDockWidget, QWidget
 
+from annolid.depth.io.annotations import VideoAnnotations
 from annolid.depth.io.regions import median_axis_title, read_medians
 
 # Tableau's ten colours: distinct, and readable on a dark background
@@ -119,12 +121,36 @@ class RegionPanel(QDockWidget):
         self.seek = self.plot.seek
         self.hide()
 
-    def load(self, csv_path: Path) -> bool:
-        """Shows the table's series; False (panel hidden) when there is none or it cannot be read."""
+    def load(self, csv_path: Path, video: Path | None = None, size: tuple[int, int] = (0, 0)) -> bool:
+        """Shows the table's series; False (panel hidden) when there is none or it cannot be
+        read. With the video and its shown size (width, height), `describe` can name the
+        shape under the mouse."""
         try:
             series, unit = read_medians(csv_path)
         except (OSError, ValueError, KeyError):
             series, unit = {}, "disparity"
         self.plot.set_series(series, unit)
+        self.annotations = VideoAnnotations(video, *size) if series and video is not None else None
+        self.shown: tuple[int, tuple | None] = (-1, None)  # the last frame's label map, kept for mouse moves
         self.setVisible(bool(series))
         return bool(series)
+
+    def describe(self, frame: int, x: int, y: int) -> str:
+        """The tracked shape under pixel (x, y) of `frame` and its median in the table, or ""."""
+        if self.annotations is None:
+            return ""
+        if self.shown[0] != frame:
+            self.shown = (frame, self.annotations.labels(frame))
+        found = self.shown[1]
+        if found is None:
+            return ""
+        label_map, names = found
+        label = names[label_map[y, x]]
+        if not label:
+            return ""
+        frames, _, medians = self.plot.series.get(label, ((), (), ()))
+        at = np.flatnonzero(np.asarray(frames) == frame)
+        if not at.size or not np.isfinite(medians[at[0]]):
+            return label
+        unit = "m" if self.plot.unit == "m" else "(relative disparity)"
+        return f"{label}, median {medians[at[0]]:.4g} {unit}"
