@@ -1,10 +1,10 @@
 """Depth per tracked region: the rows of `depth_regions.csv` and its plot.
 
 One row per frame and shape label (the instance name, e.g. `mouse_1`). Statistics cover the
-pixels of the region with a usable depth (the point clouds' rule); `excluded` counts the
-others. `u`, `v` is the pixel centroid of the whole region in the processed frame, and
-`x`, `y`, `z` the mean of its usable pixels back-projected through the point clouds' pinhole
-camera. `units` says what the depth values are: `m` for metric models; `disparity` for
+pixels of the region with a usable depth (the point clouds' rule, `camera.py`); `excluded`
+counts the others. `u`, `v` is the pixel centroid of the whole region in the processed
+frame, and `x`, `y`, `z` the mean of its usable pixels back-projected through the point
+clouds' pinhole camera. `units` says what the depth values are: `m` for metric models; `disparity` for
 relative ones (larger = nearer, unknown scale and shift), where `z` = 1 / disparity is a
 depth only up to an unknown scale, never metres.
 """
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import OutputError
+from .camera import back_project, usable
 
 COLUMNS = ("frame_index", "time_s", "label", "pixels", "median", "mean", "p10", "p90", "min", "max",
            "u", "v", "x", "y", "z", "excluded", "units")
@@ -37,43 +38,32 @@ def region_rows(
     time_s: float,
     label_map: np.ndarray,
     names: list[str],
-    keep: np.ndarray,
-    values: np.ndarray,
-    xyz: tuple[np.ndarray, np.ndarray, np.ndarray],
+    depth: np.ndarray,
+    rays: tuple[np.ndarray, np.ndarray],
     metric: bool,
 ) -> str:
-    """CSV rows for one frame: `keep` are the flat indices of the usable pixels, `values`
-    their depth and `xyz` their back-projected points. Every label in `names` gets a row,
-    one whose pixels all lack a usable depth with `pixels` 0 and empty statistics."""
-    count = len(names)
-    labels = label_map.ravel()
-    inside = np.flatnonzero(labels)
-    area = np.bincount(labels[inside], minlength=count)
-    width = label_map.shape[1]
-    u_sum = np.bincount(labels[inside], weights=inside % width, minlength=count)
-    v_sum = np.bincount(labels[inside], weights=inside // width, minlength=count)
-
-    kept_labels = labels[keep]
-    region = kept_labels > 0
-    kept_labels, values = kept_labels[region], values[region].astype(np.float64)
-    pixels = np.bincount(kept_labels, minlength=count)
-    depth_sum = np.bincount(kept_labels, weights=values, minlength=count)
-    point_sums = [np.bincount(kept_labels, weights=axis[region], minlength=count) for axis in xyz]
-
+    """CSV rows for one frame, a row per label in `names` (one whose pixels all lack a
+    usable depth with `pixels` 0 and empty statistics). Work goes label by label, each a
+    mask over the frame: a few labels per frame, never a loop over pixels."""
+    ok = usable(depth, metric)
+    columns = np.arange(label_map.shape[1])
+    lines = np.arange(label_map.shape[0])
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    for k in range(1, count):
-        stats: list = [None] * 6
-        centroid: list = [None] * 3
-        if pixels[k]:
-            own = values[kept_labels == k]
-            p10, median, p90 = np.percentile(own, [10, 50, 90])
-            stats = [median, depth_sum[k] / pixels[k], p10, p90, own.min(), own.max()]
-            centroid = [total[k] / pixels[k] for total in point_sums]
-        pixel_centroid = [u_sum[k] / area[k], v_sum[k] / area[k]] if area[k] else [None, None]
-        row = [frame_index, f"{time_s:.6f}", names[k], int(pixels[k]), *stats, *pixel_centroid, *centroid,
-               int(area[k] - pixels[k]), units(metric)]
-        writer.writerow(["" if v is None else f"{v:.6g}" if isinstance(v, float) else v for v in row])
+    for k in range(1, len(names)):
+        region = label_map == k
+        area = int(np.count_nonzero(region))
+        centre = [None, None]
+        if area:
+            centre = [np.count_nonzero(region, axis=0) @ columns / area, np.count_nonzero(region, axis=1) @ lines / area]
+        values, xyz = back_project(depth, region.ravel() & ok, rays, metric)
+        stats, point = [None] * 6, [None] * 3
+        if values.size:
+            low, p10, median, p90, high = np.percentile(values, [0, 10, 50, 90, 100])
+            stats = [median, values.mean(dtype=np.float64), p10, p90, low, high]
+            point = [axis.mean(dtype=np.float64) for axis in xyz]
+        numbers = [f"{float(v):.6g}" if v is not None else "" for v in (*stats, *centre, *point)]
+        writer.writerow([frame_index, f"{time_s:.6f}", names[k], values.size, *numbers, area - values.size, units(metric)])
     return out.getvalue()
 
 

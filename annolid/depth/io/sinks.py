@@ -30,6 +30,7 @@ import numpy as np
 
 from ..errors import OutputError
 from .annotations import VideoAnnotations
+from .camera import back_project, pinhole_rays, usable
 from .records import decode_depth, encode_png, encode_record, iter_records, scan_range
 from .regions import PLOT_MISSING, header, plot_regions, region_rows
 
@@ -398,35 +399,17 @@ def decimals_for(z: np.ndarray, largest: float) -> int:
 # --------------------------------------------------------------------------- point clouds
 
 
-RELATIVE_EPS = 1e-6  # disparities below this fraction of the frame's largest have no usable depth
-TINY = float(np.finfo(np.float32).tiny)  # and none so small that 1 / disparity overflows
 CSV_CHUNK = 16384  # rows formatted at a time: the character matrix stays in cache
 
 
-def pinhole_rays(info: RunInfo) -> tuple[np.ndarray, np.ndarray]:
-    """Per pixel (flat), x / z and y / z of a pinhole camera with the run's focal lengths
-    and the principal point at the image centre."""
-    v, u = np.mgrid[0 : info.height, 0 : info.width].astype(np.float32)
-    return ((u - info.width / 2) / info.focal_length_x).ravel(), ((v - info.height / 2) / info.focal_length_y).ravel()
-
-
-def back_project(depth: np.ndarray, rays: tuple[np.ndarray, np.ndarray], metric: bool):
-    """(flat indices of the pixels with a usable depth, their values, (x, y, z)): z is the
-    depth in metres, or 1 / disparity for relative models."""
-    values = depth.ravel()
-    finite = np.isfinite(values)
-    floor = 0.0 if metric else max(RELATIVE_EPS * float(values.max(where=finite, initial=0.0)), TINY)
-    keep = np.flatnonzero(finite & (values > floor))
-    z = values[keep].astype(np.float32)
-    if not metric:
-        z = 1.0 / z
-    return keep, values[keep], (rays[0][keep] * z, rays[1][keep] * z, z)
+def rays_of(info: RunInfo) -> tuple[np.ndarray, np.ndarray]:
+    return pinhole_rays(info.width, info.height, info.focal_length_x, info.focal_length_y)
 
 
 class PointCloudSink(FolderSink):
     """`point_clouds/point_NNNN.csv` (or `.ply`): each frame back-projected through a pinhole
-    camera with the given focal lengths and the principal point at the image centre:
-    x = (u - W/2) z / fx, y = (v - H/2) z / fy, one point per pixel.
+    camera with the given focal lengths and the principal point at the image centre
+    (`camera.py`): x = (u - W/2) z / fx, y = (v - H/2) z / fy, one point per pixel.
 
     Metric models: z is the depth in metres. Relative models: z = 1 / disparity, a depth
     known only up to an unknown scale, and only approximately, since the disparity also has
@@ -435,8 +418,9 @@ class PointCloudSink(FolderSink):
     pixel's luminance (0-255), as in camera point clouds; the model's own value is z itself
     (metric) or 1 / z (relative). `region` (with `include_region_labels`) is the label of the
     tracked polygon or rectangle that holds the pixel (from Annolid's per-frame LabelMe files
-    or its annotation store, see `annotations.py`), "" elsewhere. PLY files are binary little endian with the same
-    properties; `region` is an int32 there, named by `comment region <index> <label>` lines.
+    or its annotation store, see `annotations.py`), "" elsewhere. PLY files are binary little
+    endian with the same properties; `region` is an int32 there, named by
+    `comment region <index> <label>` lines.
     """
 
     result_key = "point_cloud_csv"  # also for .ply: the key users already look up
@@ -448,14 +432,15 @@ class PointCloudSink(FolderSink):
         if info.point_cloud_format not in ("csv", "ply"):
             raise ValueError(f"point_cloud_format must be 'csv' or 'ply', not {info.point_cloud_format!r}")
         super().open(info)
-        self.rays = pinhole_rays(info)
+        self.rays = rays_of(info)
         if info.include_region_labels:
             self.annotations = info.annotations  # indexed now, before the model loads
 
     def prepare(self, frame_index, rgb, depth):
         """Each frame is a file of its own, written whole here under a temporary name."""
         info = self.info
-        keep, _, (x, y, z) = back_project(depth, self.rays, info.metric)
+        keep = np.flatnonzero(usable(depth, info.metric))
+        _, (x, y, z) = back_project(depth, keep, self.rays, info.metric)
         points = {
             "x": x,
             "y": y,
@@ -524,7 +509,7 @@ class RegionStatsSink(Sink):
         self.tmp = claim_file(self.final)
         claim_file(self.plot)
         self.annotations = info.annotations
-        self.rays = pinhole_rays(info)
+        self.rays = rays_of(info)
         self.annotated = 0  # processed frames that have annotations
         if not self.annotations.frames:
             log.warning(
@@ -542,9 +527,8 @@ class RegionStatsSink(Sink):
         found = self.annotations.labels(frame_index)
         if found is None:
             return ""
-        keep, values, xyz = back_project(depth, self.rays, self.info.metric)
         time_s = frame_index / (self.info.source_fps or self.info.fps)
-        return region_rows(frame_index, time_s, *found, keep, values, xyz, self.info.metric)
+        return region_rows(frame_index, time_s, *found, depth, self.rays, self.info.metric)
 
     def write(self, frame_index, rows):
         self.file.write(rows)
