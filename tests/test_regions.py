@@ -3,6 +3,7 @@ import csv
 import json
 import logging
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import av
@@ -10,12 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 from test_pipeline import weights_dir  # noqa: F401 (a fixture)
-from test_sinks import H, W, run_sinks
+from test_sinks import H, W, run_info, run_sinks
 
 from annolid.depth.errors import OutputError
 from annolid.depth.io.annotations import VideoAnnotations
 from annolid.depth.io.records import RecordIndex
 from annolid.depth.io.regions import COLUMNS, plot_regions
+from annolid.depth.io.sinks import RegionStatsSink
 from annolid.depth.recompute import recompute_region_stats
 from annolid.depth.runner import run_video_depth_anything
 
@@ -104,6 +106,38 @@ def test_first_shape_claims_overlaps_and_degenerate_shapes_are_skipped(tmp_path,
     assert (label_map[4:11, 2:13] == 1).all() and (label_map == 1).sum() == 7 * 11
     assert (label_map == 2).sum() == H * W - 7 * 11
     assert any("polygon 'tail' has 2 usable points, needs 3" in r.getMessage() for r in caplog.records)
+
+
+def test_per_frame_file_wins_and_a_stub_may_name_another_store(tmp_path):
+    folder = tmp_path / "clip"
+    write_json(folder / "clip_000000001.json", {"shapes": [square("from_file", 0, 0, 4, 4)]})
+    write_json(folder / "clip_000000002.json", {"annotation_store": "other_annotations.ndjson", "frame": 2})
+    (folder / "clip_annotations.ndjson").write_text(
+        store_line({"frame": 1, "shapes": [square("from_store", 0, 0, 4, 4)]})
+        + store_line({"frame": 2, "shapes": [square("default_store", 0, 0, 4, 4)]}), encoding="utf-8")
+    (folder / "other_annotations.ndjson").write_text(
+        store_line({"frame": 2, "shapes": [square("other_store", 0, 0, 4, 4)]}), encoding="utf-8")
+    annotations = VideoAnnotations(tmp_path / "clip.mp4", W, H)
+    assert annotations.labels(1)[1] == ["", "from_file"]
+    assert annotations.labels(2)[1] == ["", "other_store"]
+
+
+def test_prepare_in_a_pool_gives_the_rows_of_one_frame_at_a_time(tmp_path):
+    """The runner may prepare frames on several threads, in any order."""
+    lines = [store_line({"frame": f, "shapes": [square("mouse", f % 30, 2, f % 30 + 8, 20), square("arena", 0, 0, 40, 29)]})
+             for f in range(40)]
+    write_json(tmp_path / "clip" / "clip_000000003.json", {"annotation_store": "clip_annotations.ndjson", "frame": 3})
+    (tmp_path / "clip" / "clip_annotations.ndjson").write_text("".join(lines), encoding="utf-8")
+    depths = [np.random.default_rng(f).uniform(0.5, 3.0, (H, W)).astype(np.float32) for f in range(40)]
+    info = run_info(tmp_path / "out", metric=True)
+    sink = RegionStatsSink()
+    (tmp_path / "out").mkdir()
+    sink.open(info)
+    one_by_one = [sink.prepare(f, None, depths[f]) for f in range(40)]
+    with ThreadPoolExecutor(4) as pool:
+        pooled = list(pool.map(lambda f: sink.prepare(f, None, depths[f]), reversed(range(40))))
+    sink.close(False)
+    assert pooled[::-1] == one_by_one and all(rows.count("\n") == 2 for rows in one_by_one)
 
 
 # --------------------------------------------------------------------------- depth_regions.csv
