@@ -220,6 +220,16 @@ class StreamMemory:
         stored_values[:, :, current] = values
         return stored_keys, stored_values
 
+    def export(self, model: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The stores by block name, copied to the CPU: the state a resumed stream needs."""
+        names = {module: name for name, module in model.named_modules()}
+        return {names[block]: (k.cpu().clone(), v.cpu().clone()) for block, (k, v) in self.stores.items()}
+
+    def restore(self, model: nn.Module, stores: dict, device: torch.device) -> None:
+        """Put back stores saved by `export` (in the model's dtype, on `device`)."""
+        blocks = dict(model.named_modules())
+        self.stores = {blocks[name]: (k.to(device), v.to(device)) for name, (k, v) in stores.items()}
+
 
 class TemporalAttention(nn.Module):
     """Attention along the frame axis, separately at every pixel."""
