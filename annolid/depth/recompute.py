@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .errors import OutputError
 from .io.records import decode_depth, iter_records
-from .io.sinks import NDJSON, RegionStatsSink, RunInfo
+from .io.sinks import NDJSON, RegionPlotSink, RegionStatsSink, RunInfo
 from .io.source import VideoSource
 
 
@@ -59,13 +59,18 @@ def recompute_region_stats(
         focal_length_x=float(focal_length_x),
         focal_length_y=float(focal_length_y),
     )
-    sink = RegionStatsSink()
-    sink.open(info)
+    sinks = [RegionStatsSink(), RegionPlotSink()]
+    for sink in sinks:
+        sink.open(info)
     completed = False
     try:
         for record in itertools.chain([first], records):
-            sink.put(record["frame_index"], None, decode_depth(record))
+            depth = decode_depth(record)
+            for sink in sinks:
+                sink.put(record["frame_index"], None, depth)
         completed = True
     finally:
-        results = sink.close(completed)
+        results = {}
+        for sink in sinks:
+            results.update(sink.close(completed))
     return results

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 
 import numpy as np
@@ -90,8 +89,7 @@ def median_axis_title(unit: str) -> str:
 
 def plot_regions(csv_path: str | Path, png_path: str | Path, title: str = "") -> Path:
     """`png_path`: the median of each label over time from a `depth_regions.csv`, one line
-    per label. Drawn with matplotlib's Agg canvas (no window, no global backend change),
-    written under a temporary name and renamed."""
+    per label. Drawn with matplotlib's Agg canvas (no window, no global backend change)."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -110,8 +108,5 @@ def plot_regions(csv_path: str | Path, png_path: str | Path, title: str = "") ->
         axes.legend(loc="best", fontsize="small")
     else:
         axes.text(0.5, 0.5, "no annotated frames", ha="center", va="center", transform=axes.transAxes)
-    png_path = Path(png_path)
-    tmp = png_path.with_name(png_path.name + ".partial")
-    figure.savefig(tmp, format="png")
-    os.replace(tmp, png_path)
-    return png_path
+    figure.savefig(png_path, format="png")
+    return Path(png_path)

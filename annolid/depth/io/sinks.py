@@ -37,6 +37,7 @@ from .regions import PLOT_MISSING, header, plot_regions, region_rows
 log = logging.getLogger(__name__)
 NDJSON = "depth.ndjson"
 REGIONS_CSV = "depth_regions.csv"
+REGIONS_PNG = "depth_regions.png"
 
 
 @dataclass
@@ -497,17 +498,14 @@ def write_ply(path: Path, points: dict[str, np.ndarray], names: list[str] | None
 
 class RegionStatsSink(Sink):
     """`depth_regions.csv`: depth statistics per tracked region and frame (columns in
-    `regions.py`), a row per label of each annotated frame, streamed as frames arrive;
-    `depth_regions.png` plots the medians at the end (with matplotlib, when installed).
+    `regions.py`), a row per label of each annotated frame, streamed as frames arrive.
     Frames without annotations give no rows. Annotations of frames the run did not process
     are ignored and counted in one warning at the end."""
 
     def open(self, info):
         super().open(info)
         self.final = info.output_dir / REGIONS_CSV
-        self.plot = self.final.with_suffix(".png")
         self.tmp = claim_file(self.final)
-        claim_file(self.plot)
         self.annotations = info.annotations
         self.rays = rays_of(info)
         self.annotated = 0  # processed frames that have annotations
@@ -516,9 +514,6 @@ class RegionStatsSink(Sink):
                 "no annotations for %s: neither %s_NNNNNNNNN.json files nor %s exist; depth_regions.csv will have no rows",
                 info.video_path, self.annotations.folder / info.stem, self.annotations.store_path,
             )
-        self.can_plot = importlib.util.find_spec("matplotlib") is not None
-        if not self.can_plot:
-            log.warning("%s; writing depth_regions.csv only", PLOT_MISSING)
         self.file = open(self.tmp, "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed in close())
         self.file.write(header())
 
@@ -549,11 +544,29 @@ class RegionStatsSink(Sink):
                     "the end of the video); their annotations are ignored",
                     missed, self.annotations.folder,
                 )
-            if self.can_plot:
-                plot_regions(self.final, self.plot, title=self.info.stem)
-            else:
-                self.plot.unlink(missing_ok=True)  # an earlier run's plot would not match the new table
-        return {key: str(path) for key, path in (("region_stats", self.final), ("region_plot", self.plot)) if path.exists()}
+        return {"region_stats": str(self.final)} if self.final.exists() else {}
+
+
+class RegionPlotSink(Sink):
+    """`depth_regions.png`: each label's median over time, drawn at the end from the
+    finished `depth_regions.csv` (so it comes after RegionStatsSink). It needs matplotlib;
+    without it the run warns once, before the model loads, and writes the table alone."""
+
+    def open(self, info):
+        super().open(info)
+        self.final = info.output_dir / REGIONS_PNG
+        self.tmp = claim_file(self.final)
+        self.can_plot = importlib.util.find_spec("matplotlib") is not None
+        if not self.can_plot:
+            log.warning("%s; writing depth_regions.csv only", PLOT_MISSING)
+
+    def close(self, completed):
+        if self.count and self.can_plot:
+            plot_regions(self.final.with_name(REGIONS_CSV), self.tmp, title=self.info.stem)
+            publish(self.tmp, self.final)
+        elif self.count:
+            self.final.unlink(missing_ok=True)  # an earlier run's plot would not match the new table
+        return {"region_plot": str(self.final)} if self.final.exists() else {}
 
 
 # --------------------------------------------------------------------------- float arrays
@@ -649,6 +662,7 @@ def build_sinks(
         (save_exr, ExrSink),
         (save_point_clouds, PointCloudSink),
         (save_region_stats, RegionStatsSink),
+        (save_region_stats, RegionPlotSink),
         (save_depth_video, DepthVideoSink),
         (save_depth_frames, DepthFramesSink),
     ]
