@@ -61,21 +61,27 @@ def test_panel_hides_without_a_table(qtbot, tmp_path):
     assert panel.plot.series == {}
 
 
-def test_main_window_shows_the_panel_follows_the_scrubber_and_names_the_shape(qtbot, tmp_path):
+@pytest.fixture
+def window(qtbot, tmp_path):
+    """The main window on a video with metric depth and depth per region for frames 0, 2, ..., 8."""
     video = make_video(tmp_path / "videos" / "mice.mp4", frames=10)
     out = tmp_path / "videos" / "mice"  # Annolid's annotation folder and the default output folder
     for frame in range(0, 10, 2):
         write_json(out / f"mice_{frame:09d}.json",
                    {"shapes": [square("mouse", 16, 16, 40, 32)], "imageWidth": 64, "imageHeight": 48})
-    depths = [np.full((H, W), 1.0 + i, np.float32) for i in range(5)]
+    y, x = np.mgrid[0:H, 0:W]
+    depths = [(1.0 + i + x / W).astype(np.float32) for i in range(5)]
     depths[2][10:21, 10:27] = 0.0  # frame 4: the mouse has no usable depth
     run_sinks(out, depths=depths, stem="mice", metric=True, save_region_stats=True)
     assert len(read_table(out / "depth_regions.csv")) == 5
-
     window = MainWindow()
     qtbot.addWidget(window)
     window.show()
     assert window.open_video(video)
+    return window
+
+
+def test_main_window_shows_the_panel_follows_the_scrubber_and_names_the_shape(qtbot, window):
     panel = window.region_panel
     assert panel.isVisible()
     window.slider.setValue(6)
@@ -85,9 +91,20 @@ def test_main_window_shows_the_panel_follows_the_scrubber_and_names_the_shape(qt
     assert window.slider.value() == 2 and plot.frame == 2
 
     window.show_depth_at(20, 20)  # display pixels of the 64 x 48 video
-    assert window.statusBar().currentMessage() == "x 20, y 20: depth 2.000 m; mouse, median 2 m"
+    # the mouse covers columns 10..26 of the 41-wide depth: its median is column 18's 2 + 18/41
+    assert window.statusBar().currentMessage() == "x 20, y 20: depth 2.293 m; mouse, median 2.439 m"
     window.show_depth_at(2, 2)
-    assert window.statusBar().currentMessage() == "x 2, y 2: depth 2.000 m"
+    assert window.statusBar().currentMessage() == "x 2, y 2: depth 2.024 m"  # outside the shape
     window.slider.setValue(4)
     window.show_depth_at(20, 20)
     assert window.statusBar().currentMessage().endswith("; mouse")  # no usable pixel, no median
+
+
+def test_colour_bar_beside_the_depth_view_names_the_unit_and_the_near_end(window):
+    bar = window.colour_bar
+    assert bar.isVisible() and bar.texts == ("1 near", "1.98 far", "m")  # frame 0: 1 + x / 41 metres
+    image = bar.grab().toImage()
+    top, bottom = (QColor(image.pixel(bar.bar().center().x(), y)) for y in (bar.bar().top() + 1, bar.bar().bottom() - 1))
+    assert top.lightness() > 200 and bottom.lightness() < 40  # nearer is brighter, as in the depth view
+    window.slider.setValue(2)
+    assert bar.texts == ("2 near", "2.98 far", "m")

@@ -26,7 +26,7 @@ from annolid.depth.io.source import FrameReader
 from annolid.depth.settings import DepthSettings, default_output_dir, load_settings
 from annolid.depth.weights import checkpoint_key, checkpoint_path
 
-from .images import blend, depth_image, to_pixmap
+from .images import blend, colour_ramp, depth_image, to_pixmap
 from .region_panel import RegionPanel
 from .run_dialog import RunDialog, depth_job, download_job
 from .settings_dialog import SettingsDialog
@@ -70,6 +70,38 @@ class ImageView(QWidget):
         self.hovered.emit(x if inside else -1, y if inside else -1)
 
 
+class ColourBar(QWidget):
+    """The depth view's colour scale, nearest at the top, its ends labelled in the run's
+    unit (metres, or relative disparity, which has none)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setFixedWidth(84)
+        self.ramp: QPixmap | None = None
+        self.texts = ("", "", "")
+
+    def set_range(self, low: float, high: float, metric: bool) -> None:
+        ramp, near, far = colour_ramp(low, high, metric)
+        self.ramp = to_pixmap(ramp)
+        unit = "m" if metric else "disparity"
+        self.texts = (f"{near:.3g} near", f"{far:.3g} far", unit)
+        self.update()
+
+    def bar(self) -> QRect:
+        return QRect(6, 20, 18, max(self.height() - 40, 1))
+
+    def paintEvent(self, event) -> None:
+        if self.ramp is None:
+            return
+        painter = QPainter(self)
+        bar = self.bar()
+        painter.drawPixmap(bar, self.ramp)
+        near, far, unit = self.texts
+        painter.drawText(QRect(0, 0, self.width(), 18), Qt.AlignLeft | Qt.AlignVCenter, unit)
+        painter.drawText(QRect(bar.right() + 4, bar.top(), 60, 16), Qt.AlignLeft | Qt.AlignTop, near)
+        painter.drawText(QRect(bar.right() + 4, bar.bottom() - 15, 60, 16), Qt.AlignLeft | Qt.AlignBottom, far)
+
+
 class MainWindow(QMainWindow):
     def __init__(self, config_path: str | Path | None = None):
         super().__init__()
@@ -104,6 +136,8 @@ class MainWindow(QMainWindow):
         views = QHBoxLayout()
         views.addWidget(self.video_view, 1)
         views.addWidget(self.depth_view, 1)
+        self.colour_bar = ColourBar()
+        views.addWidget(self.colour_bar)
         controls = QHBoxLayout()
         for widget in (self.play_button, self.slider, self.position):
             controls.addWidget(widget)
@@ -196,6 +230,7 @@ class MainWindow(QMainWindow):
         self.blend_box.setEnabled(has_depth)
         self.opacity.setEnabled(has_depth)
         self.depth_view.setVisible(has_depth and not self.blend_box.isChecked())
+        self.colour_bar.setVisible(has_depth)
 
     def show_frame(self, index: int) -> None:
         if self.reader is None:
@@ -221,7 +256,9 @@ class MainWindow(QMainWindow):
         size = (self.frame.shape[1], self.frame.shape[0])
         colour = None
         if self.depth_map is not None:
-            colour = depth_image(self.depth_map, self.depth.kind == "metric_depth", size)
+            metric = self.depth.kind == "metric_depth"
+            colour = depth_image(self.depth_map, metric, size)
+            self.colour_bar.set_range(float(self.depth_map.min()), float(self.depth_map.max()), metric)
         if colour is not None and self.blend_box.isChecked():
             self.video_view.set_image(blend(self.frame, colour, self.opacity.value() / 100))
         else:
