@@ -132,6 +132,8 @@ class VideoAnnotations:
             store = self.stores[name]
         try:
             record = store.record(int(frame))
+            if record is not None and not isinstance(record, dict):
+                raise ValueError("the store changed since it was indexed")
         except (OSError, ValueError, TypeError) as exc:
             log.warning("cannot read frame %s from %s (%s); no annotations for it", frame, store.path, exc)
             return None
