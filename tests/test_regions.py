@@ -17,7 +17,7 @@ from annolid.depth.errors import OutputError
 from annolid.depth.io.annotations import VideoAnnotations
 from annolid.depth.io.records import RecordIndex
 from annolid.depth.io.regions import COLUMNS, plot_regions
-from annolid.depth.io.sinks import RegionStatsSink
+from annolid.depth.io.sinks import RegionStatsSink, ResumePoint
 from annolid.depth.recompute import recompute_region_stats
 from annolid.depth.runner import run_video_depth_anything
 
@@ -178,12 +178,12 @@ def test_region_table_on_known_shapes_and_depth(tmp_path, caplog):
     depth = known_depth()
     with caplog.at_level(logging.WARNING):
         results = run_sinks(tmp_path / "out", depths=[depth, depth + 1, depth + 2], metric=True,
-                            source_fps=25.0, save_region_stats=True)
+                            save_region_stats=True)
     assert results["region_stats"] == str(tmp_path / "out" / "depth_regions.csv")
     rows = read_table(Path(results["region_stats"]))
     # frames 0, 2, 4 processed; frame 2 has no annotations: no rows for it
     assert [(r["frame_index"], r["time_s"], r["label"]) for r in rows] == [
-        ("0", "0.000000", "mouse_1"), ("0", "0.000000", "ghost"), ("0", "0.000000", "arena"), ("4", "0.160000", "mouse_1"),
+        ("0", "0.000000", "mouse_1"), ("0", "0.000000", "ghost"), ("0", "0.000000", "arena"), ("4", "0.320000", "mouse_1"),
     ]
     assert {r["units"] for r in rows} == {"m"}
 
@@ -208,6 +208,35 @@ def test_region_table_on_known_shapes_and_depth(tmp_path, caplog):
     assert Image.open(results["region_plot"]).size == (800, 450)
 
 
+def test_a_resumed_table_is_cut_back_to_the_resume_point_and_goes_on(tmp_path, caplog):
+    for frame in (0, 2, 4, 6, 9):
+        write_json(tmp_path / "clip" / f"clip_{frame:09d}.json", {"shapes": [square("mouse", 5, 5, 14, 9)]})
+    depths = [np.full((H, W), 1.0 + i, np.float32) for i in range(4)]
+    whole = run_sinks(tmp_path / "whole", depths=depths, metric=True, save_region_stats=True)
+
+    def session(resume: ResumePoint | None, frames: list[int], completed: bool):
+        info = run_info(tmp_path / "cut", metric=True, save_region_stats=True)
+        info.resume = resume
+        sink = RegionStatsSink()
+        sink.open(info)
+        marks = []
+        for i in frames:
+            sink.put(2 * i, None, depths[i])
+            marks.append(sink.mark())
+        sink.close(completed)
+        return sink, marks
+
+    (tmp_path / "cut").mkdir()
+    _, marks = session(None, [0, 1, 2], completed=False)  # killed after frame 4; resume point after frame 2
+    mark = json.loads(json.dumps(marks[1]))  # as run.json keeps it
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        sink, _ = session(ResumePoint(frames=2, last_index=2, marks={"region_stats": mark}), [2, 3], completed=True)
+    assert sink.tmp.read_text() == Path(whole["region_stats"]).read_text()
+    unprocessed = [r.getMessage() for r in caplog.records if "not processed" in r.getMessage()]
+    assert len(unprocessed) == 1 and unprocessed[0].startswith("1 annotated frames")  # frame 9
+
+
 def test_relative_depth_is_disparity_and_z_is_its_inverse(tmp_path):
     write_json(tmp_path / "clip" / "clip_000000000.json", {"shapes": [square("mouse", 5, 5, 14, 9)]})
     depth = np.tile(1.0 + np.arange(W, dtype=np.float32), (H, 1))
@@ -228,19 +257,15 @@ def test_no_annotations_gives_a_header_only_table_and_a_warning(tmp_path, caplog
     assert any("no annotations for" in r.getMessage() for r in caplog.records)
 
 
-def test_plot_needs_matplotlib_and_says_what_to_install(tmp_path, monkeypatch, caplog):
-    write_json(tmp_path / "clip" / "clip_000000000.json", {"shapes": [square("mouse", 5, 5, 14, 9)]})
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "depth_regions.png").write_bytes(b"an earlier run's plot")
+def test_plot_needs_matplotlib_and_says_what_to_install(tmp_path, monkeypatch):
+    table = tmp_path / "depth_regions.csv"
+    table.write_text(",".join(COLUMNS) + "\n", encoding="utf-8")
     for name in [name for name in sys.modules if name.split(".")[0] == "matplotlib"] + ["matplotlib"]:
         monkeypatch.setitem(sys.modules, name, None)  # as if not installed
-    with caplog.at_level(logging.WARNING):
-        results = run_sinks(tmp_path / "out", count=1, save_region_stats=True)
-    assert "region_plot" not in results and not (tmp_path / "out" / "depth_regions.png").exists()
-    assert any("pip install 'annolid-depth[plot]'" in r.getMessage() for r in caplog.records)
-    assert len(read_table(Path(results["region_stats"]))) == 1
+    with pytest.raises(OutputError, match=r"pip install 'annolid-depth\[plot\]' \(or turn save_region_stats off\)"):
+        run_sinks(tmp_path / "out", count=1, save_region_stats=True)  # before any frame
     with pytest.raises(OutputError, match=r"pip install 'annolid-depth\[plot\]'"):
-        plot_regions(results["region_stats"], tmp_path / "plot.png")
+        plot_regions(table, tmp_path / "plot.png")
 
 
 # --------------------------------------------------------------------------- end to end
@@ -278,9 +303,9 @@ def test_regions_on_a_video_that_max_res_shrinks(tmp_path, weights_dir, caplog):
             video, checkpoint_root=weights_dir, max_res=32, input_size=56, target_fps=5,
             save_point_clouds=True, include_region_labels=True, save_region_stats=True,
         )
-    out = Path(result["output_dir"])
-    assert out == labels
-    rows = read_table(Path(result["region_stats"]))
+    out = Path(result["output_dir"][0])
+    assert out == labels and result["region_plot"] == [str(out / "depth_regions.png")]
+    rows = read_table(Path(result["region_stats"][0]))
     assert [(r["frame_index"], r["time_s"], r["label"]) for r in rows] == [
         ("0", "0.000000", "mouse"), ("2", "0.200000", "mouse")
     ]
@@ -295,7 +320,7 @@ def test_regions_on_a_video_that_max_res_shrinks(tmp_path, weights_dir, caplog):
         assert depth.shape == (24, 32) and int(row["pixels"]) == 81
         step = float(depth.max() - depth.min()) / 65535
         assert float(row["median"]) == pytest.approx(float(np.median(depth[lines, cols])), rel=1e-5, abs=step)
-        cloud = (Path(result["point_cloud_csv"]) / f"point_{int(row['frame_index']):04d}.csv").read_text().splitlines()
+        cloud = (out / "point_clouds" / f"point_{int(row['frame_index']):04d}.csv").read_text().splitlines()
         assert cloud[0] == "x,y,z,intensity,region,red,green,blue"
         assert sum(line.split(",")[4] == "mouse" for line in cloud[1:]) == 81
     unprocessed = [r.getMessage() for r in caplog.records if "not processed" in r.getMessage()]

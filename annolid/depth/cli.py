@@ -1,51 +1,26 @@
 """`annolid-depth VIDEO [VIDEO ...]`: depth for videos from the command line.
 
 Defaults come from the `video_depth_anything` section of ~/.labelmerc, so the command
-line, the GUI and the settings file agree. Exit codes: 0 done, 1 failed, 130 interrupted.
+line, the GUI and the settings file agree; every flag is generated from the options'
+declarations in `settings.py`. Exit codes: 0 done, 1 failed, 130 interrupted.
+
+Ctrl-C (or SIGTERM, as sent by `timeout`, `docker stop` and job schedulers) stops after
+the frames already computed and saves a resume point; a second one stops at once. Either
+way `--resume` continues the run.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
-from dataclasses import fields
+import threading
 from pathlib import Path
 
 from .errors import DepthError
-from .settings import ENCODERS, POINT_CLOUD_FORMATS, PRECISIONS, DepthSettings, config_path, load_settings
+from .settings import FIELDS, OPTIONS, DepthSettings, config_path, load_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-HELP = {
-    "encoder": "model size: vits (fast), vitb, vitl (best)",
-    "metric": "use the metric checkpoints (depth in metres) instead of relative disparity",
-    "input_size": "network input size for the short side, a multiple of 14",
-    "max_res": "downscale frames so the longer side is at most this many pixels (-1: never)",
-    "target_fps": "process this many frames per second of video (-1: every frame)",
-    "max_frames": "stop after this many processed frames (-1: all)",
-    "streaming": "streaming mode (one frame at a time) instead of 32-frame windows",
-    "fp32": "force FP32 on GPUs (default there: FP16)",
-    "precision": "fp32, bf16 (CPUs with AVX512-BF16 or AMX: about twice as fast, about 1%% of the depth "
-    "range off) or fp16 (GPUs); default: fp32 on CPUs, fp16 on GPUs",
-    "grayscale": "grayscale instead of the inferno colour map for the depth video and frames",
-    "save_depth_video": "write <stem>_vis.mp4",
-    "save_depth_frames": "write depth_frames/depth_NNNNN.png",
-    "save_point_clouds": "write point_clouds/point_NNNN.csv (or .ply)",
-    "point_cloud_format": "point cloud file format",
-    "save_npz": "write <stem>_depths.npz",
-    "save_exr": "write <stem>_depths_exr/ (needs the OpenEXR package)",
-    "include_region_labels": "label point cloud points with the tracked shapes in <video folder>/<stem>/ "
-    "(LabelMe files or the annotation store)",
-    "save_region_stats": "write depth_regions.csv (depth per tracked shape and frame, from Annolid's "
-    "<video folder>/<stem>/ annotations) and its plot depth_regions.png",
-    "output_dir": "output folder for one video; with several videos, one subfolder per video stem "
-    "(default: next to the video, named after its stem, or <video_depth_anything.output_dir>/<stem>)",
-    "focal_length_x": "focal length in pixels for point clouds",
-    "focal_length_y": "focal length in pixels for point clouds",
-    "checkpoint_root": "folder with the .pth checkpoints (default: the package's checkpoints folder)",
-    "device": "cpu, cuda, cuda:N or mps (default: cuda, then mps, then cpu)",
-}
-CHOICES = {"encoder": list(ENCODERS), "point_cloud_format": list(POINT_CLOUD_FORMATS), "precision": list(PRECISIONS)}
 
 
 def build_parser(defaults: DepthSettings) -> argparse.ArgumentParser:
@@ -53,36 +28,73 @@ def build_parser(defaults: DepthSettings) -> argparse.ArgumentParser:
         prog="annolid-depth",
         description="Per-frame depth for videos with Video Depth Anything. "
         f"Defaults come from the video_depth_anything section of {config_path()}.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files to process")
-    for field in fields(DepthSettings):
-        flag = "--" + field.name.replace("_", "-")
-        default = getattr(defaults, field.name)
-        kwargs = {"default": default, "help": HELP[field.name]}
-        if field.name == "output_dir":
-            kwargs["default"] = None  # the runner applies the settings file's output_dir per video
-        if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+    for name, option in OPTIONS.items():
+        flag = "--" + name.replace("_", "-")
+        kind, default = FIELDS[name], getattr(defaults, name)
+        text = option.help.replace("%", "%%")
+        if option.off:
+            text += f"; 0 or -1: {option.off}"
+        if name == "output_dir":
+            default = None  # the runner applies the settings file's output_dir per video
+        elif default not in ("", None):
+            text += f" (default: {str(default).lower() if kind is bool else default})"
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
         else:
-            kind = {"target_fps": float, "focal_length_x": float, "focal_length_y": float}.get(field.name, type(default))
-            parser.add_argument(flag, type=kind, choices=CHOICES.get(field.name), **kwargs)
+            choices = [value for value, _ in option.choices if value] or None
+            parser.add_argument(flag, type=kind, choices=choices, default=default, help=text)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an unfinished run in the output folder (a complete one is kept as is)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
-def progress_bar(video: Path, quiet: bool):
-    """A tqdm bar with frames/s and ETA, fed by the runner's progress callback."""
-    from tqdm import tqdm
+class ProgressBar:
+    """A tqdm bar with frames/s and ETA, shown from the first processed frame on."""
 
-    bar = tqdm(desc=video.name, unit="frame", disable=quiet, dynamic_ncols=True)
+    def __init__(self, video: Path, quiet: bool):
+        self.video, self.quiet, self.bar = video, quiet, None
 
-    def update(done: int, total: int | None) -> None:
-        if total is not None and bar.total != max(total, done):
-            bar.total = max(total, done)
-        bar.update(done - bar.n)
+    def __call__(self, payload: dict) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
 
-    return bar, update
+            self.bar = tqdm(desc=self.video.name, unit="frame", dynamic_ncols=True, initial=payload["frames_done"] - 1)
+        total = payload["frames_total"]
+        if total is not None and self.bar.total != total:
+            self.bar.total = total
+        self.bar.update(payload["frames_done"] - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class Interrupts:
+    """SIGINT and SIGTERM: the first asks the run to stop after the frames already computed,
+    the second stops it at once (KeyboardInterrupt)."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+
+    def __enter__(self):
+        self.previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, *_):
+        if self.stop.is_set():
+            raise KeyboardInterrupt
+        self.stop.set()
+        print("\nannolid-depth: stopping after the frames already computed (again to stop at once)",
+              file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc_info):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,31 +108,37 @@ def main(argv: list[str] | None = None) -> int:
 
     from .runner import run_video_depth_anything  # torch loads only once the arguments parse
 
-    options = {f.name: getattr(args, f.name) for f in fields(DepthSettings)}
+    options = {name: getattr(args, name) for name in OPTIONS}
     output_root = options.pop("output_dir")
     options = {k: (v if v != "" else None) for k, v in options.items()}
     status = EXIT_OK
-    for name in args.videos:
-        video = Path(name)
-        out = None
-        if output_root:
-            out = Path(output_root) / video.stem if len(args.videos) > 1 else Path(output_root)
-        bar, update = progress_bar(video, args.quiet)
-        try:
-            result = run_video_depth_anything(
-                video, out, progress_callback=update, **options
-            )
-        except KeyboardInterrupt:
+    with Interrupts() as interrupts:
+        for name in args.videos:
+            video = Path(name)
+            out = None
+            if output_root:
+                out = Path(output_root) / video.stem if len(args.videos) > 1 else Path(output_root)
+            bar = ProgressBar(video, args.quiet)
+            try:
+                result = run_video_depth_anything(video, out, frame_callback=bar, stop_event=interrupts.stop,
+                                                  resume=args.resume, **options)
+            except KeyboardInterrupt:
+                bar.close()
+                print("annolid-depth: interrupted; run again with --resume to go on", file=sys.stderr)
+                return EXIT_INTERRUPTED
+            except (DepthError, ValueError) as exc:
+                bar.close()
+                print(f"annolid-depth: {video}: {exc}", file=sys.stderr)
+                status = EXIT_FAILED
+                continue
             bar.close()
-            print("annolid-depth: interrupted; the frames written so far are kept", file=sys.stderr)
-            return EXIT_INTERRUPTED
-        except (DepthError, ValueError) as exc:
-            bar.close()
-            print(f"annolid-depth: {video}: {exc}", file=sys.stderr)
-            status = EXIT_FAILED
-            continue
-        bar.close()
-        print(f"{video}: {result['frames']} frames -> {result['output_dir']}")
+            where = result["output_dir"][0]
+            if result["status"] == "cancelled":
+                print(f"{video}: stopped after {result['frames']} frames -> {where}; run again with --resume to go on",
+                      file=sys.stderr)
+                return EXIT_INTERRUPTED
+            rate = f" at {result['frames_per_second']:.2f} frames/s" if result.get("frames_per_second") else ""
+            print(f"{video}: {result['frames']} frames{rate} -> {where}")
     return status
 
 
