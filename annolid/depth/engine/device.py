@@ -21,9 +21,9 @@ def pick_device(requested: str | None = None) -> torch.device:
         except RuntimeError:
             raise ValueError(f"unknown device {requested!r}; use cpu, cuda, cuda:N or mps") from None
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was asked for, but torch sees no CUDA GPU; use device='cpu'")
+            raise ValueError("device 'cuda' was asked for, but torch sees no CUDA GPU; choose the cpu (device='cpu', --device cpu)")
         if device.type == "mps" and not torch.backends.mps.is_available():
-            raise ValueError("device 'mps' was asked for, but it is not available here; use device='cpu'")
+            raise ValueError("device 'mps' was asked for, but it is not available here; choose the cpu (device='cpu', --device cpu)")
         if device.type not in SUPPORTED:
             raise ValueError(f"device {requested!r} is not supported; use cpu, cuda or mps")
         return device
