@@ -106,13 +106,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     args = build_parser(defaults).parse_args(argv)
 
-    from .runner import run_video_depth_anything  # torch loads only once the arguments parse
+    from .engine import reuse_freed_memory  # torch loads only once the arguments parse
+    from .runner import run_video_depth_anything
 
     options = {name: getattr(args, name) for name in OPTIONS}
     output_root = options.pop("output_dir")
     options = {k: (v if v != "" else None) for k, v in options.items()}
     status = EXIT_OK
-    with Interrupts() as interrupts:
+    with Interrupts() as interrupts, reuse_freed_memory():  # this process is ours: tune its allocator
         for name in args.videos:
             video = Path(name)
             out = None

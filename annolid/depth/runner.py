@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .engine import OfflineEngine, StreamingEngine, pick_device, pick_precision, reuse_freed_memory
+from .engine import OfflineEngine, StreamingEngine, pick_device, pick_precision
 from .engine.device import DTYPES
 from .errors import OutputError
 from .io.records import KINDS
@@ -124,8 +124,7 @@ def run_video_depth_anything(
             if not plan.done:
                 callbacks = Callbacks(progress_callback, preview_callback, frame_callback, source.frame_count, settings)
                 stop = (should_cancel or (lambda: False), stop_event or threading.Event())
-                with reuse_freed_memory():
-                    run.execute(plan, callbacks, lambda: stop[0]() or stop[1].is_set())
+                run.execute(plan, callbacks, lambda: stop[0]() or stop[1].is_set())
             return run.result(plan.record)
 
 
@@ -250,7 +249,7 @@ class Run:
             error = exc
             raise
         finally:
-            with deferred_interrupts():
+            with deferred_interrupts() as interrupted:
                 for generator in (frames, decoded):
                     if generator is not None:
                         generator.close()
@@ -271,6 +270,8 @@ class Run:
                     if status == "complete":
                         status, close_error = "failed", close_error or exc
                         error = out_of_space(exc, folder.path, done)
+            if interrupted and status != "complete":  # a run that completed meanwhile stands
+                raise KeyboardInterrupt
             if status == "complete":
                 callbacks.finished()
             if close_error is not None and error is not None and status == "failed":
@@ -351,18 +352,17 @@ def close_all(sinks, completed: bool) -> BaseException | None:
 @contextlib.contextmanager
 def deferred_interrupts():
     """Let a Ctrl-C during clean-up wait until the clean-up is done, so it cannot leave a
-    half-closed output; it is raised afterwards (main thread only: signals arrive there)."""
+    half-closed output; the list it yields says whether one came (main thread only:
+    signals arrive there)."""
+    caught: list[bool] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield caught
         return
-    caught = []
     previous = signal.signal(signal.SIGINT, lambda *_: caught.append(True))
     try:
-        yield
+        yield caught
     finally:
         signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise KeyboardInterrupt
 
 
 class Callbacks:

@@ -88,7 +88,9 @@ def reuse_freed_memory():
     fresh pages and pays a page fault for every 4 KiB (vits at input 252 on 2 cores: 10 %
     of a streaming run, 18 % of a windowed one). Raising glibc's thresholds keeps those pages for reuse; at the end
     `malloc_trim` returns them and the thresholds go back to where glibc's own adjustment
-    would take them. Elsewhere (macOS, Windows, musl) this does nothing.
+    would take them. Elsewhere (macOS, Windows, musl) this does nothing. It changes the
+    allocator of the whole process, so only the CLI, whose process this is, turns it on; a
+    library call (the GUI, a user's script) leaves the host's allocator alone.
     """
     libc = _glibc()
     if libc is not None:
