@@ -32,6 +32,7 @@ DEFAULTS = {
     "save_npz": False,
     "save_exr": False,
     "include_region_labels": False,
+    "save_region_stats": False,
     "output_dir": "",
     "focal_length_x": 470.4,
     "focal_length_y": 470.4,

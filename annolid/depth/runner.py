@@ -76,6 +76,7 @@ def run_video_depth_anything(
     point_cloud_format: str = "csv",
     device: str | None = None,
     precision: str | None = None,
+    save_region_stats: bool = False,
     resume: bool = False,
     frame_callback: Callable[[dict], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
@@ -106,7 +107,7 @@ def run_video_depth_anything(
         precision=precision or "", grayscale=grayscale, save_depth_video=save_depth_video,
         save_depth_frames=save_depth_frames, save_point_clouds=save_point_clouds,
         point_cloud_format=point_cloud_format, save_npz=save_npz, save_exr=save_exr,
-        include_region_labels=include_region_labels, focal_length_x=focal_length_x, focal_length_y=focal_length_y,
+        include_region_labels=include_region_labels, save_region_stats=save_region_stats, focal_length_x=focal_length_x, focal_length_y=focal_length_y,
         checkpoint_root=str(checkpoint_root or ""), device=device or "",
     ).normalized()
     if not isinstance(resume, bool):
@@ -148,7 +149,7 @@ class Run:
         self.folder, self.source, self.settings = folder, source, settings
         self.checkpoint, self.device, self.precision = checkpoint, device, precision
         self.info = RunInfo(Path(source.path), folder.path, Path(source.path).stem, source.width, source.height,
-                            source.output_fps, settings)
+                            source.output_fps, settings, source_fps=source.fps)
         self.warnings: list[str] = []
 
     def identity(self) -> dict:

@@ -89,6 +89,10 @@ class DepthSettings:
     include_region_labels: bool = option(False, "Region labels in point clouds",
                                          "label point cloud points with Annolid's tracking shapes of the video "
                                          "(<video folder>/<stem>/)", "outputs")
+    save_region_stats: bool = option(False, "Save depth per region (CSV and plot)",
+                                     "write depth_regions.csv (depth statistics per tracked shape and frame, from "
+                                     "Annolid's <video folder>/<stem>/ annotations) and its plot depth_regions.png",
+                                     "outputs")
     output_dir: str = option("", "Output folder",
                              "folder for the outputs: <folder>/<video stem>/ (empty: next to the video, "
                              "in a folder named after it)", "outputs")
