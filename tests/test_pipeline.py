@@ -184,6 +184,7 @@ def test_default_output_folders(video, weights_dir, _isolated_home):
         ({"max_res": 0}, ValueError, "max_res"),
         ({"target_fps": 0}, ValueError, "target_fps"),
         ({"device": "tpu"}, ValueError, "device"),
+        ({"backend": "onnxruntime", "precision": "bf16"}, ValueError, "fp32"),
     ],
 )
 def test_bad_arguments_fail_before_any_work(video, weights_dir, tmp_path, options, error, message):

@@ -12,7 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from .errors import DepthError
-from .settings import ENCODERS, POINT_CLOUD_FORMATS, PRECISIONS, DepthSettings, config_path, load_settings
+from .settings import BACKENDS, ENCODERS, POINT_CLOUD_FORMATS, PRECISIONS, DepthSettings, config_path, load_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -41,8 +41,10 @@ HELP = {
     "focal_length_y": "focal length in pixels for point clouds",
     "checkpoint_root": "folder with the .pth checkpoints (default: the package's checkpoints folder)",
     "device": "cpu, cuda, cuda:N or mps (default: cuda, then mps, then cpu)",
+    "backend": "what runs the network: torch, or on a CPU a compiled runtime (onnxruntime, openvino: "
+    "pip install 'annolid-depth[onnx]' or '[openvino]'; exported once, then cached); auto: the fastest installed",
 }
-CHOICES = {"encoder": list(ENCODERS), "point_cloud_format": list(POINT_CLOUD_FORMATS), "precision": list(PRECISIONS)}
+CHOICES = {"encoder": list(ENCODERS), "point_cloud_format": list(POINT_CLOUD_FORMATS), "precision": list(PRECISIONS), "backend": list(BACKENDS)}
 
 
 def build_parser(defaults: DepthSettings) -> argparse.ArgumentParser:

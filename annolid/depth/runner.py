@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .engine import offline_depth, pick_device, pick_precision, reuse_freed_memory, streaming_depth
+from .engine.backends import load_backend, pick_backend
 from .engine.device import DTYPES
 from .errors import OutputError
 from .io.sinks import RunInfo, build_sinks
@@ -59,6 +60,7 @@ def run_video_depth_anything(
     point_cloud_format: str = "csv",
     device: str | None = None,
     precision: str | None = None,
+    backend: str = "torch",
     progress_callback: ProgressCallback | None = None,
     preview_callback: PreviewCallback | None = None,
     should_cancel: Callable[[], bool] | None = None,
@@ -81,6 +83,7 @@ def run_video_depth_anything(
         streaming=bool(streaming),
         fp32=bool(fp32),
         precision=precision or "",
+        backend=backend,
         grayscale=bool(grayscale),
         save_depth_video=bool(save_depth_video),
         save_depth_frames=bool(save_depth_frames),
@@ -95,6 +98,7 @@ def run_video_depth_anything(
     settings.validate()
     torch_device = pick_device(device)
     run_precision = pick_precision(torch_device, settings.fp32, settings.precision or None)
+    run_backend = pick_backend(settings.backend, torch_device, run_precision)
 
     source = VideoSource(input_video, settings.target_fps, settings.max_frames, settings.max_res)
     with source, reuse_freed_memory():
@@ -134,7 +138,9 @@ def run_video_depth_anything(
                 sink.open(info)
                 opened.append(sink)
             modified = checkpoint.stat().st_mtime_ns
-            model = load_model(str(checkpoint), modified, settings.encoder, settings.metric, str(torch_device), run_precision)
+            model = load_model(
+                str(checkpoint), modified, settings.encoder, settings.metric, str(torch_device), run_precision, run_backend
+            )
             engine = streaming_depth if settings.streaming else offline_depth
             decoded = prefetched(source)
             frames = engine(model, decoded, settings.input_size, torch_device, run_precision)
@@ -195,15 +201,17 @@ def prepare_output_dir(path: Path) -> None:
 
 @functools.lru_cache(maxsize=1)
 def load_model(
-    checkpoint: str, modified_ns: int, encoder: str, metric: bool, device: str, precision: str = "fp32"
+    checkpoint: str, modified_ns: int, encoder: str, metric: bool, device: str, precision: str = "fp32", backend: str = "torch"
 ) -> VideoDepthAnything:
-    """The network with its weights, on `device`, ready for `precision`; kept for the next
-    run in this process (`modified_ns` makes a replaced checkpoint file load afresh).
-    Channels-last convolution weights run the head about 15 % faster on CPU, with
-    identical results."""
+    """The network with its weights, on `device`, ready for `precision`, run by `backend` (as
+    `pick_backend` chose it); kept for the next run in this process (`modified_ns` makes a
+    replaced checkpoint file load afresh). Channels-last convolution weights run the head
+    about 15 % faster on CPU, with identical results."""
     model = VideoDepthAnything(encoder, metric)
     load_weights(model, Path(checkpoint))
     model = model.eval().to(device, memory_format=torch.channels_last)
+    if backend != "torch":
+        return load_backend(model, backend, Path(checkpoint), precision)
     return model if precision == "fp32" else model.hold_weights_in(DTYPES[precision])
 
 

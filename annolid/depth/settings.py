@@ -20,6 +20,7 @@ import yaml
 SECTION = "video_depth_anything"
 ENCODERS = ("vits", "vitb", "vitl")
 PRECISIONS = ("fp32", "bf16", "fp16")
+BACKENDS = ("torch", "auto", "onnxruntime", "openvino")
 POINT_CLOUD_FORMATS = ("csv", "ply")
 PATCH_SIZE = 14
 ALIASES = {"max_len": "max_frames"}  # the reference scripts' name
@@ -51,6 +52,7 @@ class DepthSettings:
     focal_length_y: float = 470.4
     checkpoint_root: str = ""  # empty: the package's checkpoints folder
     device: str = ""  # empty: cuda, then mps, then cpu
+    backend: str = "torch"  # auto: the fastest installed CPU runtime (see engine.backends)
 
     def validate(self) -> None:
         """Raise ValueError for the first option that is out of range or of the wrong type."""
@@ -98,6 +100,7 @@ _RULES = {
     "max_frames": (lambda v: _is_int(v) and (v == -1 or v >= 1), "-1 (all frames) or an integer >= 1"),
     "point_cloud_format": (lambda v: v in POINT_CLOUD_FORMATS, "one of " + ", ".join(POINT_CLOUD_FORMATS)),
     "precision": (lambda v: v == "" or v in PRECISIONS, '"" (automatic) or one of ' + ", ".join(PRECISIONS)),
+    "backend": (lambda v: v in BACKENDS, "one of " + ", ".join(BACKENDS)),
     "focal_length_x": (_positive_number, "a number of pixels > 0"),
     "focal_length_y": (_positive_number, "a number of pixels > 0"),
     "device": (

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from annolid.depth.settings import DepthSettings, save_settings
+from annolid.depth.settings import BACKENDS, DepthSettings, save_settings
 from annolid.depth.weights import CHECKPOINTS, checkpoint_key, checkpoint_path
 
 LABELS = {
@@ -46,6 +46,7 @@ LABELS = {
     "focal_length_y": "Focal length y (px)",
     "checkpoint_root": "Checkpoint folder",
     "device": "Device",
+    "backend": "Backend",
 }
 TIPS = {
     "input_size": "network input for the short side; a multiple of 14 (518 is the trained size)",
@@ -55,6 +56,7 @@ TIPS = {
     "output_dir": "empty: next to the video, in a folder named after it; set: <folder>/<video name>",
     "checkpoint_root": "empty: the default checkpoint folder",
     "device": "empty: cuda, then mps, then cpu",
+    "backend": "torch, or on a CPU a compiled runtime (exported on first use, then cached); auto: the fastest installed",
     "precision": "automatic: FP32 on a CPU, FP16 on a GPU. bf16 runs about twice as fast on CPUs with "
     "AVX512-BF16 or AMX, with depth about 1 % of its range off",
 }
@@ -106,9 +108,9 @@ class SettingsDialog(QDialog):
                 box.addItem(text, data)
             box.setCurrentIndex(max(0, box.findData(value)))
             return box
-        if name == "point_cloud_format":
+        if name in ("point_cloud_format", "backend"):
             box = QComboBox()
-            box.addItems(["csv", "ply"])
+            box.addItems(list(BACKENDS) if name == "backend" else ["csv", "ply"])
             box.setCurrentText(value)
             return box
         if isinstance(value, bool):

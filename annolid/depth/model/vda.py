@@ -43,8 +43,9 @@ ENCODERS = {
 def per_call(device: torch.device, item_tokens: int, items: int) -> int:
     """How many of `items` (images, pixel sequences) to process in one call: all of them on
     a GPU; on a CPU about CPU_TOKENS tokens' worth, since larger activations fall out of the
-    caches (a 22-frame window ran 30 % slower through the encoder in one call)."""
-    if device.type != "cpu":
+    caches (a 22-frame window ran 30 % slower through the encoder in one call). An exported
+    graph takes all: its runtime schedules the work itself."""
+    if device.type != "cpu" or torch.compiler.is_exporting():
         return items
     return max(1, min(items, CPU_TOKENS // item_tokens))
 
@@ -152,11 +153,15 @@ class DinoV2(nn.Module):
         grid = grid.permute(0, 2, 3, 1).reshape(1, ph * pw, dim)
         return torch.cat([table[:, :1], grid], dim=1).to(self.pos_embed.dtype)
 
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, images: torch.Tensor, position: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """`position`: the `position_table` for this size, when computed beforehand (an
+        exported graph takes it as an input, since the resampling fixes the size)."""
         n, _, h, w = images.shape
+        if position is None:
+            position = self.position_table(h // PATCH, w // PATCH)
         x = self.patch_embed(images)
         x = torch.cat([self.cls_token.expand(n, -1, -1), x], dim=1)
-        x = x + self.position_table(h // PATCH, w // PATCH).to(x.dtype)
+        x = x + position.to(x.dtype)
         outputs = []
         for i, block in enumerate(self.blocks):
             x = block(x)
@@ -323,7 +328,8 @@ class TemporalModule(nn.Module):
         y = y.reshape(b, frames, h * w, c).transpose(1, 2).reshape(b * h * w, frames, c)
         step = per_call(y.device, frames, len(y)) if memory is None else len(y)  # pixels are independent here
         block = tt.transformer_blocks[0]
-        y = torch.cat([tt.proj_out(block(tt.proj_in(y[i : i + step]), memory)) for i in range(0, len(y), step)])
+        chunks = [y] if step >= len(y) else y.split(step)  # (a traced graph sees one chunk of any length)
+        y = torch.cat([tt.proj_out(block(tt.proj_in(chunk), memory)) for chunk in chunks])
         y = y.reshape(b, h * w, frames, c).transpose(1, 2)
         return x + y.reshape(n, h, w, c).permute(0, 3, 1, 2)
 
@@ -394,29 +400,35 @@ class DPTHead(nn.Module):
         others still lend temporal context, but skip the per-image, full-resolution tail.
         """
 
-        def level(i, x):  # tokens -> the feature map of level i
-            x = x.transpose(1, 2).reshape(x.shape[0], -1, ph, pw)
-            return self.resize_layers[i](self.projects[i](x))
-
-        mm, s = self.motion_modules, self.scratch
-        layer_3 = mm[0](level(2, tokens[2]), frames, memory)
-        layer_4 = mm[1](level(3, tokens[3]), frames, memory)
-        layer_3_rn, layer_4_rn = s.layer3_rn(layer_3), s.layer4_rn(layer_4)
-        path_4 = mm[2](s.refinenet4(layer_4_rn, size=layer_3_rn.shape[2:]), frames, memory)
-        path_3 = mm[3](s.refinenet3(path_4, layer_3_rn, size=(2 * ph, 2 * pw)), frames, memory)
-
+        path_3 = self.temporal(tokens[2], tokens[3], frames, ph, pw, memory)
         # The rest is per image, up to full resolution: in chunks, for the images asked for.
         outputs = len(path_3) if outputs is None else outputs
-        out = []
-        for c in range(0, outputs, HEAD_MICRO_BATCH):
-            part = slice(c, min(c + HEAD_MICRO_BATCH, outputs))
-            layer_1_rn, layer_2_rn = s.layer1_rn(level(0, tokens[0][part])), s.layer2_rn(level(1, tokens[1][part]))
-            path_2 = s.refinenet2(path_3[part], layer_2_rn, size=layer_1_rn.shape[2:])
-            path_1 = s.refinenet1(path_2, layer_1_rn)
-            y = F.interpolate(s.output_conv1(path_1), (ph * PATCH, pw * PATCH), mode="bilinear", align_corners=True)
-            with torch.autocast(device_type=y.device.type, enabled=False):
-                out.append(s.output_conv2(y.float()).to(y.dtype))
-        return torch.cat(out)
+        parts = [slice(c, min(c + HEAD_MICRO_BATCH, outputs)) for c in range(0, outputs, HEAD_MICRO_BATCH)]
+        return torch.cat([self.per_image(tokens[0][p], tokens[1][p], path_3[p], ph, pw) for p in parts])
+
+    def level(self, i: int, x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
+        """Tokens [N, ph*pw, C] -> the feature map of level i."""
+        x = x.transpose(1, 2).reshape(x.shape[0], -1, ph, pw)
+        return self.resize_layers[i](self.projects[i](x))
+
+    def temporal(self, tokens_2, tokens_3, frames: int, ph: int, pw: int, memory: StreamMemory | None = None):
+        """The two coarsest levels, where the frames attend to each other -> path_3 [N, F, 2ph, 2pw]."""
+        mm, s = self.motion_modules, self.scratch
+        layer_3 = mm[0](self.level(2, tokens_2, ph, pw), frames, memory)
+        layer_4 = mm[1](self.level(3, tokens_3, ph, pw), frames, memory)
+        layer_3_rn, layer_4_rn = s.layer3_rn(layer_3), s.layer4_rn(layer_4)
+        path_4 = mm[2](s.refinenet4(layer_4_rn, size=layer_3_rn.shape[2:]), frames, memory)
+        return mm[3](s.refinenet3(path_4, layer_3_rn, size=(2 * ph, 2 * pw)), frames, memory)
+
+    def per_image(self, tokens_0, tokens_1, path_3, ph: int, pw: int) -> torch.Tensor:
+        """Images independently, up to full resolution -> depth [n, 1, 14*ph, 14*pw] before the relu."""
+        s = self.scratch
+        layer_1_rn, layer_2_rn = s.layer1_rn(self.level(0, tokens_0, ph, pw)), s.layer2_rn(self.level(1, tokens_1, ph, pw))
+        path_2 = s.refinenet2(path_3, layer_2_rn, size=layer_1_rn.shape[2:])
+        path_1 = s.refinenet1(path_2, layer_1_rn)
+        y = F.interpolate(s.output_conv1(path_1), (ph * PATCH, pw * PATCH), mode="bilinear", align_corners=True)
+        with torch.autocast(device_type=y.device.type, enabled=False):
+            return s.output_conv2(y.float()).to(y.dtype)
 
 
 # --------------------------------------------------------------------------- the model
@@ -472,10 +484,14 @@ class VideoDepthAnything(nn.Module):
         """Encoder features of T frames (per video) -> relu depth [N or outputs, h, w]. With `memory`
         (streaming), T consecutive frames whose temporal attention reads and extends that
         memory; `outputs` limits the depth to the first frames of one clip (see DPTHead)."""
-        depth = self.head(tokens, frames, h // PATCH, w // PATCH, memory, outputs)
-        if depth.shape[-2:] != (h, w):
-            depth = F.interpolate(depth, size=(h, w), mode="bilinear", align_corners=True)
-        return F.relu(depth).squeeze(1)
+        return finish_depth(self.head(tokens, frames, h // PATCH, w // PATCH, memory, outputs), h, w)
+
+
+def finish_depth(depth: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """The head's output [N, 1, h', w'] -> relu depth [N, h, w]."""
+    if depth.shape[-2:] != (h, w):
+        depth = F.interpolate(depth, size=(h, w), mode="bilinear", align_corners=True)
+    return F.relu(depth).squeeze(1)
 
 
 def check_clip(x: torch.Tensor) -> None:
