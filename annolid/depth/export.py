@@ -193,29 +193,23 @@ def graph_specs(model: VideoDepthAnything) -> dict:
 
 
 def _export_one(module: nn.Module, args: tuple, names: dict, path: Path) -> None:
-    from torch.export import Dim
-
-    shapes = iter(names["inputs"].values())
-
-    def sizes(arg):  # the sizes a name stands for may change; numbers stay
-        if isinstance(arg, list):
-            return [sizes(a) for a in arg]
-        return {d: Dim.AUTO for d, size in enumerate(next(shapes)) if isinstance(size, str)}
-
+    """Trace `module` into an ONNX graph, every size named in `names` dynamic. The tracing
+    exporter takes seconds where torch.export's takes a minute per head graph, and its graphs
+    run the same."""
+    shapes = {**names["inputs"], **names["outputs"]}
+    dynamic = {name: [d for d, size in enumerate(shape) if isinstance(size, str)] for name, shape in shapes.items()}
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's notes on its own internals
-        program = torch.onnx.export(
+        warnings.simplefilter("ignore")  # the exporter's notes on its own deprecation and on tracing
+        torch.onnx.export(
             module,
             args,
+            str(path),
             input_names=list(names["inputs"]),
             output_names=list(names["outputs"]),
-            dynamic_shapes=sizes(list(args)),
+            dynamic_axes=dynamic,
             opset_version=OPSET,
-            dynamo=True,
-            external_data=True,
-            verbose=False,
+            dynamo=False,
         )
-    program.save(str(path), external_data=True)
 
 
 def checkpoint_facts(checkpoint: Path, digest: bool = True) -> dict:
@@ -239,14 +233,12 @@ def export_onnx(model: VideoDepthAnything, out_dir: str | Path, checkpoint: Path
     beside it, then renamed, so no half-written export ever sits under the final name)."""
     try:
         import onnx  # noqa: F401
-        import onnxscript  # noqa: F401
     except ImportError:
-        raise _missing("onnx (with onnxscript)", "onnx") from None
+        raise _missing("onnx", "onnx") from None
     from .weights import checkpoint_key
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    model = model.float().eval()
     images, position, features, path_3, window, state = _example(model)
     specs = graph_specs(model)
     calls = {

@@ -45,7 +45,7 @@ def per_call(device: torch.device, item_tokens: int, items: int) -> int:
     a GPU; on a CPU about CPU_TOKENS tokens' worth, since larger activations fall out of the
     caches (a 22-frame window ran 30 % slower through the encoder in one call). An exported
     graph takes all: its runtime schedules the work itself."""
-    if device.type != "cpu" or torch.compiler.is_exporting():
+    if device.type != "cpu" or torch.onnx.is_in_onnx_export():
         return items
     return max(1, min(items, CPU_TOKENS // item_tokens))
 
