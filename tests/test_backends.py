@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from annolid.depth.engine import offline_depth, streaming_depth
 from annolid.depth.engine.backends import RUNTIMES as RUNTIME_CLASSES
 from annolid.depth.engine.backends import BackendError, CompiledModel, exported, installed, load_backend, pick_backend
 from annolid.depth.export import SPEC, ExportError, export_onnx

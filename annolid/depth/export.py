@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import logging
 import os
 import shutil
 import sys
@@ -43,8 +42,6 @@ from .model.vda import TemporalAttention
 FORMAT = 1  # bump when the graphs' inputs, outputs or meaning change
 OPSET = 18
 SPEC = "export.json"
-
-log = logging.getLogger(__name__)
 
 
 class ExportError(DepthError):
@@ -86,7 +83,8 @@ class TemporalGraph(nn.Module):
 
 class GraphMemory:
     """Stands for `StreamMemory` while the step graph is traced: each block's earlier keys and
-    values come from inputs, the current frames' are appended after them and returned."""
+    values come from inputs, the current frames' follow them (as a second part, see
+    `held_parts`) and are returned."""
 
     def __init__(self, blocks: list[nn.Module], window: torch.Tensor, state: tuple[torch.Tensor, ...]):
         self.window = window
@@ -98,7 +96,7 @@ class GraphMemory:
         i = self.index[block]
         self.new[i] = (keys, values)
         earlier_keys, earlier_values = self.state[2 * i], self.state[2 * i + 1]
-        return torch.cat([earlier_keys, keys], dim=2), torch.cat([earlier_values, values], dim=2)
+        return (earlier_keys, keys), (earlier_values, values)
 
 
 def attention_blocks(model: VideoDepthAnything) -> list[TemporalAttention]:
@@ -151,15 +149,13 @@ def state_shapes(model: VideoDepthAnything, ph: int, pw: int, slots: int) -> lis
 
 def _example(model: VideoDepthAnything, ph: int = 3, pw: int = 4, frames: int = 3, slots: int = 5):
     """Small inputs to trace with; sizes distinct and above 1, so no size is taken as fixed."""
-    cfg = model.config
     images = torch.randn(frames, 3, ph * PATCH, pw * PATCH)
-    position = model.pretrained.position_table(ph, pw)[:, 1:].unflatten(1, (ph, pw))
     with torch.no_grad():
+        position = model.pretrained.position_table(ph, pw)[:, 1:].unflatten(1, (ph, pw))
         features = [f.contiguous() for f in EncoderGraph(model)(images, position)]  # as a runtime hands them over
         path_3 = TemporalGraph(model)(features[2], features[3])
     window = torch.tensor([[0, 1, slots + i] for i in range(frames)])
     state = tuple(torch.zeros(s) for s in state_shapes(model, ph, pw, slots))
-    assert features[0].shape[-1] == cfg.embed_dim
     return images, position, features, path_3, window, state
 
 

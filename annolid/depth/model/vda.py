@@ -217,6 +217,13 @@ class StreamMemory:
         return stored_keys, stored_values
 
 
+def held_parts(held) -> tuple[torch.Tensor, ...]:
+    """A memory's keys or values: one tensor over all slots, or parts side by side along the
+    slots (an exported step graph keeps earlier and current frames apart, never copying the
+    memory to join them)."""
+    return held if isinstance(held, tuple) else (held,)
+
+
 class TemporalAttention(nn.Module):
     """Attention along the frame axis, separately at every pixel."""
 
@@ -258,14 +265,18 @@ class TemporalAttention(nn.Module):
             return y.view(p, t, heads, d).transpose(1, 2)
 
         keys, values = memory.store(self, split(self.to_k(x)), split(self.to_v(x)))  # [P, heads, slots, d]
+        keys, values = held_parts(keys), held_parts(values)
         q = split(self.to_q(x + pe[-1]) * d**-0.5)
         positions = memory.window.expand(p, heads, t, n)  # each frame's window, as slots
-        frame_scores = torch.matmul(q, keys.transpose(-1, -2))  # [P, heads, T, slots]
+        scores = [torch.matmul(q, k.transpose(-1, -2)) for k in keys]
+        frame_scores = scores[0] if len(scores) == 1 else torch.cat(scores, -1)  # [P, heads, T, slots]
         pos_keys = self.to_k(pe).view(n, heads, d).permute(1, 2, 0)  # [heads, d, n]
         attn = (frame_scores.gather(3, positions) + torch.matmul(q, pos_keys)).softmax(-1)  # [P, heads, T, n]
         per_slot = attn.new_zeros(frame_scores.shape).scatter_add_(3, positions, attn)  # softmax may run in fp32
         pos_values = self.to_v(pe).view(n, heads, d).transpose(0, 1)  # [heads, n, d]
-        out = torch.matmul(per_slot, values) + torch.matmul(attn, pos_values)  # [P, heads, T, d]
+        out = torch.matmul(attn, pos_values)  # [P, heads, T, d]
+        for weights, part in zip(per_slot.split([v.shape[2] for v in values], -1), values):
+            out = out + torch.matmul(weights, part)
         return self.to_out[0](out.transpose(1, 2).reshape(p, t, c))
 
 
