@@ -114,6 +114,17 @@ def test_cache_is_reused(vits_export, monkeypatch):
     assert [p.name for p in vits_export.cache.glob("annolid/depth/compiled/*")] == [vits_export.folder.name]
 
 
+def test_a_stale_cache_is_exported_again(vits_export, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    folder = cache / vits_export.folder.relative_to(vits_export.cache)
+    shutil.copytree(vits_export.folder, folder, ignore=shutil.ignore_patterns("openvino"))
+    spec = json.loads((folder / SPEC).read_text())
+    (folder / SPEC).write_text(json.dumps({**spec, "format": 0}))  # as an older version left it
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    assert isinstance(load_backend(vits_export.model, RUNTIMES[0], vits_export.checkpoint, "fp32"), CompiledModel)
+    assert json.loads((folder / SPEC).read_text())["format"] == 1
+
+
 def test_runner_runs_on_a_compiled_backend(vits_export, video, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(vits_export.cache))
     options = dict(checkpoint_root=vits_export.checkpoint.parent, input_size=28, max_res=64, max_frames=3, save_npz=True)
@@ -149,8 +160,10 @@ def test_a_graph_that_does_not_compile_falls_back_to_torch(vits_export, tmp_path
     assert model is vits_export.model
 
 
-def test_missing_runtime_is_named_with_its_install_command(monkeypatch):
+def test_auto_and_a_missing_runtime(monkeypatch):
     cpu = torch.device("cpu")
+    assert pick_backend("auto", cpu, "fp32") == ("openvino" if installed("openvino") else "onnxruntime")
+    assert pick_backend("auto", cpu, "bf16") == ("openvino" if installed("openvino") else "torch")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
     with pytest.raises(BackendError, match=r"pip install 'annolid-depth\[onnx\]'"):
         pick_backend("onnxruntime", cpu, "fp32")

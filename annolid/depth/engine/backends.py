@@ -145,7 +145,7 @@ class CompiledModel:
 
     def __init__(self, model: VideoDepthAnything, graphs, runtime: str):
         self.model, self.graphs, self.runtime = model, graphs, runtime
-        self.metric, self.encoder = model.metric, model.encoder
+        self.metric = model.metric
         self.positions: dict[tuple[int, int], np.ndarray] = {}
 
     def images_per_call(self, h: int, w: int, device: torch.device, most: int) -> int:
