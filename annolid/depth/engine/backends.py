@@ -27,10 +27,12 @@ from ..settings import BACKENDS
 
 EXTRAS = {"onnxruntime": "onnx", "openvino": "openvino"}
 GRAPHS = ("encoder", "temporal", "step", "per_image")
-# auto's order on a CPU, fastest first: vits encoder blocks on 2 threads ran in 77 ms with
-# OpenVINO, 90 ms with ONNX Runtime and 170 ms with torch (577 tokens), all within the parity
-# tolerance; in bf16 only OpenVINO and torch apply.
-AUTO_ORDER = {"fp32": ("openvino", "onnxruntime"), "bf16": ("openvino",)}
+# The runtimes each precision runs on, in auto's order on a CPU, fastest first: at input 252,
+# 2 threads, vits ran offline at 2.0x torch's frames/s with OpenVINO and 1.2x with ONNX Runtime
+# (bench_speed.py), within the parity tolerance. OpenVINO in bf16 ran slower than torch in
+# bf16 there, so auto keeps torch for bf16.
+RUNTIME_PRECISIONS = {"onnxruntime": ("fp32",), "openvino": ("fp32", "bf16")}
+AUTO_ORDER = {"fp32": ("openvino", "onnxruntime"), "bf16": ()}
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +58,9 @@ def pick_backend(requested: str, device: torch.device, precision: str) -> str:
         return requested
     if device.type != "cpu":
         raise ValueError(f"backend {requested} runs on the CPU; use backend torch on {device.type}")
-    if precision not in AUTO_ORDER or requested not in AUTO_ORDER[precision]:
-        raise ValueError(f"backend {requested} runs fp32 only; use precision fp32, or backend openvino or torch")
+    if precision not in RUNTIME_PRECISIONS[requested]:
+        runs = " and ".join(RUNTIME_PRECISIONS[requested])
+        raise ValueError(f"backend {requested} runs {runs} only; choose one of those precisions, or backend torch")
     if not installed(requested):
         raise BackendError(f"backend {requested} needs the {requested} package: pip install 'annolid-depth[{EXTRAS[requested]}]'")
     return requested
