@@ -98,6 +98,11 @@ class FiniteDepth:
             result = compute()
         if bool(torch.isfinite(result[0]).all()):
             return result
+        if self.precision != "fp32" and not isinstance(self.model, torch.nn.Module):  # a compiled backend
+            raise NonFiniteDepthError(
+                f"{frames}: the network gave NaN or infinite depth in {self.precision} on a compiled backend, "
+                "which cannot recompute it in FP32; run with precision fp32 or backend torch"
+            )
         if self.precision != "fp32":
             self.recomputed += 1
             log.warning(
