@@ -147,7 +147,7 @@ def known_depth() -> np.ndarray:
     """Metric depth 1 + x: a region's statistics follow from its columns alone."""
     depth = np.tile(1.0 + np.arange(W, dtype=np.float32), (H, 1))
     depth[2:5, 35:39] = 0.0  # the ghost: no usable pixel
-    depth[4, 2] = np.nan  # one pixel of mouse_1 without depth
+    depth[4, 2] = -1.0  # one pixel of mouse_1 without usable depth (NaN never reaches the outputs: the engine stops it)
     return depth
 
 
