@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -30,22 +29,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+from bench_regions import cpu_model  # noqa: E402 (the benches' one CPU-model helper)
 
 CASES = {
     "ndjson": {},
     "ndjson+video+frames+npz": {"save_depth_video": True, "save_depth_frames": True, "save_npz": True},
 }
 SIZE = (1280, 720)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_clip(path: Path, frames: int) -> Path:
