@@ -231,10 +231,10 @@ def test_a_damaged_or_future_run_json_starts_afresh(clip, weights_dir, tmp_path,
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A real file system of 3 MiB (tmpfs; needs the right to mount, as root has)."""
+    """A real file system of 8 MiB (tmpfs; needs the right to mount, as root has)."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True).returncode:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True).returncode:
         pytest.skip("cannot mount a small file system here (needs root)")
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=False)

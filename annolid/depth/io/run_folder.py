@@ -200,6 +200,8 @@ class RunFolder:
 
     def __enter__(self) -> RunFolder:
         self.lock.__enter__()
+        for stale in [*self.path.glob(f".{RUN_JSON}.*.tmp"), self.path / (STATE + ".tmp")]:
+            stale.unlink(missing_ok=True)  # what a process killed mid-write left; ours now, under the lock
         return self
 
     def __exit__(self, *exc_info) -> None:
