@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -138,14 +138,19 @@ def output_folders(videos: list[Path], output_dir: str | Path | None) -> list[Pa
 
 
 def distinct_names(videos: list[Path]) -> list[str]:
-    """Folder names for videos that share a stem: `<parent>_<stem>`, with as many parent
-    folders as it takes to tell them apart, then the extension (`mice.mp4`, `mice.avi`)."""
+    """Folder names for videos that share a stem: `<parent>_<stem>`, each with as few parent
+    folders as tell it apart, then the extension (`mice.mp4`, `mice.avi` in one folder)."""
     parents = [v.resolve().parent.parts[1:] for v in videos]
+    names: dict[int, str] = {}
+    pending = list(range(len(videos)))
     for depth in range(1, max(len(p) for p in parents) + 1):
-        names = ["_".join((*p[-depth:], v.stem)) for p, v in zip(parents, videos)]
-        if len(set(names)) == len(names):
-            return names
-    return ["_".join((*p[-1:], v.stem, v.suffix.lstrip("."))) for p, v in zip(parents, videos)]
+        candidates = {i: "_".join((*parents[i][-depth:], videos[i].stem)) for i in pending}
+        counts = Counter(candidates.values())
+        names.update({i: name for i, name in candidates.items() if counts[name] == 1 and name not in names.values()})
+        pending = [i for i in pending if i not in names]
+    for i in pending:
+        names[i] = "_".join((*parents[i][-1:], videos[i].stem, videos[i].suffix.lstrip(".")))
+    return [names[i] for i in range(len(videos))]
 
 
 # ---------------------------------------------------------------------------- one video
@@ -154,7 +159,10 @@ def distinct_names(videos: list[Path]) -> list[str]:
 def check_options(options: dict) -> None:
     """Bad settings fail the whole batch at once, not once per video."""
     known = {f.name for f in fields(DepthSettings)}
-    values = {k: ("" if v is None else v) for k, v in options.items() if k in known and k != "output_dir"}
+    values = {
+        k: "" if v is None else os.fspath(v) if isinstance(v, os.PathLike) else v
+        for k, v in options.items() if k in known and k != "output_dir"
+    }
     DepthSettings(**values).validate()
 
 

@@ -1,0 +1,164 @@
+"""Batches on one machine: folders, lists, the report, the summary, exit codes, output folders."""
+import json
+from pathlib import Path
+
+import pytest
+
+from annolid.depth import batch, cli, runner
+from annolid.depth.io.records import iter_records
+from conftest import MEDIA_CLIP
+from parity_recipe import write_checkpoint
+from test_pipeline import cut_clip
+
+SMALL = ["--input-size", "56", "--max-res", "160", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("weights")
+    write_checkpoint(folder / "video_depth_anything_vits.pth")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[int, Path]:
+    """Short real videos cut once for the module, by frame count."""
+    if not MEDIA_CLIP.exists():
+        pytest.skip(f"test clip not found at {MEDIA_CLIP}")
+    folder = tmp_path_factory.mktemp("clips")
+    return {n: cut_clip(MEDIA_CLIP, folder / f"clip{n}.mp4", n) for n in (2, 3, 4)}
+
+
+def copy(source: Path, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(source.read_bytes())
+    return target
+
+
+@pytest.fixture
+def folder(tmp_path, clips) -> Path:
+    """videos/: three short videos (one in a subfolder, one .mov), a text file named .mp4, and notes."""
+    root = tmp_path / "videos"
+    copy(clips[3], root / "a.mp4")
+    copy(clips[4], root / "sub" / "b.mp4")
+    copy(clips[2], root / "sub" / "c.mov")
+    (root / "broken.mp4").write_text("not a video")
+    (root / "notes.txt").write_text("ignored: not a video extension")
+    return root
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    code = cli.main([*map(str, args), *SMALL])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_folder_goes_on_past_a_bad_video(folder, weights_dir, tmp_path, capsys):
+    report = tmp_path / "report.jsonl"
+    code, out, err = run_cli(capsys, folder, "--checkpoint-root", weights_dir, "--report", report)
+
+    assert code == 1
+    lines = [json.loads(line) for line in report.read_text().splitlines()]
+    assert [(r["path"], r["status"], r["frames"], r["output_dir"]) for r in lines] == [
+        (str(folder / "a.mp4"), "complete", 3, str(folder / "a")),
+        (str(folder / "broken.mp4"), "failed", None, str(folder / "broken")),
+        (str(folder / "sub" / "b.mp4"), "complete", 4, str(folder / "sub" / "b")),
+        (str(folder / "sub" / "c.mov"), "complete", 2, str(folder / "sub" / "c")),
+    ]
+    assert set(lines[0]) == {"path", "status", "frames", "seconds", "output_dir", "error"}
+    assert lines[1]["error"].startswith(f"cannot read {folder / 'broken.mp4'} as a video")
+    assert all(r["error"] is None and r["seconds"] > 0 for r in lines if r["status"] == "complete")
+    assert [r["frame_index"] for r in iter_records(folder / "sub" / "b" / "depth.ndjson")] == [0, 1, 2, 3]
+    assert f"annolid-depth: {folder / 'broken.mp4'}: cannot read" in err and "Traceback" not in err
+
+    table = out.splitlines()
+    assert table[0].split() == ["video", "status", "frames", "seconds", "output", "folder", "or", "error"]
+    assert table[1].split()[:3] == [str(folder / "a.mp4"), "complete", "3"] and table[1].endswith(str(folder / "a"))
+    assert table[2].split()[:2] == [str(folder / "broken.mp4"), "failed"] and "cannot read" in table[2]
+    assert table[-1] == "3 complete, 1 failed"
+
+    code, _, _ = run_cli(capsys, folder / "a.mp4", "--checkpoint-root", weights_dir, "--report", report)
+    assert code == 0
+    assert len(report.read_text().splitlines()) == 5  # appended
+
+
+def test_same_stems_into_one_output_folder_are_told_apart(clips, weights_dir, tmp_path, capsys):
+    first = copy(clips[2], tmp_path / "day1" / "cage" / "mice.mp4")
+    second = copy(clips[3], tmp_path / "day2" / "cage" / "mice.mp4")
+    third = copy(clips[2], tmp_path / "day2" / "mice.avi")
+    code, out, _ = run_cli(capsys, first, second, third, "--output-dir", tmp_path / "out", "--checkpoint-root", weights_dir)
+
+    assert code == 0, out
+    folders = {tmp_path / "out" / name: frames for name, frames in
+               [("day1_cage_mice", 2), ("day2_cage_mice", 3), ("day2_mice", 2)]}
+    for path, frames in folders.items():
+        assert len(list(iter_records(path / "depth.ndjson"))) == frames
+        assert str(path) in out  # the summary says where each went
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in folders)
+
+
+def test_output_folder_rules(tmp_path):
+    one = copy_text(tmp_path / "a" / "mice.mp4")
+    other = copy_text(tmp_path / "b" / "mice.mp4")
+    avi = copy_text(tmp_path / "a" / "mice.avi")
+    assert batch.plan([one], tmp_path / "out") == [batch.Job(one, tmp_path / "out")]  # one video: the exact folder
+    assert [j.output_dir for j in batch.plan([tmp_path / "a"], tmp_path / "out")] == [
+        tmp_path / "out" / "a_mice_avi", tmp_path / "out" / "a_mice_mp4"
+    ]
+    assert [j.output_dir for j in batch.plan([one, other])] == [tmp_path / "a" / "mice", tmp_path / "b" / "mice"]
+    assert [j.output_dir for j in batch.plan([one, other, one, avi], "out")] == [
+        Path("out/a_mice_mp4"), Path("out/b_mice"), Path("out/a_mice_avi")
+    ]
+
+
+def copy_text(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("stands in for a video: planning never opens it")
+    return path
+
+
+def test_missing_paths_and_empty_folders_are_reported(folder, tmp_path, weights_dir, capsys):
+    (tmp_path / "empty" / "deeper").mkdir(parents=True)
+    (tmp_path / "empty" / "deeper" / "readme.txt").write_text("no videos here")
+    listing = tmp_path / "list.txt"
+    listing.write_text("# sessions\nvideos/a.mp4\n\nnope.mp4\n")
+    code, out, err = run_cli(capsys, tmp_path / "empty", "--from-list", listing, "--checkpoint-root", weights_dir)
+
+    assert code == 1
+    assert f"annolid-depth: {tmp_path / 'empty'}: no video files (.mp4 .avi" in err
+    assert f"annolid-depth: {tmp_path / 'nope.mp4'}: does not exist; check the path" in err
+    rows = [line.split()[:2] for line in out.splitlines()[1:-1]]
+    assert rows == [[str(tmp_path / "empty"), "failed"], [str(folder / "a.mp4"), "complete"], [str(tmp_path / "nope.mp4"), "failed"]]
+
+    code, out, err = run_cli(capsys, tmp_path / "empty")
+    assert code == 1 and "no video files" in err and "Traceback" not in err
+
+
+def test_cancel_stops_the_batch_and_says_what_was_left(folder, weights_dir):
+    seen = []
+    records = batch.run_many(
+        [folder], checkpoint_root=weights_dir, input_size=56, max_res=160,
+        progress=lambda number, video, done, total: seen.append((number, video.name, done, total)),
+        should_cancel=lambda: len(seen) >= 6,
+    )
+    assert seen == [(0, "a.mp4", 0, None), (0, "a.mp4", 1, 3), (0, "a.mp4", 2, 3), (0, "a.mp4", 3, 3),
+                    (1, "broken.mp4", 0, None), (2, "b.mp4", 0, None), (2, "b.mp4", 1, 4)]
+    assert [r["status"] for r in records] == ["complete", "failed", "cancelled", "not started"]
+
+
+def test_bad_settings_fail_the_batch_before_any_video(folder, tmp_path):
+    with pytest.raises(ValueError, match="input_size"):
+        batch.run_many([folder], input_size=50, report=tmp_path / "r.jsonl")
+    assert not (tmp_path / "r.jsonl").exists() and not (folder / "a").exists()
+
+
+def test_resume_skips_complete_videos_without_loading_the_model(folder, weights_dir, tmp_path):
+    options = {"checkpoint_root": weights_dir, "input_size": 56, "max_res": 160}
+    batch.run_many([folder / "a.mp4", folder / "sub"], **options)
+    written = (folder / "a" / "depth.ndjson").stat().st_mtime_ns
+    runner.load_model.cache_clear()
+    records = batch.run_many([folder / "a.mp4", folder / "sub"], resume=True, **options)
+
+    assert [(r["status"], r["frames"]) for r in records] == [("skipped", 3), ("skipped", 4), ("skipped", 2)]
+    assert runner.load_model.cache_info().misses == 0
+    assert (folder / "a" / "depth.ndjson").stat().st_mtime_ns == written
