@@ -1,11 +1,17 @@
-"""Batches on one machine: folders, lists, the report, the summary, exit codes, output folders."""
+"""Batches: folders, lists, the report, the summary, exit codes, output folders; on this machine and on Ray."""
 import json
+import logging
+import os
+import signal
+import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
-from annolid.depth import batch, cli, runner
-from annolid.depth.io.records import iter_records
+from annolid.depth import batch, cli, run_video_depth_anything, runner
+from annolid.depth.io.records import decode_depth, iter_records
 from conftest import MEDIA_CLIP
 from parity_recipe import write_checkpoint
 from test_pipeline import cut_clip
@@ -48,7 +54,11 @@ def folder(tmp_path, clips) -> Path:
 
 
 def run_cli(capsys, *args) -> tuple[int, str, str]:
-    code = cli.main([*map(str, args), *SMALL])
+    handlers = logging.root.handlers[:]
+    try:
+        code = cli.main([*map(str, args), *SMALL])
+    finally:
+        logging.root.handlers[:] = handlers  # main's handler writes to this test's captured stderr
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -162,3 +172,104 @@ def test_resume_skips_complete_videos_without_loading_the_model(folder, weights_
     assert [(r["status"], r["frames"]) for r in records] == [("skipped", 3), ("skipped", 4), ("skipped", 2)]
     assert runner.load_model.cache_info().misses == 0
     assert (folder / "a" / "depth.ndjson").stat().st_mtime_ns == written
+
+
+# ---------------------------------------------------------------------------- Ray
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A Ray instance of this machine: 2 CPUs on 127.0.0.1, no dashboard, stopped after the module."""
+    ray = pytest.importorskip("ray", reason="the Ray tests need the cluster extra: pip install 'annolid-depth[cluster]'")
+    home = os.environ.get("HOME")
+    os.environ["HOME"] = str(tmp_path_factory.mktemp("ray-home"))  # the workers never see the real ~/.labelmerc
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    finally:
+        os.environ["HOME"] = home
+    yield ray
+    ray.shutdown()
+
+
+def test_a_folder_on_ray_then_resumed(cluster, folder, weights_dir, tmp_path, capsys):
+    report = tmp_path / "report.jsonl"
+    code, out, err = run_cli(capsys, folder, "--ray", "auto", "--cpus-per-worker", "1", "--report", report,
+                             "--checkpoint-root", weights_dir)
+
+    assert code == 1, err
+    lines = sorted((json.loads(line) for line in report.read_text().splitlines()), key=lambda r: r["path"])
+    assert [(r["path"], r["status"], r["frames"]) for r in lines] == [
+        (str(folder / "a.mp4"), "complete", 3), (str(folder / "broken.mp4"), "failed", None),
+        (str(folder / "sub" / "b.mp4"), "complete", 4), (str(folder / "sub" / "c.mov"), "complete", 2),
+    ]
+    assert "cannot read" in lines[1]["error"] and "as a video" in lines[1]["error"]
+    assert lines[2]["output_dir"] == str(folder / "sub" / "b")  # where a run on this machine would write
+    assert [r["frame_index"] for r in iter_records(folder / "sub" / "b" / "depth.ndjson")] == [0, 1, 2, 3]
+    assert out.splitlines()[-1] == "3 complete, 1 failed"
+
+    written = {p: (p / "depth.ndjson").stat().st_mtime_ns for p in (folder / "a", folder / "sub" / "b", folder / "sub" / "c")}
+    code, out, err = run_cli(capsys, folder, "--ray", "auto", "--cpus-per-worker", "1", "--resume",
+                             "--checkpoint-root", weights_dir)
+    assert code == 1, err
+    assert [line.split()[1] for line in out.splitlines()[1:-1]] == ["skipped", "failed", "skipped", "skipped"]
+    assert {p: (p / "depth.ndjson").stat().st_mtime_ns for p in written} == written
+
+
+def test_an_unreachable_cluster_fails_fast(folder, capsys):
+    code, _, err = run_cli(capsys, folder, "--ray", "ray://127.0.0.1:9")  # the discard port: nothing listens
+    assert code == 1
+    assert "cannot reach the Ray cluster at ray://127.0.0.1:9" in err and "Traceback" not in err
+    assert not (folder / "a").exists()
+
+
+def writer_of(path: Path) -> int | None:
+    """The process that has `path` open (here: the Ray worker writing a video's records)."""
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) == str(path) for fd in fd_dir.iterdir()):
+                return int(fd_dir.parent.name)
+        except OSError:  # the process ended, or is not ours to read
+            continue
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="finds the worker through /proc")
+def test_a_worker_killed_mid_video_is_retried_to_the_same_outputs(cluster, weights_dir, tmp_path):
+    video = copy(MEDIA_CLIP, tmp_path / "videos" / "long.mp4")  # 70 frames
+    options = {"checkpoint_root": weights_dir, "input_size": 56, "max_res": 160}
+    partial = (tmp_path / "videos" / "long" / "depth.ndjson.partial").resolve()
+    killed = []
+
+    def kill_the_writer():
+        while not killed and not done.is_set():
+            pid = writer_of(partial) if partial.exists() and partial.stat().st_size > 0 else None
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            done.wait(0.01)
+
+    done = threading.Event()
+    killer = threading.Thread(target=kill_the_writer)
+    killer.start()
+    try:
+        records = batch.run_many([video], ray_address="auto", cpus_per_worker=1, report=tmp_path / "r.jsonl", **options)
+    finally:
+        done.set()
+        killer.join()
+
+    assert killed, "the worker finished before it could be killed"
+    assert [(r["status"], r["frames"]) for r in records] == [("complete", 70)]
+    assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 1
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the worker (Ray gives a 1-CPU actor one thread), so the arithmetic is the same
+    try:
+        single = run_video_depth_anything(copy(MEDIA_CLIP, tmp_path / "here" / "long.mp4"), tmp_path / "single", **options)
+    finally:
+        torch.set_num_threads(threads)
+    retried = list(iter_records(tmp_path / "videos" / "long" / "depth.ndjson"))
+    alone = list(iter_records(single["depth_ndjson"]))
+    assert [r["frame_index"] for r in retried] == [r["frame_index"] for r in alone] == list(range(70))
+    for a, b in zip(retried, alone):
+        scale = b["otherData"]["depth_map"]["scale"]
+        step = (scale["max"] - scale["min"]) / 65535
+        assert np.abs(decode_depth(a) - decode_depth(b)).max() <= step

@@ -231,7 +231,7 @@ def run_many(
 
 def run_here(jobs: list[Job], resume: bool, options: dict, ended, progress, should_cancel) -> list[dict]:
     """The videos one after another in this process; the model loads once for all of them."""
-    records: list[dict] = []
+    records: list[dict | None] = [None] * len(jobs)
     for number, job in enumerate(jobs):
         if should_cancel is not None and should_cancel():
             break
@@ -240,15 +240,13 @@ def run_here(jobs: list[Job], resume: bool, options: dict, ended, progress, shou
             progress(number, job.video, 0, None)
             report_progress = lambda done, total, number=number, video=job.video: progress(number, video, done, total)  # noqa: E731
         try:
-            entry = run_one(job, resume, options, report_progress, should_cancel)
+            records[number] = run_one(job, resume, options, report_progress, should_cancel)
         except KeyboardInterrupt:
-            records.append(record(job.video, CANCELLED, job.output_dir, error="interrupted"))
-            ended(records[-1])
-            records += [record(j.video, NOT_STARTED, j.output_dir) for j in jobs[len(records):]]
-            raise BatchInterrupted(records) from None
-        records.append(entry)
-        ended(entry)
-    return records + [record(j.video, NOT_STARTED, j.output_dir) for j in jobs[len(records):]]
+            records[number] = record(job.video, CANCELLED, job.output_dir, error="interrupted")
+            ended(records[number])
+            raise BatchInterrupted(unfinished(jobs, records)) from None
+        ended(records[number])
+    return unfinished(jobs, records)
 
 
 class ReportFile:
@@ -310,13 +308,16 @@ def check_reachable(address: str) -> None:
 
 
 def connect(ray, address: str) -> bool:
-    """Join (or for `local`, start) a Ray instance; True when this call started the connection."""
-    if ray.is_initialized():
+    """Join (or for `local`, start) a Ray instance; True when this call started the connection.
+    `auto` in a process already connected (`ray.init()` by the caller) uses that cluster."""
+    if address == "auto" and ray.is_initialized():
         return False
     if address == "auto" and os.environ.get("RAY_ADDRESS"):
         address = os.environ["RAY_ADDRESS"]
     if address not in ("auto", "local"):
         check_reachable(address)
+    if ray.is_initialized():
+        raise RayError(f"this process is already connected to a Ray cluster; use the address auto to run there, not {address!r}")
     try:
         ray.init(address=address, include_dashboard=False if address == "local" else None,
                  logging_level=logging.WARNING, log_to_driver=False)
@@ -354,44 +355,54 @@ class VideoWorker:
         for video, output_dir, error in zip(batch["video"], batch["output_dir"], batch["error"]):
             job = Job(Path(video), Path(output_dir) if output_dir else None, error or None)
             entries.append(json.dumps(run_one(job, self.resume, self.options)))
-        return {"record": entries}
+        return {"index": batch["index"], "record": entries}
 
 
 def run_on_ray(jobs: list[Job], address: str, resume: bool, options: dict, ended,
                gpus_per_worker: float | None, cpus_per_worker: float | None) -> list[dict]:
     """The batch as a Ray Data dataset of one row per video, mapped by a pool of VideoWorkers.
 
-    Output folders are the same paths as a local run's, so the cluster's nodes must see them
-    (shared storage). Records are reported as videos finish, in any order, and returned in
-    the batch's order.
+    Workers get absolute paths, the same folders a local run would write, so the cluster's
+    nodes must see them at those paths (shared storage). Records are reported as videos
+    finish, in any order, and returned in the batch's order.
     """
     ray = import_ray()
     started = connect(ray, address)
     try:
         need, fits = worker_resources(ray, gpus_per_worker, cpus_per_worker)
-        rows = [{"video": str(job.video), "output_dir": str(job.output_dir or ""), "error": job.error or ""} for job in jobs]
+        rows = [
+            {"index": i, "video": str(job.video.absolute()),
+             "output_dir": str(job.output_dir.absolute()) if job.output_dir else "", "error": job.error or ""}
+            for i, job in enumerate(jobs)
+        ]
         if not rows:
             return []
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False
         dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
             VideoWorker,
             fn_constructor_kwargs={"options": options, "resume": resume},
             batch_size=1,
-            concurrency=min(fits, len(rows)),
+            compute=ray.data.ActorPoolStrategy(size=min(fits, len(rows)), max_tasks_in_flight_per_actor=1),
             **need,
         )
-        done: dict[str, dict] = {}
+        records: list[dict | None] = [None] * len(jobs)
         try:
             for row in dataset.iter_rows():
-                entry = json.loads(row["record"])
-                done[entry["path"]] = entry
+                job = jobs[row["index"]]
+                entry = {**json.loads(row["record"]), "path": str(job.video)}
+                if entry["output_dir"] is not None:
+                    entry["output_dir"] = str(job.output_dir)
+                records[row["index"]] = entry
                 ended(entry)
         except KeyboardInterrupt:
-            raise BatchInterrupted(ordered(jobs, done)) from None
-        return ordered(jobs, done)
+            raise BatchInterrupted(unfinished(jobs, records)) from None
+        return unfinished(jobs, records)
     finally:
         if started:
             ray.shutdown()
 
 
-def ordered(jobs: list[Job], done: dict[str, dict]) -> list[dict]:
-    return [done.get(str(job.video)) or record(job.video, NOT_STARTED, job.output_dir) for job in jobs]
+def unfinished(jobs: list[Job], records: list[dict | None]) -> list[dict]:
+    """Every video's record, "not started" for those without one."""
+    return [entry or record(job.video, NOT_STARTED, job.output_dir) for job, entry in zip(jobs, records)]

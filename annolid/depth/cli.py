@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         records = run_many(
             paths, output_dir=output_root, resume=args.resume, report=args.report, ray_address=args.ray,
             gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker, progress=bars,
-            on_record=lambda entry: report_failure(entry, bars), **options,
+            on_record=lambda entry: announce(entry, bars), **options,
         )
     except BatchInterrupted as stop:
         if bars is not None:
@@ -178,12 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_OK if all(entry["status"] in (COMPLETE, SKIPPED) for entry in records) else EXIT_FAILED
 
 
-def report_failure(entry: dict, bars: BatchBars | None) -> None:
-    """Failures on stderr as they happen, not only in the final table."""
+def announce(entry: dict, bars: BatchBars | None) -> None:
+    """Failures on stderr as they happen; on Ray, which shows no bars, every video as it ends."""
     if entry["status"] == FAILED:
         if bars is not None:
             bars.close()
         print(f"annolid-depth: {entry['path']}: {entry['error']}", file=sys.stderr)
+    elif bars is None:
+        print(f"annolid-depth: {entry['path']}: {entry['status']}, {entry['frames']} frames", file=sys.stderr)
 
 
 if __name__ == "__main__":
