@@ -1,10 +1,11 @@
 import copy
+import itertools
 
 import numpy as np
 import pytest
 import torch
 
-from annolid.depth.engine import offline_depth, pick_device, pick_precision, streaming_depth
+from annolid.depth.engine import OfflineEngine, StreamingEngine, offline_depth, pick_device, pick_precision, streaming_depth
 from annolid.depth.engine.transform import to_frame_size
 from annolid.depth.engine.device import cpu_runs_bf16
 from annolid.depth.engine.streaming import MAX_AHEAD, SLOTS, context_frames, slot
@@ -226,3 +227,27 @@ def test_frame_size_change_midway_is_an_error(vits):
     frames = [(0, np.zeros((20, 28, 3), np.uint8)), (1, np.zeros((28, 20, 3), np.uint8))]
     with pytest.raises(ValueError, match="frame size changed"):
         list(streaming_depth(vits, frames, input_size=14))
+
+
+@pytest.mark.parametrize("kind, count", [("offline", 70), ("offline", 49), ("offline", 47), ("stream", 70)])
+def test_a_snapshot_resumes_to_the_same_depth(vits, kind, count, tmp_path):
+    """Stop after each resumable point, save the state to disk, resume in a fresh engine from
+    the frames after it: every depth equals the uninterrupted run's."""
+    engines = {"offline": OfflineEngine, "stream": StreamingEngine}
+    whole = [d for _, _, d in engines[kind](vits, input_size=28).run(synthetic_frames(count))]
+    engine = engines[kind](vits, input_size=28)
+    points = []
+    for _, _, _ in engine.run(synthetic_frames(count)):
+        if (state := engine.snapshot()) is not None:
+            torch.save(state, tmp_path / f"{state['frames']}.pt")
+            points.append(state["frames"])
+    assert len(points) >= 2
+    if kind == "stream":
+        points = points[:-1]  # its last snapshot follows the last frame
+    for done in {points[0], points[len(points) // 2], points[-1]}:
+        state = torch.load(tmp_path / f"{done}.pt", weights_only=False)
+        rest = list(engines[kind](vits, input_size=28).run(itertools.islice(synthetic_frames(count), done, None), state))
+        assert [i for i, _, _ in rest] == [3 * i for i in range(done, count)]
+        worst = max(float(np.abs(d - whole[done + j]).max() / (whole[done + j].max() - whole[done + j].min()))
+                    for j, (_, _, d) in enumerate(rest))
+        assert worst < 1e-5, (done, worst)

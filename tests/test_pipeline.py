@@ -134,7 +134,7 @@ class FailingSink(Sink):
     def __init__(self, fail_at):
         self.fail_at, self.written = fail_at, []
 
-    def write(self, frame_index, rgb, depth):
+    def write(self, frame_index, payload):
         if frame_index == self.fail_at:
             raise OSError(28, "No space left on device")
         self.written.append(frame_index)

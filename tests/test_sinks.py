@@ -53,7 +53,7 @@ def run_sinks(out: Path, count: int = 5, depths: list[np.ndarray] | None = None,
         sink.open(info)
     for i, depth in enumerate(depth_frames(count) if depths is None else depths):
         for sink in sinks:
-            sink.write(2 * i, rgb_frame(i), depth)
+            sink.put(2 * i, rgb_frame(i), depth)
     results = {}
     for sink in sinks:
         results.update(sink.close(completed))
@@ -87,7 +87,7 @@ def test_a_killed_run_leaves_complete_lines_and_the_previous_results(tmp_path):
     sink = NdjsonSink()
     sink.open(info)
     for i, depth in enumerate(depth_frames(3)):
-        sink.write(i, rgb_frame(i), depth)
+        sink.put(i, rgb_frame(i), depth)
     # Killed here: no close. Every line is already on disk and complete.
     partial = out / "depth.ndjson.partial"
     assert [r["frame_index"] for r in iter_records(partial)] == [0, 1, 2]
@@ -145,7 +145,7 @@ def test_depth_video_keeps_a_fractional_rate(tmp_path, codec, decoded_as):
         sink.open(info)
     for i, depth in enumerate(depth_frames(4)):
         for sink in sinks:
-            sink.write(i, rgb_frame(i), depth)
+            sink.put(i, rgb_frame(i), depth)
     path = [sink.close(True) for sink in sinks][1]["depth_visualization"]
     with av.open(path) as container:
         stream = container.streams.video[0]

@@ -232,7 +232,7 @@ class SinkWriter:
 
     def _write(self, frame_index, rgb, depth):
         for sink in self.sinks:
-            sink.write(frame_index, rgb, depth)
+            sink.put(frame_index, rgb, depth)
 
     def write(self, frame_index: int, rgb: np.ndarray, depth: np.ndarray) -> None:
         self._raise()

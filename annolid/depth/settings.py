@@ -6,56 +6,113 @@ not know, are written back as they were. Only the file's comments are lost (PyYA
 """
 from __future__ import annotations
 
+import difflib
+import logging
 import math
 import numbers
 import os
 import re
 import tempfile
 import typing
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import yaml
+
+log = logging.getLogger(__name__)
 
 SECTION = "video_depth_anything"
 ENCODERS = ("vits", "vitb", "vitl")
 PRECISIONS = ("fp32", "bf16", "fp16")
 POINT_CLOUD_FORMATS = ("csv", "ply")
 PATCH_SIZE = 14
+MAX_INPUT_SIZE = 2044  # 146 patches a side: a vitl window there already needs tens of GB
 ALIASES = {"max_len": "max_frames"}  # the reference scripts' name
+GROUPS = ("model", "sampling", "outputs", "camera", "advanced")  # how the GUI groups the options
+
+
+@dataclass(frozen=True)
+class Option:
+    """Everything the API, the CLI, the settings file and the GUI say about one setting."""
+
+    label: str  # the GUI's name for it
+    help: str  # CLI help and GUI tooltip
+    group: str
+    choices: tuple = ()  # (value, text) pairs; the value alone where text is empty
+    accepts: Callable[[object], bool] | None = None  # beyond the field's type
+    accepted: str = ""  # what `accepts` takes, for error messages
+    off: str = ""  # what any value <= 0 means (numbers only; Annolid's scripts pass 0 or -1)
+
+
+def option(default, label: str, help: str, group: str, **details):
+    return field(default=default, metadata={"option": Option(label, help, group, **details)})
 
 
 @dataclass
 class DepthSettings:
-    """Every option of a depth run, with its default."""
+    """Every option of a depth run, with its default, label, help and rule (see `Option`)."""
 
-    encoder: str = "vits"
-    metric: bool = False
-    input_size: int = 518
-    max_res: int = 1280
-    target_fps: float = -1
-    max_frames: int = -1
-    streaming: bool = True
-    fp32: bool = False
-    precision: str = ""  # empty: fp32 on a CPU, fp16 on a GPU (fp32 there with fp32=True)
-    grayscale: bool = False
-    save_depth_video: bool = False
-    save_depth_frames: bool = False
-    save_point_clouds: bool = False
-    point_cloud_format: str = "csv"
-    save_npz: bool = False
-    save_exr: bool = False
-    include_region_labels: bool = False
-    output_dir: str = ""  # empty: next to the video; see default_output_dir
-    focal_length_x: float = 470.4
-    focal_length_y: float = 470.4
-    checkpoint_root: str = ""  # empty: the package's checkpoints folder
-    device: str = ""  # empty: cuda, then mps, then cpu
+    encoder: str = option("vits", "Encoder", "model size: vits (fast), vitb, vitl (best)", "model",
+                          choices=tuple((e, "") for e in ENCODERS))
+    metric: bool = option(False, "Metric depth (metres)",
+                          "use the metric checkpoints (depth in metres) instead of relative disparity", "model")
+    input_size: int = option(518, "Input size",
+                             "network input size for the short side, rounded to the 14-pixel patch grid "
+                             "as the reference does (518 is the trained size)", "model",
+                             accepts=lambda v: 1 <= v <= MAX_INPUT_SIZE,
+                             accepted=f"an integer from 1 to {MAX_INPUT_SIZE} (518 is the trained size)")
+    max_res: int = option(1280, "Max resolution",
+                          "downscale frames so the longer side is at most this many pixels", "sampling",
+                          off="no limit")
+    target_fps: float = option(-1, "Target FPS",
+                               "process this many frames per second of video (every round(fps / target) "
+                               "-th frame)", "sampling", off="every frame")
+    max_frames: int = option(-1, "Max frames", "stop after this many processed frames", "sampling",
+                             off="all frames")
+    streaming: bool = option(True, "Streaming mode (recommended)",
+                             "streaming mode (one frame at a time) instead of 32-frame windows", "model")
+    fp32: bool = option(False, "Force FP32", "force FP32 on GPUs (default there: FP16)", "advanced")
+    precision: str = option("", "Precision",
+                            "fp32, bf16 (CPUs with AVX512-BF16 or AMX: about twice as fast, about 1% of the "
+                            "depth range off) or fp16 (GPUs); automatic: fp32 on CPUs, fp16 on GPUs", "advanced",
+                            choices=(("", "automatic"), ("fp32", ""), ("bf16", ""), ("fp16", "fp16 (GPU)")))
+    grayscale: bool = option(False, "Grayscale (instead of inferno)",
+                             "grayscale instead of the inferno colour map for the depth video and frames", "outputs")
+    save_depth_video: bool = option(False, "Save depth video", "write <stem>_vis.mp4", "outputs")
+    save_depth_frames: bool = option(False, "Save depth frames", "write depth_frames/depth_NNNNN.png", "outputs")
+    save_point_clouds: bool = option(False, "Save point clouds",
+                                     "write point_clouds/point_NNNN.csv (or .ply)", "outputs")
+    point_cloud_format: str = option("csv", "Point cloud format", "point cloud file format", "outputs",
+                                     choices=tuple((f, "") for f in POINT_CLOUD_FORMATS))
+    save_npz: bool = option(False, "Save NPZ", "write <stem>_depths.npz", "outputs")
+    save_exr: bool = option(False, "Save EXR", "write <stem>_depths_exr/ (needs the OpenEXR package)", "outputs")
+    include_region_labels: bool = option(False, "Region labels in point clouds",
+                                         "label point cloud points with Annolid's tracking shapes of the video "
+                                         "(<video folder>/<stem>/)", "outputs")
+    output_dir: str = option("", "Output folder",
+                             "folder for the outputs: <folder>/<video stem>/ (empty: next to the video, "
+                             "in a folder named after it)", "outputs")
+    focal_length_x: float = option(470.4, "Focal length x (px)", "focal length in pixels for point clouds", "camera",
+                                   accepts=lambda v: v > 0, accepted="a number of pixels > 0")
+    focal_length_y: float = option(470.4, "Focal length y (px)", "focal length in pixels for point clouds", "camera",
+                                   accepts=lambda v: v > 0, accepted="a number of pixels > 0")
+    checkpoint_root: str = option("", "Checkpoint folder",
+                                  "folder with the .pth checkpoints (empty: the default checkpoint folder)", "advanced")
+    device: str = option("", "Device", "cpu, cuda, cuda:N or mps (empty: cuda, then mps, then cpu)", "advanced",
+                         accepts=lambda v: re.fullmatch(r"(cpu|mps|cuda(:\d+)?)?", v) is not None,
+                         accepted='"" (automatic), cpu, cuda, cuda:N or mps')
 
     def validate(self) -> None:
         """Raise ValueError for the first option that is out of range or of the wrong type."""
-        for field in fields(self):
-            check_option(field.name, getattr(self, field.name))
+        for name in FIELDS:
+            check_option(name, getattr(self, name))
+
+    def normalized(self) -> DepthSettings:
+        """Validated, with every "off" value (<= 0) written as -1, so equal runs compare equal."""
+        self.validate()
+        off = {name: -1 for name, o in OPTIONS.items() if o.off and getattr(self, name) <= 0}
+        return replace(self, **off)
 
     def run_kwargs(self) -> dict:
         """Keyword arguments for `run_video_depth_anything`, empty strings as None.
@@ -72,51 +129,47 @@ class DepthSettings:
         }
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+FIELDS = typing.get_type_hints(DepthSettings)  # name -> type, in declaration order
+OPTIONS: dict[str, Option] = {f.name: f.metadata["option"] for f in fields(DepthSettings)}
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+def _has_type(value, kind) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, kind)
 
 
-def _positive_number(value) -> bool:
-    return _is_number(value) and value > 0
-
-
-_RULES = {
-    "encoder": (lambda v: v in ENCODERS, "one of " + ", ".join(ENCODERS)),
-    "input_size": (
-        lambda v: _is_int(v) and v > 0 and v % PATCH_SIZE == 0,
-        f"a positive multiple of {PATCH_SIZE} (e.g. 518)",
-    ),
-    "max_res": (
-        lambda v: _is_int(v) and (v == -1 or v >= PATCH_SIZE),
-        f"-1 (no limit) or an integer >= {PATCH_SIZE}",
-    ),
-    "target_fps": (lambda v: _is_number(v) and (v == -1 or v > 0), "-1 (every frame) or a number > 0"),
-    "max_frames": (lambda v: _is_int(v) and (v == -1 or v >= 1), "-1 (all frames) or an integer >= 1"),
-    "point_cloud_format": (lambda v: v in POINT_CLOUD_FORMATS, "one of " + ", ".join(POINT_CLOUD_FORMATS)),
-    "precision": (lambda v: v == "" or v in PRECISIONS, '"" (automatic) or one of ' + ", ".join(PRECISIONS)),
-    "focal_length_x": (_positive_number, "a number of pixels > 0"),
-    "focal_length_y": (_positive_number, "a number of pixels > 0"),
-    "device": (
-        lambda v: isinstance(v, str) and re.fullmatch(r"(cpu|mps|cuda(:\d+)?)?", v) is not None,
-        '"" (automatic), cpu, cuda, cuda:N or mps',
-    ),
-}
-_TYPE_RULES = {
-    bool: (lambda v: isinstance(v, bool), "true or false"),
-    str: (lambda v: isinstance(v, str), "a string (empty for the default)"),
-}
-_FIELD_TYPES = typing.get_type_hints(DepthSettings)
+def accepted_values(name: str) -> str:
+    """What an option takes, in words."""
+    opt, kind = OPTIONS[name], FIELDS[name]
+    if opt.choices:
+        values = [value for value, _ in opt.choices]
+        if values[0] == "":
+            return '"" (automatic) or one of ' + ", ".join(values[1:])
+        return "one of " + ", ".join(values)
+    if opt.accepted:
+        return opt.accepted
+    if opt.off:
+        what = "an integer" if kind is int else "a number"
+        return f"{what} > 0, or -1 ({opt.off})"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string (empty for the default)"}[kind]
 
 
 def check_option(name: str, value) -> None:
-    """Raise ValueError naming the option, the bad value and what is accepted."""
-    accepts, accepted = _RULES.get(name) or _TYPE_RULES[_FIELD_TYPES[name]]
-    if not accepts(value):
-        raise ValueError(f"{name} must be {accepted}, got {value!r}")
+    """Raise ValueError naming the option, the bad value and what is accepted. Types are
+    strict: `"false"` is not a bool and `70.5` is not an integer."""
+    opt, kind = OPTIONS[name], FIELDS[name]
+    ok = _has_type(value, kind)
+    if ok and opt.choices:
+        ok = value in [choice for choice, _ in opt.choices]
+    if ok and opt.accepts is not None:
+        ok = opt.accepts(value)
+    if not ok:
+        raise ValueError(f"{name} must be {accepted_values(name)}, got {value!r}")
 
 
 def config_path() -> Path:
@@ -133,6 +186,8 @@ def _read_config(path: Path) -> dict:
         return {}
     except OSError as exc:
         raise ValueError(f"cannot read the config file {path} ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 or move it away") from None
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -159,7 +214,7 @@ def _section(document: dict, path: Path) -> dict:
 def load_settings(path: str | Path | None = None) -> DepthSettings:
     """Settings from the config file; defaults for whatever it does not set.
 
-    Unknown keys are ignored; a value of the wrong type or out of range is an error that
+    Unknown keys are ignored with a warning naming the closest known key; a value of the wrong type or out of range is an error that
     names the key and the file, so a typo never silently falls back to a default.
     """
     path = Path(path) if path else config_path()
@@ -167,9 +222,14 @@ def load_settings(path: str | Path | None = None) -> DepthSettings:
     values = {}
     for key, value in section.items():
         name = ALIASES.get(key, key)
-        if name not in _FIELD_TYPES or (key != name and name in section):
-            continue  # unknown, or an alias next to its own name (the name wins)
-        if value is None and _FIELD_TYPES[name] is str:
+        if name not in FIELDS:
+            close = difflib.get_close_matches(name, FIELDS, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            log.warning("%s: unknown setting %s.%s ignored%s", path, SECTION, key, hint)
+            continue
+        if key != name and name in section:
+            continue  # an alias next to its own name: the name wins
+        if value is None and FIELDS[name] is str:
             value = ""
         values[name] = value
     settings = DepthSettings(**values)

@@ -1,11 +1,13 @@
 """Frames in, depth out: the windowed (offline) and the streaming engine."""
 from .device import autocast, pick_device, pick_precision, reuse_freed_memory
-from .offline import offline_depth
-from .streaming import streaming_depth
+from .offline import OfflineEngine, offline_depth
+from .streaming import StreamingEngine, streaming_depth
 from .transform import FrameTransform
 
 __all__ = [
     "FrameTransform",
+    "OfflineEngine",
+    "StreamingEngine",
     "autocast",
     "offline_depth",
     "pick_device",

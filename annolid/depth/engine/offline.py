@@ -5,9 +5,13 @@ every later window are keyframes of the previous one (its slots 0, 12, 24..31), 
 temporal head sees context; the window's depth is then fitted to the previous window by
 least squares (scale and shift, on slots 0 and 1) and blended over 8 frames.
 
-Unlike the reference, nothing here holds the whole video: a depth frame is yielded as soon
-as no later window can change it, and only the frames of about one window are kept. The
-encoder runs once per frame: the keyframe slots reuse the previous window's features.
+The engine reads as the reference's two phases: a window of frames goes through the network
+(`OfflineEngine.run`), then an `Aligner`, which carries the alignment state from window to
+window, fits and blends it. Unlike the reference, nothing here holds the whole video: a depth
+frame is yielded as soon as no later window can change it, and only the frames of about one
+window are kept. The encoder runs once per frame: the keyframe slots reuse the previous
+window's features. After each window the engine can say how to go on from there
+(`snapshot`), so an interrupted run resumes with at most one window of work redone.
 """
 from __future__ import annotations
 
@@ -39,6 +43,127 @@ def fit_scale_shift(pred: np.ndarray, target: np.ndarray) -> tuple[np.float32, n
     return (a11 * b0 - a01 * b1) / det, (-a01 * b0 + a00 * b1) / det
 
 
+class Aligner:
+    """Scale/shift alignment between windows. It holds the depth the next window is fitted
+    to (window 0's frame 0 and the last window's slot 12) and the depth of the last 8
+    frames, which the next window blends into."""
+
+    def __init__(self, metric: bool):
+        self.metric = metric
+        self.reference: list[np.ndarray] = []
+        self.to_blend: list[np.ndarray] = []
+
+    def align(self, depth: np.ndarray, first: bool, has_next: bool) -> tuple[list[np.ndarray], int]:
+        """A window's raw depth -> (final depth of its frames from slot `offset` on, offset)."""
+        if first:
+            fitted, aligned, offset = depth, list(depth), 0
+        else:
+            if self.metric:  # metres are absolute: never rescaled
+                scale, shift = np.float32(1.0), np.float32(0.0)
+            else:
+                scale, shift = fit_scale_shift(np.concatenate(depth[:2]), np.concatenate(self.reference))
+            fitted = np.maximum(depth * scale + shift, 0)
+            blended = [old * (1 - w) + new * w for old, new, w in zip(self.to_blend, fitted[2:OVERLAP], BLEND_WEIGHTS)]
+            aligned, offset = blended + list(fitted[OVERLAP:]), OVERLAP - BLEND
+        if has_next:
+            self.reference = [depth[0] if first else self.reference[0], fitted[12]]
+            self.to_blend = aligned[-BLEND:]
+        return aligned, offset
+
+
+class OfflineEngine:
+    """(frame_index, rgb) in order -> (frame_index, rgb, depth float32 [h, w]) in order."""
+
+    def __init__(self, model: VideoDepthAnything, input_size: int = 518, device=torch.device("cpu"), precision="fp32"):
+        self.model, self.input_size, self.device, self.precision = model, input_size, device, precision
+        self.yielded = 0
+        self._resume_point: tuple[int, dict] | None = None
+
+    def snapshot(self) -> dict | None:
+        """How to go on after the frames yielded so far, or None between window ends: the
+        aligner's depth maps and the keyframes' encoder features (on the CPU; encoding them
+        again would change their last bits with the batch size)."""
+        if self._resume_point is None or self._resume_point[0] != self.yielded:
+            return None
+        start, first_shape, aligner, features = self._resume_point[1]
+        return {
+            "frames": self.yielded, "start": start, "frame_shape": first_shape,
+            "reference": aligner.reference, "to_blend": aligner.to_blend,
+            "keyframe_features": [f.cpu() for f in features],
+        }
+
+    def run(self, frames: Iterable[tuple[int, np.ndarray]], state: dict | None = None) -> Iterator:
+        """Depth for `frames`; with `state` (a `snapshot`), `frames` are those after it."""
+        model, device = self.model, self.device
+        frames = iter(frames)
+        aligner = Aligner(model.metric)
+        pending: deque[tuple[int, np.ndarray]] = deque()  # received, not yet yielded
+        if state is None:
+            first = next(frames, None)
+            if first is None:
+                return
+            pending.append(first)
+            start, frame_shape, keyframe_features = 0, first[1].shape[:2], None
+            new_slots = [first[1]]  # RGB of the slots the next window encodes
+        else:  # the frames after the snapshot: first those the next window blends into
+            pending.extend(item for _, item in zip(range(BLEND), frames))
+            if not pending:
+                return
+            start, frame_shape = state["start"], tuple(state["frame_shape"])
+            aligner.reference, aligner.to_blend = state["reference"], state["to_blend"]
+            keyframe_features = [f.to(device) for f in state["keyframe_features"]]
+            new_slots = []
+        self.yielded = state["frames"] if state else 0
+        transform = FrameTransform(*frame_shape, self.input_size)
+        net_h, net_w = transform.net_shape
+        last_rgb = pending[-1][1]  # the reference pads the video with copies of its last frame
+        received = self.yielded + len(pending)
+        exhausted = state is not None and len(pending) < BLEND
+
+        while True:
+            needed = WINDOW if keyframe_features is None else STEP
+            while len(new_slots) < needed and not exhausted:
+                item = next(frames, None)
+                if item is None:
+                    exhausted = True
+                else:
+                    pending.append(item)
+                    new_slots.append(item[1])
+                    last_rgb = item[1]
+                    received += 1
+            if start >= received:
+                return
+            real = len(new_slots)
+            has_next = not exhausted or start + STEP < received
+            # Past the end the window is filled with copies of the last frame: they encode alike,
+            # and unless a next window blends into them, only slots up to the last real frame
+            # give depth that is used (the copies still lend temporal context).
+            used = WINDOW if has_next else WINDOW - needed + real
+
+            with torch.no_grad(), autocast(device, self.precision):
+                features = model.encode(transform.batch(new_slots or [last_rgb], device))
+                features = [torch.cat([f[:real], f[-1:].expand(needed - real, *f.shape[1:])]) for f in features]
+                if keyframe_features is not None:
+                    features = [torch.cat([k, f]) for k, f in zip(keyframe_features, features)]
+                depth = model.decode(features, WINDOW, net_h, net_w, outputs=used)
+                depth = to_frame_size(depth, transform.frame_shape).cpu().numpy()
+            keyframe_features = [f[KEYFRAMES] for f in features]
+            new_slots = []
+
+            aligned, offset = aligner.align(depth, first=start == 0, has_next=has_next)
+            # Frames the next window will blend stay pending; with no next window, all are final.
+            final_through = start + STEP + 1 if has_next else received - 1
+            if has_next:
+                self._resume_point = (final_through + 1, (start + STEP, frame_shape, aligner, keyframe_features))
+            for position, d in enumerate(aligned, start=start + offset):
+                if position > final_through or not pending:
+                    break
+                frame_index, rgb = pending.popleft()
+                self.yielded += 1
+                yield frame_index, rgb, d
+            start += STEP
+
+
 def offline_depth(
     model: VideoDepthAnything,
     frames: Iterable[tuple[int, np.ndarray]],
@@ -47,71 +172,4 @@ def offline_depth(
     precision: str = "fp32",
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(frame_index, rgb) in order -> (frame_index, rgb, depth float32 [h, w]) in order."""
-    frames = iter(frames)
-    first = next(frames, None)
-    if first is None:
-        return
-    transform = FrameTransform(*first[1].shape[:2], input_size)
-    net_h, net_w = transform.net_shape
-
-    pending: deque[tuple[int, np.ndarray]] = deque([first])  # received, not yet yielded
-    new_slots: list[np.ndarray] = [first[1]]  # RGB of the slots the next window must encode
-    last_rgb = first[1]  # the reference pads the video with copies of its last frame
-    received, start, exhausted = 1, 0, False
-    keyframe_features = None  # encoder features of the previous window's KEYFRAMES slots
-    to_blend: list[np.ndarray] = []  # depth of the frames the next window blends into
-    reference: list[np.ndarray] = []  # alignment targets: window 0's frame 0, last window's slot 12
-
-    while True:
-        needed = WINDOW if keyframe_features is None else STEP
-        while len(new_slots) < needed and not exhausted:
-            item = next(frames, None)
-            if item is None:
-                exhausted = True
-            else:
-                pending.append(item)
-                new_slots.append(item[1])
-                last_rgb = item[1]
-                received += 1
-        if start >= received:
-            return
-        real = len(new_slots)
-        has_next = not exhausted or start + STEP < received
-        # Past the end the window is filled with copies of the last frame: they encode alike,
-        # and unless a next window blends into them, only slots up to the last real frame
-        # give depth that is used (the copies still lend temporal context).
-        used = WINDOW if has_next else WINDOW - needed + real
-
-        with torch.no_grad(), autocast(device, precision):
-            features = model.encode(transform.batch(new_slots or [last_rgb], device))
-            features = [torch.cat([f[:real], f[-1:].expand(needed - real, *f.shape[1:])]) for f in features]
-            if keyframe_features is not None:
-                features = [torch.cat([k, f]) for k, f in zip(keyframe_features, features)]
-            depth = model.decode(features, WINDOW, net_h, net_w, outputs=used)
-            depth = to_frame_size(depth, transform.frame_shape).cpu().numpy()
-        keyframe_features = [f[KEYFRAMES] for f in features]
-        new_slots = []
-
-        if start == 0:
-            fitted = depth
-            aligned, first_aligned = list(depth), start
-        else:
-            if model.metric:
-                scale, shift = np.float32(1.0), np.float32(0.0)
-            else:
-                scale, shift = fit_scale_shift(np.concatenate(depth[:2]), np.concatenate(reference))
-            fitted = np.maximum(depth * scale + shift, 0)
-            blended = [old * (1 - w) + new * w for old, new, w in zip(to_blend, fitted[2:OVERLAP], BLEND_WEIGHTS)]
-            aligned, first_aligned = blended + list(fitted[OVERLAP:]), start + OVERLAP - BLEND
-        if has_next:  # it aligns to frame 0 and this window's slot 12, and blends into our last 8
-            reference = [reference[0] if start else depth[0], fitted[12]]
-            to_blend = aligned[-BLEND:]
-
-        # Frames the next window will blend stay pending; with no next window, all are final.
-        final_through = start + STEP + 1 if has_next else received - 1
-        for position, d in enumerate(aligned, start=first_aligned):
-            if position > final_through or not pending:
-                break
-            frame_index, rgb = pending.popleft()
-            yield frame_index, rgb, d
-        start += STEP
+    return OfflineEngine(model, input_size, device, precision).run(frames)

@@ -5,7 +5,8 @@ Each frame's temporal attention looks back at 31 earlier frames: frame 0, the fr
 and the 29 most recent, which is the reference's cache rule written in closed form. Every
 temporal attention block keeps each frame's keys and values from when that frame was
 processed, in a ring of slots, so no earlier frame is projected or copied again, and memory
-does not depend on the video's length.
+does not depend on the video's length. That store is the whole state of the stream: an
+interrupted run saves it (`snapshot`) and resumes exactly where it stopped.
 
 Frames go through the network a few at a time (the frames read ahead): the encoder sees each
 frame alone, and in the head each frame attends only to frames at or before it, whose keys
@@ -40,6 +41,54 @@ def slot(frame: int) -> int:
     return 0 if frame == 0 else 1 + (frame - 1) % (SLOTS - 1)
 
 
+class StreamingEngine:
+    """(frame_index, rgb) in order -> (frame_index, rgb, depth float32 [h, w]), one for one."""
+
+    def __init__(self, model: VideoDepthAnything, input_size: int = 518, device=torch.device("cpu"), precision="fp32"):
+        self.model, self.input_size, self.device, self.precision = model, input_size, device, precision
+        self.memory = StreamMemory(SLOTS)
+        self.yielded = 0
+        self._group_end = 0
+
+    def snapshot(self) -> dict | None:
+        """How to go on after the frames yielded so far: every temporal block's stored keys
+        and values (on the CPU), or None in the middle of a group."""
+        if self.yielded != self._group_end or not self.yielded:
+            return None
+        return {"frames": self.yielded, "memory": self.memory.export(self.model)}
+
+    def run(self, frames: Iterable[tuple[int, np.ndarray]], state: dict | None = None) -> Iterator:
+        """Depth for `frames`; with `state` (a `snapshot`), `frames` are those after it."""
+        model, device = self.model, self.device
+        frames = iter(frames)
+        k = 0
+        if state is not None:
+            k = self.yielded = self._group_end = state["frames"]
+            self.memory.restore(model, state["memory"], device)
+        first = next(frames, None)
+        if first is None:
+            return
+        transform = FrameTransform(*first[1].shape[:2], self.input_size)
+        net_h, net_w = transform.net_shape
+        ahead = model.images_per_call(net_h, net_w, device, MAX_AHEAD)
+        group = [first]  # frame 0 sees only itself, a window of another length: alone
+        if k:
+            group += islice(frames, ahead - 1)
+        while group:
+            windows = [context_frames(k + i) + [k + i] if k + i else [0] for i in range(len(group))]
+            self.memory.window = torch.tensor([[slot(f) for f in window] for window in windows], device=device)
+            with torch.no_grad(), autocast(device, self.precision):
+                features = model.encode(transform.batch([rgb for _, rgb in group], device))
+                depth = model.decode(features, len(group), net_h, net_w, self.memory)
+                depth = to_frame_size(depth, transform.frame_shape).cpu().numpy()
+            k += len(group)
+            self._group_end = k
+            for (frame_index, rgb), d in zip(group, depth):
+                self.yielded += 1
+                yield frame_index, rgb, d
+            group = list(islice(frames, ahead))
+
+
 def streaming_depth(
     model: VideoDepthAnything,
     frames: Iterable[tuple[int, np.ndarray]],
@@ -48,22 +97,4 @@ def streaming_depth(
     precision: str = "fp32",
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(frame_index, rgb) in order -> (frame_index, rgb, depth float32 [h, w]), one for one."""
-    frames = iter(frames)
-    first = next(frames, None)
-    if first is None:
-        return
-    transform = FrameTransform(*first[1].shape[:2], input_size)
-    net_h, net_w = transform.net_shape
-    ahead = model.images_per_call(net_h, net_w, device, MAX_AHEAD)
-    memory = StreamMemory(SLOTS)
-    group, k = [first], 0  # frame 0 sees only itself, a window of another length: alone
-    while group:
-        windows = [context_frames(k + i) + [k + i] if k + i else [0] for i in range(len(group))]
-        memory.window = torch.tensor([[slot(f) for f in window] for window in windows], device=device)
-        with torch.no_grad(), autocast(device, precision):
-            features = model.encode(transform.batch([rgb for _, rgb in group], device))
-            depth = model.decode(features, len(group), net_h, net_w, memory)
-            depth = to_frame_size(depth, transform.frame_shape).cpu().numpy()
-        yield from ((frame_index, rgb, d) for (frame_index, rgb), d in zip(group, depth))
-        k += len(group)
-        group = list(islice(frames, ahead))
+    return StreamingEngine(model, input_size, device, precision).run(frames)

@@ -41,11 +41,11 @@ class FrameTransform:
     """Turns RGB uint8 frames of one video into normalised network inputs."""
 
     def __init__(self, height: int, width: int, input_size: int):
-        if input_size < PATCH or input_size % PATCH:
-            raise ValueError(f"input_size must be a positive multiple of {PATCH}, got {input_size}")
         self.frame_shape = (height, width)
         self.input_size = effective_input_size(height, width, input_size)
         self.net_shape = network_shape(height, width, self.input_size)
+        if min(self.net_shape) < PATCH:
+            raise ValueError(f"input_size {input_size} is too small for a {width}x{height} video; use at least {PATCH}")
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """[h, w, 3] uint8 -> [3, H, W] float32 (the resize works on the float image, unclipped)."""

@@ -124,12 +124,24 @@ def claim_folder(final: Path) -> Path:
 
 
 class Sink:
+    """One output. `prepare` does a frame's CPU work (quantise, colourise, encode, format) and
+    may run in a pool of workers, in any order; `write` then takes its result on one thread, in
+    frame order, and does only ordered appends. A sink with nothing heavy to do keeps the
+    default `prepare`, which hands the frame itself to `write`."""
+
     def open(self, info: RunInfo) -> None:
         self.info = info
         self.count = 0  # frames written by this run
 
-    def write(self, frame_index: int, rgb: np.ndarray, depth: np.ndarray) -> None:
+    def prepare(self, frame_index: int, rgb: np.ndarray, depth: np.ndarray):
+        return rgb, depth
+
+    def write(self, frame_index: int, payload) -> None:
         self.count += 1
+
+    def put(self, frame_index: int, rgb: np.ndarray, depth: np.ndarray) -> None:
+        """`prepare` then `write`, for a caller that writes one frame at a time."""
+        self.write(frame_index, self.prepare(frame_index, rgb, depth))
 
     def close(self, completed: bool) -> dict[str, str]:
         """Finish the output and return its result entries. `completed` is False after a
@@ -147,11 +159,14 @@ class NdjsonSink(Sink):
         self.tmp = claim_file(self.final)
         self.file = open(self.tmp, "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
 
-    def write(self, frame_index, rgb, depth):
+    def prepare(self, frame_index, rgb, depth):
         record = encode_record(depth, frame_index, self.info.video_path.name, self.info.stem, self.info.kind)
-        self.file.write(json.dumps(record) + "\n")
+        return json.dumps(record) + "\n"
+
+    def write(self, frame_index, line):
+        self.file.write(line)
         self.file.flush()
-        super().write(frame_index, rgb, depth)
+        super().write(frame_index, line)
 
     def close(self, completed):
         self.file.close()
@@ -434,7 +449,8 @@ class PointCloudSink(FolderSink):
         v, u = np.mgrid[0 : info.height, 0 : info.width].astype(np.float32)
         self.rays = ((u - info.width / 2) / info.focal_length_x).ravel(), ((v - info.height / 2) / info.focal_length_y).ravel()
 
-    def write(self, frame_index, rgb, depth):
+    def prepare(self, frame_index, rgb, depth):
+        """Each frame is a file of its own, written whole here under a temporary name."""
         info = self.info
         values = depth.ravel()
         finite = np.isfinite(values)
@@ -458,7 +474,6 @@ class PointCloudSink(FolderSink):
         writer = write_ply if info.point_cloud_format == "ply" else write_csv
         with self.saving(f"point_{frame_index:04d}.{info.point_cloud_format}") as path:
             writer(path, points, names)
-        super().write(frame_index, rgb, depth)
 
 
 def write_csv(path: Path, points: dict[str, np.ndarray], names: list[str] | None) -> None:
@@ -520,12 +535,15 @@ class NpzSink(Sink):
             raise cannot_write(self.raw_path, exc) from None
         self.indices: list[int] = []
 
-    def write(self, frame_index, rgb, depth):
+    def prepare(self, frame_index, rgb, depth):
         if depth.shape != (self.info.height, self.info.width):
             raise ValueError(f"depth of frame {frame_index} is {depth.shape}, not {(self.info.height, self.info.width)}")
-        self.raw.write(np.ascontiguousarray(depth, np.float32).tobytes())
+        return np.ascontiguousarray(depth, np.float32).tobytes()
+
+    def write(self, frame_index, data):
+        self.raw.write(data)
         self.indices.append(frame_index)
-        super().write(frame_index, rgb, depth)
+        super().write(frame_index, data)
 
     def close(self, completed):
         self.raw.close()
@@ -565,12 +583,11 @@ class ExrSink(FolderSink):
         self.exr = OpenEXR
         super().open(info)
 
-    def write(self, frame_index, rgb, depth):
+    def prepare(self, frame_index, rgb, depth):
         header = {"compression": self.exr.ZIP_COMPRESSION, "type": self.exr.scanlineimage}
         channels = {"Z": np.ascontiguousarray(depth, np.float32)}
         with self.saving(f"depth_{frame_index:05d}.exr") as path, self.exr.File(header, channels) as image:
             image.write(str(path))
-        super().write(frame_index, rgb, depth)
 
 
 def build_sinks(

@@ -85,9 +85,9 @@ def _decode(container, stream, path: Path) -> Iterator[av.VideoFrame | None]:
 
 
 def _fit(width: int, height: int, max_res: int) -> tuple[int, int]:
-    """The size whose longer side is at most `max_res` (-1: unchanged), aspect ratio kept."""
+    """The size whose longer side is at most `max_res` (<= 0: unchanged), aspect ratio kept."""
     longest = max(width, height)
-    if max_res == -1 or longest <= max_res:
+    if max_res <= 0 or longest <= max_res:
         return width, height
     scale = max_res / longest
     return max(1, round(width * scale)), max(1, round(height * scale))
@@ -221,12 +221,12 @@ class VideoSource(_Video):
         check_option("target_fps", target_fps)
         check_option("max_frames", max_frames)
         super().__init__(path, max_res)
-        self.stride = 1 if target_fps == -1 else max(1, round(self.fps / target_fps))
+        self.stride = 1 if target_fps <= 0 else max(1, round(self.fps / target_fps))
         self.output_fps = self.fps / self.stride
-        self.max_frames = max_frames
+        self.max_frames = max_frames if max_frames > 0 else -1
         total = self._facts.frame_total
         self.frame_count = None if total is None else math.ceil(total / self.stride)
-        if self.frame_count is not None and max_frames != -1:
+        if self.frame_count is not None and max_frames > 0:
             self.frame_count = min(self.frame_count, max_frames)
         self.skipped_frames = 0
         self._passes: weakref.WeakSet = weakref.WeakSet()

@@ -49,6 +49,15 @@ def per_call(device: torch.device, item_tokens: int, items: int) -> int:
     return max(1, min(items, CPU_TOKENS // item_tokens))
 
 
+def in_chunks(fn, x: torch.Tensor, step: int):
+    """fn over x in chunks of `step` along the first dimension, the results (a tensor or a
+    list of tensors) concatenated; one chunk is one call, without a copy."""
+    if step >= len(x):
+        return fn(x)
+    parts = [fn(x[i : i + step]) for i in range(0, len(x), step)]
+    return torch.cat(parts) if isinstance(parts[0], torch.Tensor) else [torch.cat(level) for level in zip(*parts)]
+
+
 def encoder_config(encoder: str) -> EncoderConfig:
     try:
         return ENCODERS[encoder]
@@ -211,6 +220,16 @@ class StreamMemory:
         stored_values[:, :, current] = values
         return stored_keys, stored_values
 
+    def export(self, model: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The stores by block name, copied to the CPU: the state a resumed stream needs."""
+        names = {module: name for name, module in model.named_modules()}
+        return {names[block]: (k.cpu().clone(), v.cpu().clone()) for block, (k, v) in self.stores.items()}
+
+    def restore(self, model: nn.Module, stores: dict, device: torch.device) -> None:
+        """Put back stores saved by `export` (in the model's dtype, on `device`)."""
+        blocks = dict(model.named_modules())
+        self.stores = {blocks[name]: (k.to(device), v.to(device)) for name, (k, v) in stores.items()}
+
 
 class TemporalAttention(nn.Module):
     """Attention along the frame axis, separately at every pixel."""
@@ -322,8 +341,7 @@ class TemporalModule(nn.Module):
         y = tt.norm(x).permute(0, 2, 3, 1)  # [B*T, h, w, C]
         y = y.reshape(b, frames, h * w, c).transpose(1, 2).reshape(b * h * w, frames, c)
         step = per_call(y.device, frames, len(y)) if memory is None else len(y)  # pixels are independent here
-        block = tt.transformer_blocks[0]
-        y = torch.cat([tt.proj_out(block(tt.proj_in(y[i : i + step]), memory)) for i in range(0, len(y), step)])
+        y = in_chunks(lambda part: tt.proj_out(tt.transformer_blocks[0](tt.proj_in(part), memory)), y, step)
         y = y.reshape(b, h * w, frames, c).transpose(1, 2)
         return x + y.reshape(n, h, w, c).permute(0, 3, 1, 2)
 
@@ -446,11 +464,7 @@ class VideoDepthAnything(nn.Module):
     def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Per-image encoder features [N, ph*pw, C] x 4: independent of the other frames."""
         n, _, h, w = images.shape
-        step = self.images_per_call(h, w, images.device, n)
-        if step >= n:
-            return self.pretrained(images)
-        parts = [self.pretrained(images[i : i + step]) for i in range(0, n, step)]
-        return [torch.cat(level) for level in zip(*parts)]
+        return in_chunks(self.pretrained, images, self.images_per_call(h, w, images.device, n))
 
     def hold_weights_in(self, dtype: torch.dtype) -> VideoDepthAnything:
         """Keep linear and convolution weights in `dtype`, cast once rather than by autocast on
