@@ -157,8 +157,8 @@ def test_cancel_stops_the_batch_and_says_what_was_left(folder, weights_dir):
 
 
 def test_bad_settings_fail_the_batch_before_any_video(folder, tmp_path):
-    with pytest.raises(ValueError, match="input_size"):
-        batch.run_many([folder], input_size=50, report=tmp_path / "r.jsonl")
+    with pytest.raises(ValueError, match="encoder must be one of vits, vitb, vitl, got 'vitg'"):
+        batch.run_many([folder], encoder="vitg", report=tmp_path / "r.jsonl")
     assert not (tmp_path / "r.jsonl").exists() and not (folder / "a").exists()
 
 
