@@ -124,8 +124,9 @@ def plan(paths: Iterable[str | Path], output_dir: str | Path | None = None) -> l
 
 
 def output_folders(videos: list[Path], output_dir: str | Path | None) -> list[Path]:
-    """One folder per video by the usual rule (`default_output_dir`), told apart where two coincide."""
-    root = str(output_dir) if output_dir else load_settings().output_dir
+    """One folder per video by the usual rule (`default_output_dir`; `output_dir` None: the
+    settings file's), told apart where two coincide."""
+    root = load_settings().output_dir if output_dir is None else str(output_dir)
     folders = [default_output_dir(video, root) for video in videos]
     groups: dict[Path, list[int]] = defaultdict(list)
     for i, folder in enumerate(folders):
@@ -377,8 +378,8 @@ def run_on_ray(jobs: list[Job], address: str, resume: bool, options: dict, ended
         ]
         if not rows:
             return []
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False
+        ray.data.DataContext.get_current().enable_progress_bars = False  # the CLI says when each video ends
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
         dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
             VideoWorker,
             fn_constructor_kwargs={"options": options, "resume": resume},

@@ -19,17 +19,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from annolid.depth.batch import VIDEO_EXTENSIONS
 from annolid.depth.errors import DepthError
 from annolid.depth.io.records import RecordIndex
 from annolid.depth.io.source import FrameReader
 from annolid.depth.settings import DepthSettings, default_output_dir, load_settings
 from annolid.depth.weights import checkpoint_key, checkpoint_path
 
+from .batch_dialog import BatchDialog
 from .images import blend, depth_image, to_pixmap
 from .run_dialog import RunDialog, depth_job, download_job
 from .settings_dialog import SettingsDialog
 
-VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.m4v *.webm *.mpg *.mpeg);;All files (*)"
+VIDEO_FILTER = f"Videos ({' '.join('*' + ext for ext in VIDEO_EXTENSIONS)});;All files (*)"
 DISPLAY_MAX_RES = 1280  # frames are shown at most this large, as depth runs by default
 
 
@@ -124,6 +126,8 @@ class MainWindow(QMainWindow):
         file_menu = self.menuBar().addMenu("&File")
         self.open_action = QAction("Open Video…", self, shortcut=QKeySequence.Open, triggered=self.choose_video)
         file_menu.addAction(self.open_action)
+        self.folder_action = QAction("Process Folder…", self, triggered=self.choose_folder)
+        file_menu.addAction(self.folder_action)
         file_menu.addAction(QAction("Quit", self, shortcut=QKeySequence.Quit, triggered=self.close))
         view_menu = self.menuBar().addMenu("&View")
         self.settings_action = QAction("Depth Settings…", self, triggered=self.edit_settings)
@@ -153,6 +157,17 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getOpenFileName(self, "Open Video", "", VIDEO_FILTER)
         if path:
             self.open_video(path)
+
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Process Folder")
+        if folder:
+            self.process_folder(folder)
+
+    def process_folder(self, folder: str | Path) -> BatchDialog:
+        """Depth for every video in `folder` with the current settings."""
+        dialog = BatchDialog(folder, self.settings(), self)
+        dialog.open()
+        return dialog
 
     def open_video(self, path: str | Path) -> bool:
         try:
