@@ -116,6 +116,10 @@ def test_output_folder_rules(tmp_path):
         tmp_path / "out" / "a_mice_avi", tmp_path / "out" / "a_mice_mp4"
     ]
     assert [j.output_dir for j in batch.plan([one, other])] == [tmp_path / "a" / "mice", tmp_path / "b" / "mice"]
+    copy_text(tmp_path / "a" / "mice" / "mice_vis.mp4")  # an earlier run's depth video is no input
+    copy_text(tmp_path / "a" / "mice" / "run.json")
+    copy_text(tmp_path / "a" / ".hidden" / "mice.mp4")
+    assert [j.video for j in batch.plan([tmp_path])] == [avi, one, other]
     assert [j.output_dir for j in batch.plan([one, other, one, avi], "out")] == [
         Path("out/a_mice_mp4"), Path("out/b_mice"), Path("out/a_mice_avi")
     ]

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg")
 INSTALL_RAY = "pip install 'annolid-depth[cluster]'"
+OUTPUT_MARKERS = ("run.json", "depth.ndjson")  # what every output folder of a run holds
 CONNECT_TIMEOUT_S = 5.0
 CPUS_PER_WORKER = 4  # a CPU actor's share when --cpus-per-worker is not given (capped at a node's CPUs)
 
@@ -81,11 +82,19 @@ def read_list(path: str | Path) -> list[Path]:
 
 
 def find_videos(folder: Path) -> list[Path]:
-    """Video files under `folder`, at any depth, by extension, in a stable (sorted) order."""
-    return sorted(
-        p for p in folder.rglob("*")
-        if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+    """Video files under `folder`, at any depth, by extension, in a stable (sorted) order.
+    Hidden entries and this package's output folders are skipped: a depth video
+    (`mice/mice_vis.mp4`) is not an input for the next batch over the same folder."""
+    found = []
+    for root, folders, files in os.walk(folder):
+        folders[:] = [name for name in folders if not name.startswith(".") and not is_output_folder(Path(root, name))]
+        found += [Path(root, name) for name in files
+                  if not name.startswith(".") and Path(name).suffix.lower() in VIDEO_EXTENSIONS]
+    return sorted(found)
+
+
+def is_output_folder(folder: Path) -> bool:
+    return any((folder / name).exists() for name in OUTPUT_MARKERS)
 
 
 def plan(paths: Iterable[str | Path], output_dir: str | Path | None = None) -> list[Job]:
