@@ -330,7 +330,7 @@ def connect(ray, address: str) -> bool:
         raise RayError(f"this process is already connected to a Ray cluster; use the address auto to run there, not {address!r}")
     try:
         ray.init(address=address, include_dashboard=False if address == "local" else None,
-                 logging_level=logging.WARNING, log_to_driver=False)
+                 logging_level=logging.WARNING)
     except ConnectionError as exc:
         raise RayError(f"cannot join a Ray cluster with address {address!r} ({exc}); "
                        "start one (ray start --head), set RAY_ADDRESS, or use --ray local") from None
