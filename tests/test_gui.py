@@ -80,15 +80,17 @@ def test_settings_dialog_saves_and_keeps_other_sections(qtbot, window, _isolated
     assert precision.currentText() == "automatic"
     precision.setCurrentIndex(precision.findData("bf16"))
     assert_not_blank(dialog, tmp_path / "settings_dialog.png")
-    dialog.widgets["input_size"].setValue(100)  # not a multiple of 14
+    dialog.widgets["device"].setText("gpu")  # not a device
     dialog.accept()
-    assert "multiple of 14" in dialog.error.text() and dialog.isVisible()
-    dialog.widgets["input_size"].setValue(518)
+    assert "device must be" in dialog.error.text() and dialog.isVisible()
+    dialog.widgets["device"].setText("")
+    dialog.widgets["input_size"].setValue(512)  # any size: rounded to the patch grid as the reference does
     dialog.accept()
     saved = yaml.safe_load(config.read_text())
     assert saved["shortcuts"] == {"close": "Ctrl+W"}
     section = saved["video_depth_anything"]
     assert (section["encoder"], section["target_fps"], section["save_depth_video"], section["custom_key"]) == ("vitb", 15, True, 3)
+    assert section["input_size"] == 512
     assert section["precision"] == "bf16"
 
 
@@ -132,8 +134,9 @@ def test_cancel_keeps_a_valid_partial_result(qtbot, window, video, weights, _iso
     with qtbot.waitSignal(dialog.finished, timeout=60_000):
         qtbot.mouseClick(dialog.cancel_button, Qt.LeftButton)
     assert dialog.result["cancelled"]
-    records = list(iter_records(video.parent / "mice" / "depth.ndjson"))
+    records = list(iter_records(video.parent / "mice" / "depth.ndjson.partial"))  # resumable, not published
     assert 1 <= len(records) < 70 and len(records) == dialog.result["frames"]
+    assert not (video.parent / "mice" / "depth.ndjson").exists()
 
 
 def test_bad_input_keeps_the_app_working(qtbot, window, video, tmp_path, weights, _isolated_home):

@@ -63,11 +63,13 @@ def test_documented_snippet_verbatim(tmp_path, media_clip, weights_dir, monkeypa
         save_point_clouds=False,
     )
 
-    assert result.get("depth_ndjson") == "outputs/mice_depth/depth.ndjson"
-    assert [r["frame_index"] for r in iter_records(result["depth_ndjson"])] == [0, 2, 4, 6]  # 24 fps -> every 2nd
+    print(result.get("depth_ndjson"))
+    assert result.get("depth_ndjson") == ["outputs/mice_depth/depth.ndjson"]  # Annolid's shape: lists of paths
+    assert [r["frame_index"] for r in iter_records(result["depth_ndjson"][0])] == [0, 2, 4, 6]  # 24 fps -> every 2nd
     assert result["fps"] == 12 and result["frames"] == 4 and result["depth_kind"] == "relative_disparity"
-    assert sorted(os.listdir(result["depth_frames"])) == [f"depth_{i:05d}.png" for i in (0, 2, 4, 6)]
-    assert Path(result["depth_visualization"]).name == "mice_vis.mp4"
+    assert result["depth_frames"] == [f"outputs/mice_depth/depth_frames/depth_{i:05d}.png" for i in (0, 2, 4, 6)]
+    assert result["depth_visualization"] == ["outputs/mice_depth/mice_vis.mp4"]
+    assert result["output_dir"] == ["outputs/mice_depth"] and result["status"] == "complete"
 
 
 @pytest.mark.parametrize("streaming", [True, False])
@@ -83,6 +85,8 @@ def test_every_output_agrees(video, weights_dir, tmp_path, streaming):
     assert result["model"] == "video_depth_anything_vits" and result["depth_unit"] is None
     assert set(result) >= {"output_dir", "depth_ndjson", "depth_visualization", "depth_frames", "point_cloud_csv", "npz", "exr"}
 
+    result = {key: value[0] if key in ("depth_ndjson", "npz", "exr", "depth_visualization") else value
+              for key, value in result.items()}
     records = list(iter_records(result["depth_ndjson"]))
     indices = [r["frame_index"] for r in records]
     assert indices == list(range(frames))
@@ -99,9 +103,9 @@ def test_every_output_agrees(video, weights_dir, tmp_path, streaming):
         stream = container.streams.video[0]
         assert sum(1 for _ in container.decode(stream)) == frames
         assert (stream.width, stream.height, float(stream.average_rate)) == (160, 90, 24.0)
-    assert sorted(os.listdir(result["depth_frames"])) == [f"depth_{i:05d}.png" for i in indices]
-    assert sorted(os.listdir(result["point_cloud_csv"])) == [f"point_{i:04d}.csv" for i in indices]
-    cloud = np.loadtxt(Path(result["point_cloud_csv"]) / "point_0003.csv", delimiter=",", skiprows=1)
+    assert result["depth_frames"] == [str(out / "depth_frames" / f"depth_{i:05d}.png") for i in indices]
+    assert result["point_cloud_csv"] == [str(out / "point_clouds" / f"point_{i:04d}.csv") for i in indices]
+    cloud = np.loadtxt(out / "point_clouds" / "point_0003.csv", delimiter=",", skiprows=1)
     depth = archive["depths"][3]
     np.testing.assert_allclose(np.sort(cloud[:, 2]), np.sort(1.0 / depth[depth > 1e-6 * depth.max()]), rtol=1e-4, atol=1e-5)
     import OpenEXR
@@ -113,7 +117,7 @@ def test_every_output_agrees(video, weights_dir, tmp_path, streaming):
 def test_rerun_replaces_results(video, weights_dir, tmp_path):
     for frames in (5, 3):
         result = run_video_depth_anything(video, tmp_path / "out", checkpoint_root=weights_dir, max_frames=frames, **SMALL)
-    assert len(Path(result["depth_ndjson"]).read_text().splitlines()) == 3
+    assert len(Path(result["depth_ndjson"][0]).read_text().splitlines()) == 3
 
 
 def test_writing_on_a_thread_gives_the_same_files(video, weights_dir, tmp_path, monkeypatch):
@@ -124,7 +128,7 @@ def test_writing_on_a_thread_gives_the_same_files(video, weights_dir, tmp_path, 
         result = run_video_depth_anything(
             video, tmp_path / str(threaded), checkpoint_root=weights_dir, streaming=False, max_frames=40, **SMALL
         )
-        texts.append(Path(result["depth_ndjson"]).read_text())
+        texts.append(Path(result["depth_ndjson"][0]).read_text())
     assert texts[0] == texts[1] and texts[0].count("\n") == 40
 
 
@@ -154,36 +158,39 @@ def test_a_failing_sink_stops_the_run_with_its_error(threaded):
 
 
 def test_callbacks_and_cancel(video, weights_dir, tmp_path):
-    progress, previews = [], []
+    frames = []
     result = run_video_depth_anything(
         video, tmp_path / "out", checkpoint_root=weights_dir, **SMALL,
-        progress_callback=lambda done, total: progress.append((done, total)),
-        preview_callback=lambda i, rgb, depth: previews.append((i, depth.shape, rgb.shape)),
-        should_cancel=lambda: len(progress) >= 4,
+        frame_callback=lambda payload: frames.append(payload),
+        should_cancel=lambda: len(frames) >= 4,
     )
-    assert result["cancelled"] and result["frames"] == 4
-    assert progress == [(1, 70), (2, 70), (3, 70), (4, 70)]
-    assert previews == [(i, (90, 160), (90, 160, 3)) for i in range(4)]
-    assert [r["frame_index"] for r in iter_records(result["depth_ndjson"])] == [0, 1, 2, 3]
+    assert result["cancelled"] and result["status"] == "cancelled"
+    # streaming runs the frames it reads ahead together: the ones already computed are kept
+    assert result["frames"] == len(frames) >= 4
+    assert [(f["frame_index"], f["frames_done"], f["frames_total"]) for f in frames[:4]] == [(i, i + 1, 70) for i in range(4)]
+    assert frames[0]["depth"].shape == (90, 160) and frames[0]["rgb"].shape == (90, 160, 3)
+    assert result["depth_ndjson"][0].endswith("depth.ndjson.partial")
+    assert [r["frame_index"] for r in iter_records(result["depth_ndjson"][0])] == list(range(len(frames)))
 
 
 def test_default_output_folders(video, weights_dir, _isolated_home):
     result = run_video_depth_anything(video, checkpoint_root=weights_dir, max_frames=2, **SMALL)
-    assert result["output_dir"] == str(video.parent / "mice")
+    assert result["output_dir"] == [str(video.parent / "mice")]
     (_isolated_home / ".labelmerc").write_text(yaml.safe_dump({"video_depth_anything": {"output_dir": str(_isolated_home / "depth")}}))
     result = run_video_depth_anything(video, checkpoint_root=weights_dir, max_frames=2, **SMALL)
-    assert result["output_dir"] == str(_isolated_home / "depth" / "mice")
+    assert result["output_dir"] == [str(_isolated_home / "depth" / "mice")]
 
 
 @pytest.mark.parametrize(
     "options,error,message",
     [
         ({"encoder": "vitg"}, ValueError, "vits, vitb, vitl"),
-        ({"input_size": 100}, ValueError, "multiple of 14"),
+        ({"input_size": 70.5}, ValueError, "input_size must be an integer"),
         ({"input_size": -14}, ValueError, "input_size"),
-        ({"max_res": 0}, ValueError, "max_res"),
-        ({"target_fps": 0}, ValueError, "target_fps"),
+        ({"max_res": "1280"}, ValueError, "max_res"),
+        ({"streaming": "false"}, ValueError, "streaming must be true or false"),
         ({"device": "tpu"}, ValueError, "device"),
+        ({"resume": "yes"}, ValueError, "resume must be true or false"),
     ],
 )
 def test_bad_arguments_fail_before_any_work(video, weights_dir, tmp_path, options, error, message):
@@ -245,6 +252,6 @@ def test_cli_interrupt_exits_130_and_keeps_records(video, weights_dir, tmp_path)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
-    assert "interrupted" in stderr and "Traceback" not in stderr
-    records = list(iter_records(out / "depth.ndjson"))
+    assert "--resume" in stderr and "Traceback" not in stderr
+    records = list(iter_records(out / "depth.ndjson.partial"))
     assert 1 <= len(records) < 70

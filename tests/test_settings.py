@@ -73,14 +73,13 @@ def test_defaults():
     "field, value, message",
     [
         ("encoder", "vitx", "encoder must be one of vits, vitb, vitl, got 'vitx'"),
-        ("input_size", 500, "input_size must be a positive multiple of 14 (e.g. 518), got 500"),
-        ("input_size", 0, "input_size must be a positive multiple of 14 (e.g. 518), got 0"),
-        ("max_res", 0, "max_res must be -1 (no limit) or an integer >= 14, got 0"),
-        ("max_res", "1280", "max_res must be -1 (no limit) or an integer >= 14, got '1280'"),
-        ("target_fps", 0, "target_fps must be -1 (every frame) or a number > 0, got 0"),
-        ("target_fps", float("nan"), "target_fps must be -1 (every frame) or a number > 0, got nan"),
-        ("max_frames", -5, "max_frames must be -1 (all frames) or an integer >= 1, got -5"),
-        ("max_frames", True, "max_frames must be -1 (all frames) or an integer >= 1, got True"),
+        ("input_size", 0, "input_size must be an integer from 1 to 2044 (518 is the trained size), got 0"),
+        ("input_size", 70.5, "input_size must be an integer from 1 to 2044 (518 is the trained size), got 70.5"),
+        ("input_size", 4000, "input_size must be an integer from 1 to 2044 (518 is the trained size), got 4000"),
+        ("max_res", "1280", "max_res must be an integer > 0, or -1 (no limit), got '1280'"),
+        ("target_fps", float("nan"), "target_fps must be a number > 0, or -1 (every frame), got nan"),
+        ("max_frames", True, "max_frames must be an integer > 0, or -1 (all frames), got True"),
+        ("streaming", "false", "streaming must be true or false, got 'false'"),
         ("focal_length_x", 0.0, "focal_length_x must be a number of pixels > 0, got 0.0"),
         ("focal_length_y", -1, "focal_length_y must be a number of pixels > 0, got -1"),
         ("point_cloud_format", "las", "point_cloud_format must be one of csv, ply, got 'las'"),
@@ -101,6 +100,8 @@ def test_validate_names_field_value_and_accepted_values(field, value, message):
     "changes",
     [
         {"device": "cuda:1", "target_fps": 7.5, "max_res": -1, "input_size": 364},
+        {"input_size": 500, "max_res": 0, "target_fps": 0, "max_frames": 0},  # Annolid's "off" is 0
+        {"input_size": 64, "max_res": 10, "target_fps": -2, "max_frames": -5},
         {"device": "mps", "encoder": "vitl", "point_cloud_format": "ply", "max_frames": 1, "max_res": 14},
         {"device": "cpu", "encoder": "vitb"},
     ],
@@ -148,7 +149,7 @@ def test_aliases_unknown_keys_and_empty_values(tmp_path):
     "line, message",
     [
         ("streaming: 'yes'", "streaming must be true or false, got 'yes'"),
-        ("max_res: big", "max_res must be -1 (no limit) or an integer >= 14, got 'big'"),
+        ("max_res: big", "max_res must be an integer > 0, or -1 (no limit), got 'big'"),
         ("encoder: vitx", "encoder must be one of vits, vitb, vitl, got 'vitx'"),
         ("output_dir: 3", "output_dir must be a string (empty for the default), got 3"),
     ],
@@ -232,3 +233,23 @@ def test_run_kwargs():
     expected = {**DEFAULTS, "encoder": "vitl", "max_frames": 10, "checkpoint_root": "/weights", "device": None, "precision": None}
     del expected["output_dir"]
     assert settings.run_kwargs() == expected
+
+
+def test_off_values_normalise_to_minus_one():
+    settings = DepthSettings(max_res=0, target_fps=0, max_frames=-7).normalized()
+    assert (settings.max_res, settings.target_fps, settings.max_frames) == (-1, -1, -1)
+    assert DepthSettings(max_res=900).normalized().max_res == 900
+
+
+def test_unknown_keys_warn_with_the_closest_name(tmp_path, caplog):
+    config = tmp_path / "labelmerc"
+    config.write_text("video_depth_anything:\n  encodr: vitb\n")
+    assert load_settings(config) == DepthSettings()
+    assert "encodr" in caplog.text and "did you mean encoder?" in caplog.text
+
+
+def test_a_config_that_is_not_utf8_names_the_file(tmp_path):
+    config = tmp_path / "labelmerc"
+    config.write_bytes(b"video_depth_anything:\n  output_dir: /caf\xe9\n")
+    with pytest.raises(ValueError, match=f"^{config} is not UTF-8 text"):
+        load_settings(config)

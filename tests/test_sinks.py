@@ -17,6 +17,7 @@ from annolid.depth.errors import OutputError
 from annolid.depth.io.records import iter_records
 from annolid.depth.io.sinks import (
     BYTES,
+    SINKS,
     DepthVideoSink,
     NdjsonSink,
     PointCloudSink,
@@ -24,7 +25,10 @@ from annolid.depth.io.sinks import (
     build_sinks,
     csv_rows,
     label_cells,
+    partial,
+    publish,
 )
+from annolid.depth.settings import DepthSettings
 
 H, W = 30, 41  # odd width: the video sink must pad it
 EVERY_OUTPUT = {f"save_{name}": True for name in ("depth_video", "depth_frames", "point_clouds", "npz", "exr")}
@@ -40,24 +44,37 @@ def rgb_frame(i: int) -> np.ndarray:
     return np.random.default_rng(i).integers(0, 256, (H, W, 3), dtype=np.uint8)
 
 
-def run_info(out: Path, stem: str = "clip", **fields) -> RunInfo:
-    return RunInfo(video_path=out.parent / f"{stem}.mp4", output_dir=out, stem=stem, width=W, height=H, fps=12.5, **fields)
+def run_info(out: Path, stem: str = "clip", **settings) -> RunInfo:
+    return RunInfo(video_path=out.parent / f"{stem}.mp4", output_dir=out, stem=stem, width=W, height=H, fps=12.5,
+                   settings=DepthSettings(**settings))
+
+
+def finish(sinks, completed: bool = True) -> dict:
+    """Close every sink and, for a completed run that wrote frames, publish its outputs as the
+    run folder does; returns each output's path (the partial one when not published)."""
+    results = {}
+    for sink in sinks:
+        sink.close(completed)
+    for sink in sinks:
+        if completed and sink.count:
+            publish(sink.tmp, sink.final)
+        path = sink.final if completed else sink.tmp
+        if path.exists():
+            results[sink.result_key] = str(path)
+    return results
 
 
 def run_sinks(out: Path, count: int = 5, depths: list[np.ndarray] | None = None, completed: bool = True, **options) -> dict:
     """One run as the runner makes it: open all, write each frame to each, close in order."""
     out.mkdir(parents=True, exist_ok=True)
-    info = run_info(out, **{k: options.pop(k) for k in list(options) if k in RunInfo.__dataclass_fields__})
-    sinks = build_sinks(info, **options)
+    info = run_info(out, **options)
+    sinks = build_sinks(info)
     for sink in sinks:
         sink.open(info)
     for i, depth in enumerate(depth_frames(count) if depths is None else depths):
         for sink in sinks:
             sink.put(2 * i, rgb_frame(i), depth)
-    results = {}
-    for sink in sinks:
-        results.update(sink.close(completed))
-    return results
+    return finish(sinks, completed)
 
 
 def step(depth: np.ndarray) -> float:
@@ -98,7 +115,7 @@ def test_a_killed_run_leaves_complete_lines_and_the_previous_results(tmp_path):
     assert not partial.exists() and len((out / "depth.ndjson").read_text().splitlines()) == 1
 
 
-def test_rerun_replaces_every_output_and_an_empty_run_keeps_them(tmp_path):
+def test_rerun_replaces_every_output(tmp_path):
     out = tmp_path / "out"
     run_sinks(out, count=5, **EVERY_OUTPUT)
     results = run_sinks(out, count=3, **EVERY_OUTPUT)
@@ -108,16 +125,15 @@ def test_rerun_replaces_every_output_and_an_empty_run_keeps_them(tmp_path):
         assert len(list(Path(results[key]).iterdir())) == 3, key  # no file of the first run left
     with av.open(results["depth_visualization"]) as container:
         assert sum(1 for _ in container.decode(video=0)) == 3
-    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    assert run_sinks(out, count=0, **EVERY_OUTPUT) == results
-    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # nothing rewritten, no temporaries
 
 
-def test_a_cancelled_run_keeps_what_it_wrote(tmp_path):
+def test_a_cancelled_run_keeps_what_it_wrote_under_partial_names(tmp_path):
     results = run_sinks(tmp_path / "out", count=2, completed=False, **EVERY_OUTPUT)
     assert set(results) == {"depth_ndjson", "depth_visualization", "depth_frames", "point_cloud_csv", "npz", "exr"}
+    assert all(path.endswith(".partial") for path in results.values())
     assert [r["frame_index"] for r in iter_records(results["depth_ndjson"])] == [0, 2]
-    assert not list((tmp_path / "out").glob("*.partial"))
+    assert sorted(p.name for p in Path(results["depth_frames"]).iterdir()) == []  # rendered only at the end
+    assert len(list(Path(results["point_cloud_csv"]).iterdir())) == 2
 
 
 # --------------------------------------------------------------------------- rendered outputs
@@ -146,7 +162,7 @@ def test_depth_video_keeps_a_fractional_rate(tmp_path, codec, decoded_as):
     for i, depth in enumerate(depth_frames(4)):
         for sink in sinks:
             sink.put(i, rgb_frame(i), depth)
-    path = [sink.close(True) for sink in sinks][1]["depth_visualization"]
+    path = finish(sinks)["depth_visualization"]
     with av.open(path) as container:
         stream = container.streams.video[0]
         assert sum(1 for _ in container.decode(stream)) == 4
@@ -293,8 +309,9 @@ def test_missing_openexr_is_a_clear_error_at_open(tmp_path):
         "from pathlib import Path\n"
         "from annolid.depth.io.sinks import RunInfo, build_sinks\n"
         "from annolid.depth.errors import OutputError\n"
-        f"info = RunInfo(Path('v.mp4'), Path({str(tmp_path)!r}), 'v', 4, 4, 10.0)\n"
-        "try:\n    [s.open(info) for s in build_sinks(info, save_exr=True)]\n"
+        "from annolid.depth.settings import DepthSettings\n"
+        f"info = RunInfo(Path('v.mp4'), Path({str(tmp_path)!r}), 'v', 4, 4, 10.0, DepthSettings(save_exr=True))\n"
+        "try:\n    [s.open(info) for s in build_sinks(info)]\n"
         "except OutputError as e:\n    print(e)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -311,8 +328,8 @@ def test_missing_openexr_is_a_clear_error_at_open(tmp_path):
 ])
 def test_a_file_where_an_output_folder_goes(tmp_path, output, blocker, message):
     (tmp_path / blocker).write_text("in the way")
-    info = run_info(tmp_path)
-    sink = build_sinks(info, **{output: True})[1]
+    info = run_info(tmp_path, **{output: True})
+    sink = build_sinks(info)[1]
     with pytest.raises(OutputError, match=message):
         sink.open(info)
 
@@ -322,8 +339,8 @@ def test_a_file_where_an_output_folder_goes(tmp_path, output, blocker, message):
 ])
 def test_a_folder_where_an_output_file_goes(tmp_path, output, blocker):
     (tmp_path / blocker).mkdir()
-    info = run_info(tmp_path)
-    sink = build_sinks(info, **({output: True} if output else {}))[-1]
+    info = run_info(tmp_path, **({output: True} if output else {}))
+    sink = build_sinks(info)[-1]
     with pytest.raises(OutputError, match=f"{blocker} is a folder"):
         sink.open(info)
 
@@ -331,36 +348,35 @@ def test_a_folder_where_an_output_file_goes(tmp_path, output, blocker):
 @pytest.mark.parametrize("output", [None, *EVERY_OUTPUT])
 def test_an_output_folder_that_is_a_file(tmp_path, output):
     (tmp_path / "out").write_text("not a folder")
-    info = run_info(tmp_path / "out" / "deeper")
-    sink = build_sinks(info, **({output: True} if output else {}))[-1]
+    info = run_info(tmp_path / "out" / "deeper", **({output: True} if output else {}))
+    sink = build_sinks(info)[-1]
     with pytest.raises(OutputError, match=re.escape(f"{tmp_path / 'out'} is a file, not a folder")):
         sink.open(info)
 
 
 def test_sinks_create_a_missing_output_folder(tmp_path):
-    info = run_info(tmp_path / "new" / "out")
-    for sink in build_sinks(info, **EVERY_OUTPUT):
+    info = run_info(tmp_path / "new" / "out", **EVERY_OUTPUT)
+    for sink in build_sinks(info):
         sink.open(info)
         sink.close(False)
-    assert (tmp_path / "new" / "out").is_dir() and not list((tmp_path / "new" / "out").iterdir())
+    assert all(p.name.endswith(".partial") for p in (tmp_path / "new" / "out").iterdir())
 
 
 def test_leftovers_of_a_killed_run_are_cleared(tmp_path):
     (tmp_path / "point_clouds.partial").mkdir()
     (tmp_path / "point_clouds.partial" / "point_0007.csv").write_text("old")
     (tmp_path / "depth.ndjson.partial").mkdir()  # even a folder under a temporary name
-    info = run_info(tmp_path)
-    sinks = build_sinks(info, save_point_clouds=True)
+    info = run_info(tmp_path, save_point_clouds=True)
+    sinks = build_sinks(info)
     for sink in sinks:
         sink.open(info)
     assert list((tmp_path / "point_clouds.partial").iterdir()) == []
+    assert (tmp_path / "depth.ndjson.partial").is_file() and (tmp_path / "depth.ndjson.partial").stat().st_size == 0
     sinks[0].close(False)
     sinks[1].close(False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_ndjson_comes_first():
-    info = run_info(Path("out"))
-    kinds = [type(s).__name__ for s in build_sinks(info, **EVERY_OUTPUT)]
-    assert kinds[0] == "NdjsonSink" and len(kinds) == 6
-    assert isinstance(build_sinks(info, save_point_clouds=True)[1], PointCloudSink)
+    kinds = [type(s).__name__ for s in build_sinks(run_info(Path("out"), **EVERY_OUTPUT))]
+    assert kinds[0] == "NdjsonSink" and len(kinds) == len(SINKS)
+    assert isinstance(build_sinks(run_info(Path("out"), save_point_clouds=True))[1], PointCloudSink)

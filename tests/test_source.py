@@ -246,11 +246,10 @@ def test_files_that_are_not_videos(tmp_path):
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        ({"target_fps": 0}, "target_fps must be -1 (every frame) or a number > 0, got 0"),
-        ({"target_fps": -2}, "target_fps must be -1 (every frame) or a number > 0, got -2"),
-        ({"max_frames": 0}, "max_frames must be -1 (all frames) or an integer >= 1, got 0"),
-        ({"max_frames": 2.5}, "max_frames must be -1 (all frames) or an integer >= 1, got 2.5"),
-        ({"max_res": 10}, "max_res must be -1 (no limit) or an integer >= 14, got 10"),
+        ({"target_fps": float("nan")}, "target_fps must be a number > 0, or -1 (every frame), got nan"),
+        ({"target_fps": "15"}, "target_fps must be a number > 0, or -1 (every frame), got '15'"),
+        ({"max_frames": 2.5}, "max_frames must be an integer > 0, or -1 (all frames), got 2.5"),
+        ({"max_res": True}, "max_res must be an integer > 0, or -1 (no limit), got True"),
     ],
 )
 def test_out_of_range_arguments(clip, arguments, message):

@@ -9,6 +9,7 @@ finish the folder exactly once.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -33,7 +34,9 @@ CPUS_PER_WORKER = 4  # a CPU actor's share when --cpus-per-worker is not given (
 # statuses of a record; "not started" videos were left when the batch was stopped
 COMPLETE, SKIPPED, FAILED, CANCELLED, NOT_STARTED = "complete", "skipped", "failed", "cancelled", "not started"
 
-BatchProgress = Callable[[int, Path, int, "int | None"], None]  # video number, video, frames done, total
+# video number, video, and the runner's per-frame payload (frames_done, frames_total, depth, ...)
+# or None as the video starts
+BatchProgress = Callable[[int, Path, "dict | None"], None]
 
 
 class BatchInterrupted(KeyboardInterrupt):
@@ -177,24 +180,34 @@ def check_options(options: dict) -> None:
 
 
 def run_one(job: Job, resume: bool, options: dict, progress=None, should_cancel=None) -> dict:
-    """Depth for one video of a batch; every failure becomes the record's error."""
+    """Depth for one video of a batch; every failure becomes the record's error.
+
+    `progress(payload)` gets the runner's per-frame payload. A complete result for which
+    no frame was computed is a complete run found in the folder by `resume`: "skipped"."""
     from .runner import run_video_depth_anything  # torch loads with the first video, not with the batch
 
     if job.error is not None:
         return record(job.video, FAILED, error=job.error)
+    computed = False
+
+    def on_frame(payload: dict) -> None:
+        nonlocal computed
+        computed = True
+        if progress is not None:
+            progress(payload)
+
     started = time.perf_counter()
     try:
         result = run_video_depth_anything(
-            job.video, job.output_dir, progress_callback=progress, should_cancel=should_cancel,
-            **({"resume": True} if resume else {}), **options,
+            job.video, job.output_dir, resume=resume, frame_callback=on_frame, should_cancel=should_cancel, **options
         )
     except (DepthError, ValueError) as exc:
         return record(job.video, FAILED, job.output_dir, seconds=time.perf_counter() - started, error=str(exc))
-    except Exception as exc:  # out of memory, a decoder crash, a full disk: this video fails, the batch goes on
+    except Exception as exc:  # out of memory, a decoder crash: this video fails, the batch goes on
         log.debug("%s failed", job.video, exc_info=True)
         error = f"{type(exc).__name__}: {exc}"
         return record(job.video, FAILED, job.output_dir, seconds=time.perf_counter() - started, error=error)
-    status = CANCELLED if result.get("cancelled") else SKIPPED if result.get("already_complete") else COMPLETE
+    status = CANCELLED if result["cancelled"] else COMPLETE if computed or not result["frames"] else SKIPPED
     return record(job.video, status, job.output_dir, result["frames"], time.perf_counter() - started)
 
 
@@ -247,8 +260,8 @@ def run_here(jobs: list[Job], resume: bool, options: dict, ended, progress, shou
             break
         report_progress = None
         if progress is not None:
-            progress(number, job.video, 0, None)
-            report_progress = lambda done, total, number=number, video=job.video: progress(number, video, done, total)  # noqa: E731
+            progress(number, job.video, None)
+            report_progress = functools.partial(progress, number, job.video)
         try:
             records[number] = run_one(job, resume, options, report_progress, should_cancel)
         except KeyboardInterrupt:

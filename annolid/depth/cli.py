@@ -1,51 +1,32 @@
 """`annolid-depth PATH [PATH ...]`: depth for videos and folders of videos from the command line.
 
 Defaults come from the `video_depth_anything` section of ~/.labelmerc, so the command
-line, the GUI and the settings file agree. The videos run as one batch (`batch.run_many`),
-here or on a Ray cluster, and end with a summary table. Exit codes: 0 every video done,
-1 any failed, 130 interrupted.
+line, the GUI and the settings file agree; every flag is generated from the options'
+declarations in `settings.py`. The videos run as one batch (`batch.run_many`), here or on
+a Ray cluster, and end with a summary table. Exit codes: 0 every video done, 1 any failed,
+130 interrupted.
+
+Ctrl-C (or SIGTERM, as sent by `timeout`, `docker stop` and job schedulers) stops after
+the frames already computed and saves a resume point; a second one stops at once. Either
+way `--resume` continues the run. On Ray, the first Ctrl-C stops the batch at once.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
-from dataclasses import fields
+import threading
 from pathlib import Path
 
-from .batch import COMPLETE, CPUS_PER_WORKER, FAILED, INSTALL_RAY, SKIPPED, BatchInterrupted, read_list, run_many
+from .batch import (
+    CANCELLED, COMPLETE, CPUS_PER_WORKER, FAILED, INSTALL_RAY, SKIPPED, BatchInterrupted, read_list, run_many,
+)
 from .errors import DepthError
-from .settings import ENCODERS, POINT_CLOUD_FORMATS, PRECISIONS, DepthSettings, config_path, load_settings
+from .settings import FIELDS, OPTIONS, DepthSettings, config_path, load_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-HELP = {
-    "encoder": "model size: vits (fast), vitb, vitl (best)",
-    "metric": "use the metric checkpoints (depth in metres) instead of relative disparity",
-    "input_size": "network input size for the short side, a multiple of 14",
-    "max_res": "downscale frames so the longer side is at most this many pixels (-1: never)",
-    "target_fps": "process this many frames per second of video (-1: every frame)",
-    "max_frames": "stop after this many processed frames (-1: all)",
-    "streaming": "streaming mode (one frame at a time) instead of 32-frame windows",
-    "fp32": "force FP32 on GPUs (default there: FP16)",
-    "precision": "fp32, bf16 (CPUs with AVX512-BF16 or AMX: about twice as fast, about 1%% of the depth "
-    "range off) or fp16 (GPUs); default: fp32 on CPUs, fp16 on GPUs",
-    "grayscale": "grayscale instead of the inferno colour map for the depth video and frames",
-    "save_depth_video": "write <stem>_vis.mp4",
-    "save_depth_frames": "write depth_frames/depth_NNNNN.png",
-    "save_point_clouds": "write point_clouds/point_NNNN.csv (or .ply)",
-    "point_cloud_format": "point cloud file format",
-    "save_npz": "write <stem>_depths.npz",
-    "save_exr": "write <stem>_depths_exr/ (needs the OpenEXR package)",
-    "include_region_labels": "label point cloud points with LabelMe polygons from <video folder>/<stem>/",
-    "output_dir": "output folder for one video; with several videos, one subfolder per video stem "
-    "(default: next to the video, named after its stem, or <video_depth_anything.output_dir>/<stem>)",
-    "focal_length_x": "focal length in pixels for point clouds",
-    "focal_length_y": "focal length in pixels for point clouds",
-    "checkpoint_root": "folder with the .pth checkpoints (default: the package's checkpoints folder)",
-    "device": "cpu, cuda, cuda:N or mps (default: cuda, then mps, then cpu)",
-}
-CHOICES = {"encoder": list(ENCODERS), "point_cloud_format": list(POINT_CLOUD_FORMATS), "precision": list(PRECISIONS)}
 
 
 def build_parser(defaults: DepthSettings) -> argparse.ArgumentParser:
@@ -53,28 +34,32 @@ def build_parser(defaults: DepthSettings) -> argparse.ArgumentParser:
         prog="annolid-depth",
         description="Per-frame depth for videos with Video Depth Anything. "
         f"Defaults come from the video_depth_anything section of {config_path()}.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("paths", nargs="*", metavar="PATH",
                         help="video files, or folders searched (with their subfolders) for video files")
-    for field in fields(DepthSettings):
-        flag = "--" + field.name.replace("_", "-")
-        default = getattr(defaults, field.name)
-        kwargs = {"default": default, "help": HELP[field.name]}
-        if field.name == "output_dir":
-            kwargs["default"] = None  # the runner applies the settings file's output_dir per video
-        if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+    for name, option in OPTIONS.items():
+        flag = "--" + name.replace("_", "-")
+        kind, default = FIELDS[name], getattr(defaults, name)
+        text = option.help.replace("%", "%%")
+        if option.off:
+            text += f"; 0 or -1: {option.off}"
+        if name == "output_dir":
+            default = None  # the runner applies the settings file's output_dir per video
+        elif default not in ("", None):
+            text += f" (default: {str(default).lower() if kind is bool else default})"
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
         else:
-            kind = {"target_fps": float, "focal_length_x": float, "focal_length_y": float}.get(field.name, type(default))
-            parser.add_argument(flag, type=kind, choices=CHOICES.get(field.name), **kwargs)
+            choices = [value for value, _ in option.choices if value] or None
+            parser.add_argument(flag, type=kind, choices=choices, default=default, help=text)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an unfinished run in the output folder; a complete one with the same "
+                        "video and settings is kept as is and skipped without loading the model")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     batch = parser.add_argument_group("batches")
     batch.add_argument("--from-list", metavar="FILE", action="append", default=[],
                        help="a text file of video or folder paths, one a line (relative to the file's folder)")
     batch.add_argument("--report", metavar="FILE", help="append one JSON line per video to FILE as each ends")
-    batch.add_argument("--resume", action="store_true",
-                       help="skip videos whose folder holds a complete run with these settings; continue unfinished ones")
     batch.add_argument("--ray", metavar="ADDRESS",
                        help="run the videos on a Ray cluster: auto, ray://HOST:PORT, HOST:PORT or local "
                        f"(needs {INSTALL_RAY}; every node must see the videos and output folders)")
@@ -84,32 +69,64 @@ def build_parser(defaults: DepthSettings) -> argparse.ArgumentParser:
     return parser
 
 
-def progress_bar(video: Path, quiet: bool):
-    """A tqdm bar with frames/s and ETA, fed by the runner's progress callback."""
-    from tqdm import tqdm
+class ProgressBar:
+    """A tqdm bar with frames/s and ETA, shown from the first processed frame on."""
 
-    bar = tqdm(desc=video.name, unit="frame", disable=quiet, dynamic_ncols=True)
+    def __init__(self, video: Path, quiet: bool):
+        self.video, self.quiet, self.bar = video, quiet, None
 
-    def update(done: int, total: int | None) -> None:
-        if total is not None and bar.total != max(total, done):
-            bar.total = max(total, done)
-        bar.update(done - bar.n)
+    def __call__(self, payload: dict) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
 
-    return bar, update
+            self.bar = tqdm(desc=self.video.name, unit="frame", dynamic_ncols=True, initial=payload["frames_done"] - 1)
+        total = payload["frames_total"]
+        if total is not None and self.bar.total != total:
+            self.bar.total = total
+        self.bar.update(payload["frames_done"] - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class Interrupts:
+    """SIGINT and SIGTERM: the first asks the run to stop after the frames already computed,
+    the second stops it at once (KeyboardInterrupt)."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+
+    def __enter__(self):
+        self.previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, *_):
+        if self.stop.is_set():
+            raise KeyboardInterrupt
+        self.stop.set()
+        print("\nannolid-depth: stopping after the frames already computed (again to stop at once)",
+              file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc_info):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 class BatchBars:
     """One progress bar per video of a batch, each closed when the next video starts."""
 
     def __init__(self, quiet: bool):
-        self.quiet, self.number, self.bar, self.update = quiet, None, None, None
+        self.quiet, self.bar = quiet, None
 
-    def __call__(self, number: int, video: Path, done: int, total: int | None) -> None:
-        if number != self.number:
+    def __call__(self, number: int, video: Path, payload: dict | None) -> None:
+        if payload is None:  # the next video starts
             self.close()
-            self.number = number
-            self.bar, self.update = progress_bar(video, self.quiet)
-        self.update(done, total)
+            self.bar = ProgressBar(video, self.quiet)
+        else:
+            self.bar(payload)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -139,45 +156,6 @@ def summary(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    try:
-        defaults = load_settings()
-    except ValueError as exc:
-        print(f"annolid-depth: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    args = build_parser(defaults).parse_args(argv)
-
-    if not args.paths and not args.from_list:
-        print("annolid-depth: give at least one video or folder (or --from-list FILE)", file=sys.stderr)
-        return EXIT_USAGE
-    options = {f.name: getattr(args, f.name) for f in fields(DepthSettings)}
-    output_root = options.pop("output_dir")
-    options = {k: (v if v != "" else None) for k, v in options.items()}
-    bars = BatchBars(args.quiet) if args.ray is None else None
-    try:
-        paths = [*args.paths, *(p for name in args.from_list for p in read_list(name))]
-        records = run_many(
-            paths, output_dir=output_root, resume=args.resume, report=args.report, ray_address=args.ray,
-            gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker, progress=bars,
-            on_record=lambda entry: announce(entry, bars), **options,
-        )
-    except BatchInterrupted as stop:
-        if bars is not None:
-            bars.close()
-        print(summary(stop.records))
-        print("annolid-depth: interrupted; the frames written so far are kept (--resume continues)", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (DepthError, ValueError) as exc:
-        print(f"annolid-depth: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    finally:
-        if bars is not None:
-            bars.close()
-    print(summary(records))
-    return EXIT_OK if all(entry["status"] in (COMPLETE, SKIPPED) for entry in records) else EXIT_FAILED
-
-
 def announce(entry: dict, bars: BatchBars | None) -> None:
     """Failures on stderr as they happen; on Ray, which shows no bars, every video as it ends."""
     if entry["status"] == FAILED:
@@ -186,6 +164,48 @@ def announce(entry: dict, bars: BatchBars | None) -> None:
         print(f"annolid-depth: {entry['path']}: {entry['error']}", file=sys.stderr)
     elif bars is None:
         print(f"annolid-depth: {entry['path']}: {entry['status']}, {entry['frames']} frames", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        defaults = load_settings()
+    except ValueError as exc:
+        print(f"annolid-depth: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    args = build_parser(defaults).parse_args(argv)
+    if not args.paths and not args.from_list:
+        print("annolid-depth: give at least one video or folder (or --from-list FILE)", file=sys.stderr)
+        return EXIT_USAGE
+
+    options = {name: getattr(args, name) for name in OPTIONS}
+    output_root = options.pop("output_dir")
+    options = {k: (v if v != "" else None) for k, v in options.items()}
+    here = args.ray is None
+    bars = BatchBars(args.quiet) if here else None
+    interrupted = False
+    with Interrupts() if here else contextlib.nullcontext() as interrupts:
+        try:
+            paths = [*args.paths, *(p for name in args.from_list for p in read_list(name))]
+            records = run_many(
+                paths, output_dir=output_root, resume=args.resume, report=args.report, ray_address=args.ray,
+                gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker, progress=bars,
+                should_cancel=interrupts.stop.is_set if here else None,
+                on_record=lambda entry: announce(entry, bars), **options,
+            )
+        except BatchInterrupted as stop:
+            records, interrupted = stop.records, True
+        except (DepthError, ValueError) as exc:
+            print(f"annolid-depth: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        finally:
+            if bars is not None:
+                bars.close()
+    print(summary(records))
+    if interrupted or any(entry["status"] == CANCELLED for entry in records):
+        print("annolid-depth: interrupted; run again with --resume to go on", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK if all(entry["status"] in (COMPLETE, SKIPPED) for entry in records) else EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -1,36 +1,51 @@
 """`run_video_depth_anything`: video in, depth outputs on disk.
 
-Wires a `VideoSource` to an engine and the engine to the sinks. Everything that can be
-checked before inference (arguments, video, output folder, optional packages, weights) is
-checked first, so a bad argument never costs a model load or leaves partial output.
+Wires a `VideoSource` to an engine and the engine to the sinks, inside a `RunFolder` that
+locks the output folder, describes the run in `run.json`, saves resume points and publishes
+the outputs once the run completes. Everything that can be checked before inference
+(arguments, video, output folder, optional packages, weights) is checked first, so a bad
+argument never costs a model load or leaves partial output.
+
+The signature is Annolid's, parameter for parameter and in its order, so Annolid's own code
+and scripts drive this package unchanged; everything this package adds is keyword-only.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
+import itertools
 import logging
 import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .engine import offline_depth, pick_device, pick_precision, reuse_freed_memory, streaming_depth
+from .engine import OfflineEngine, StreamingEngine, pick_device, pick_precision, reuse_freed_memory
 from .engine.device import DTYPES
 from .errors import OutputError
-from .io.sinks import RunInfo, build_sinks
+from .io.records import KINDS
+from .io.run_folder import RunFolder, now, video_fingerprint
+from .io.sinks import ResumePoint, RunInfo, build_sinks, colorize, output_names, partial
 from .io.source import VideoSource
 from .model import VideoDepthAnything
 from .settings import DepthSettings, default_output_dir, load_settings
-from .weights import checkpoint_key, ensure_checkpoint, load_weights
+from .weights import checkpoint_key, checkpoint_sha256, ensure_checkpoint, load_weights
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[int, "int | None"], None]
-PreviewCallback = Callable[[int, np.ndarray, np.ndarray], None]
+RECORD_EVERY_S = 2.0  # run.json's frame count is at most this old
+CHECKPOINT_MIN_S = 2.0  # resume points are saved at most this often ...
+CHECKPOINT_COST = 10  # ... and at most as often as keeps saving them under 1/10 of the run
+# Settings that change neither the numbers nor the outputs, so a resume may differ in them.
+NOT_IDENTITY = ("output_dir", "checkpoint_root", "device", "fp32", "precision")
 
 
 def run_video_depth_anything(
@@ -44,140 +59,73 @@ def run_video_depth_anything(
     metric: bool = False,
     fp32: bool = False,
     grayscale: bool = False,
-    save_depth_video: bool = False,
-    save_depth_frames: bool = False,
-    save_point_clouds: bool = False,
     save_npz: bool = False,
     save_exr: bool = False,
     focal_length_x: float = 470.4,
     focal_length_y: float = 470.4,
     checkpoint_root: str | Path | None = None,
-    include_region_labels: bool = False,
+    progress_callback: Callable[[int], None] | None = None,
+    preview_callback: Callable[[dict], None] | None = None,
     streaming: bool = True,
+    save_depth_video: bool = False,
+    save_depth_frames: bool = False,
+    save_point_clouds: bool = False,
+    include_region_labels: bool = False,
     *,
     max_frames: int | None = None,
     point_cloud_format: str = "csv",
     device: str | None = None,
     precision: str | None = None,
-    progress_callback: ProgressCallback | None = None,
-    preview_callback: PreviewCallback | None = None,
+    resume: bool = False,
+    frame_callback: Callable[[dict], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    stop_event: threading.Event | None = None,
 ) -> dict:
     """Estimate depth for every processed frame of `input_video` and write the outputs.
 
-    `max_frames` is an alias of `max_len`. `output_dir` defaults to a folder next to the
-    video named after its stem (or `<video_depth_anything.output_dir>/<stem>` when set in
-    ~/.labelmerc). Relative models give disparity (larger = nearer, unknown scale and
-    shift); metric models give metres. Returns the output paths and the run's facts; a
-    cancelled run returns what it wrote with `cancelled: True`.
+    `output_dir` defaults to a folder next to the video named after its stem (or
+    `<video_depth_anything.output_dir>/<stem>` when set in ~/.labelmerc). `max_frames` is an
+    alias of `max_len`; 0 or -1 for `max_len`, `max_res` and `target_fps` mean no limit.
+
+    Callbacks each take one argument: `progress_callback(percent)` an int 0-100 that never
+    decreases and ends at 100 on a completed run; `preview_callback(payload)` and
+    `frame_callback(payload)` a dict per frame with `frame_index`, `frames_done`,
+    `frames_total` (None when unknown), `rgb`, `depth` (float32) and `depth_kind`; the
+    preview payload adds `overlay` (colour depth, uint8 RGB, range from the 1st to the 99th
+    percentile) and `depth_stats`. `should_cancel()` or a set `stop_event` ends the run as a
+    cancel: what was done stays, and `resume=True` continues it. `resume=True` returns a
+    complete run with the same video, settings and model at once.
+
+    Relative models give disparity (larger = nearer, unknown scale and shift); metric models
+    give metres. Returns Annolid's entries (lists of paths: `output_dir`, `depth_ndjson`, ...)
+    and the run's facts (`status`, `frames`, `fps`, ...).
     """
     settings = DepthSettings(
-        encoder=encoder,
-        metric=bool(metric),
-        input_size=int(input_size),
-        max_res=int(max_res),
-        target_fps=target_fps,
-        max_frames=int(max_len if max_frames is None else max_frames),
-        streaming=bool(streaming),
-        fp32=bool(fp32),
-        precision=precision or "",
-        grayscale=bool(grayscale),
-        save_depth_video=bool(save_depth_video),
-        save_depth_frames=bool(save_depth_frames),
-        save_point_clouds=bool(save_point_clouds),
-        point_cloud_format=point_cloud_format,
-        save_npz=bool(save_npz),
-        save_exr=bool(save_exr),
-        include_region_labels=bool(include_region_labels),
-        focal_length_x=float(focal_length_x),
-        focal_length_y=float(focal_length_y),
-    )
-    settings.validate()
-    torch_device = pick_device(device)
+        encoder=encoder, metric=metric, input_size=input_size, max_res=max_res, target_fps=target_fps,
+        max_frames=max_len if max_frames is None else max_frames, streaming=streaming, fp32=fp32,
+        precision=precision or "", grayscale=grayscale, save_depth_video=save_depth_video,
+        save_depth_frames=save_depth_frames, save_point_clouds=save_point_clouds,
+        point_cloud_format=point_cloud_format, save_npz=save_npz, save_exr=save_exr,
+        include_region_labels=include_region_labels, focal_length_x=focal_length_x, focal_length_y=focal_length_y,
+        checkpoint_root=str(checkpoint_root or ""), device=device or "",
+    ).normalized()
+    if not isinstance(resume, bool):
+        raise ValueError(f"resume must be true or false, got {resume!r}")
+    torch_device = pick_device(settings.device or None)
     run_precision = pick_precision(torch_device, settings.fp32, settings.precision or None)
-
-    source = VideoSource(input_video, settings.target_fps, settings.max_frames, settings.max_res)
-    with source, reuse_freed_memory():
-        checkpoint = ensure_checkpoint(settings.encoder, settings.metric, checkpoint_root)
+    with VideoSource(input_video, settings.target_fps, settings.max_frames, settings.max_res) as source:
+        checkpoint = ensure_checkpoint(settings.encoder, settings.metric, settings.checkpoint_root or None)
         out = Path(output_dir) if output_dir else default_output_dir(source.path, load_settings().output_dir)
         prepare_output_dir(out)
-        info = RunInfo(
-            video_path=Path(source.path),
-            output_dir=out,
-            stem=Path(source.path).stem,
-            width=source.width,
-            height=source.height,
-            fps=source.output_fps,
-            total_frames=source.frame_count,
-            metric=settings.metric,
-            grayscale=settings.grayscale,
-            focal_length_x=settings.focal_length_x,
-            focal_length_y=settings.focal_length_y,
-            include_region_labels=settings.include_region_labels,
-            point_cloud_format=settings.point_cloud_format,
-        )
-        sinks = build_sinks(
-            info,
-            save_depth_video=settings.save_depth_video,
-            save_depth_frames=settings.save_depth_frames,
-            save_point_clouds=settings.save_point_clouds,
-            save_npz=settings.save_npz,
-            save_exr=settings.save_exr,
-        )
-        done, cancelled, started = 0, False, time.perf_counter()
-        opened: list = []
-        results: dict = {}
-        frames = decoded = writer = None
-        finished = False
-        try:
-            for sink in sinks:  # opening checks optional packages and folders, before the model loads
-                sink.open(info)
-                opened.append(sink)
-            modified = checkpoint.stat().st_mtime_ns
-            model = load_model(str(checkpoint), modified, settings.encoder, settings.metric, str(torch_device), run_precision)
-            engine = streaming_depth if settings.streaming else offline_depth
-            decoded = prefetched(source)
-            frames = engine(model, decoded, settings.input_size, torch_device, run_precision)
-            writer = SinkWriter(opened, threaded=core_to_spare(torch_device))
-            for frame_index, rgb, depth in frames:
-                writer.write(frame_index, rgb, depth)
-                done += 1
-                if progress_callback is not None:
-                    progress_callback(done, source.frame_count)
-                if preview_callback is not None:
-                    preview_callback(frame_index, rgb, depth)
-                if should_cancel is not None and should_cancel():
-                    cancelled = True
-                    break
-            writer.finish()
-            finished = True
-        finally:
-            for generator in (frames, decoded):
-                if generator is not None:
-                    generator.close()
-            if writer is not None and not finished:
-                writer.finish(raise_error=False)  # keep the frames computed so far
-            for sink in opened:
-                results.update(sink.close(finished and not cancelled))
-    elapsed = time.perf_counter() - started
-    return {
-        "output_dir": str(out),
-        **results,
-        "video": str(source.path),
-        "frames": done,
-        "skipped_frames": source.skipped_frames,
-        "fps": source.output_fps,
-        "model": checkpoint_key(settings.encoder, settings.metric),
-        "encoder": settings.encoder,
-        "depth_kind": "metric_depth" if settings.metric else "relative_disparity",
-        "depth_unit": "m" if settings.metric else None,
-        "mode": "streaming" if settings.streaming else "offline",
-        "device": str(torch_device),
-        "precision": run_precision,
-        "cancelled": cancelled,
-        "elapsed_s": round(elapsed, 3),
-        "frames_per_second": round(done / elapsed, 3) if elapsed > 0 else None,
-    }
+        with RunFolder(out) as folder:
+            run = Run(folder, source, settings, checkpoint, torch_device, run_precision)
+            plan = folder.plan(run.identity(), resume)
+            if not plan.done:
+                callbacks = Callbacks(progress_callback, preview_callback, frame_callback, source.frame_count, settings)
+                stop = (should_cancel or (lambda: False), stop_event or threading.Event())
+                with reuse_freed_memory():
+                    run.execute(plan, callbacks, lambda: stop[0]() or stop[1].is_set())
+            return run.result(plan.record)
 
 
 def prepare_output_dir(path: Path) -> None:
@@ -191,6 +139,257 @@ def prepare_output_dir(path: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise OutputError(f"cannot write to output folder {path} ({exc.strerror}); choose another output_dir") from None
+
+
+class Run:
+    """One run of one video into its folder: what it is (identity), doing it, its result."""
+
+    def __init__(self, folder: RunFolder, source: VideoSource, settings: DepthSettings, checkpoint: Path,
+                 device: torch.device, precision: str):
+        self.folder, self.source, self.settings = folder, source, settings
+        self.checkpoint, self.device, self.precision = checkpoint, device, precision
+        self.info = RunInfo(Path(source.path), folder.path, Path(source.path).stem, source.width, source.height,
+                            source.output_fps, settings)
+        self.warnings: list[str] = []
+
+    def identity(self) -> dict:
+        """What makes two runs the same run: the video, the settings that change the numbers
+        or the outputs, and the model."""
+        return {
+            "video": video_fingerprint(Path(self.source.path)),
+            "settings": {k: v for k, v in asdict(self.settings).items() if k not in NOT_IDENTITY},
+            "model": {
+                "key": checkpoint_key(self.settings.encoder, self.settings.metric),
+                "sha256": checkpoint_sha256(self.checkpoint),
+                "precision": self.precision,
+            },
+        }
+
+    def execute(self, plan, callbacks: Callbacks, cancel_requested: Callable[[], bool]) -> None:
+        source, folder, record = self.source, self.folder, plan.record
+        self.warnings += plan.notes
+        if plan.resume_at:
+            self.info.resume = ResumePoint(plan.resume_at, plan.last_index, record["resume_point"].get("marks", {}))
+        else:
+            folder.discard_unfinished()
+        sinks = build_sinks(self.info)
+        record.update({
+            "started": record.get("started") or now(), "device": str(self.device), "frames_done": plan.resume_at,
+            "mode": "streaming" if self.settings.streaming else "offline", "frames_expected": source.frame_count,
+            "processed": {"width": source.width, "height": source.height, "fps": source.output_fps},
+            "outputs": {sink.result_key: sink.name(self.info) for sink in sinks},
+            "resume_point": record.get("resume_point") if plan.resume_at else None,
+        })
+        record.setdefault("previous", None)
+        record["replaces"] = sorted((set(output_names(self.info)) | set((record["previous"] or {}).get("outputs", {}).values()))
+                                    - set(record["outputs"].values()))
+        opened = []
+        try:
+            for sink in sinks:  # opening checks optional packages and folders, before the model loads
+                sink.open(self.info)
+                opened.append(sink)
+        except BaseException:
+            close_all(opened, completed=False)
+            raise
+        folder.write(record)
+        started, status, error = time.perf_counter(), "failed", None
+        done, last_index = plan.resume_at, plan.last_index
+        model = load_model(str(self.checkpoint), self.checkpoint.stat().st_mtime_ns, self.settings.encoder,
+                           self.settings.metric, str(self.device), self.precision)
+        engine = (StreamingEngine if self.settings.streaming else OfflineEngine)(
+            model, self.settings.input_size, self.device, self.precision)
+        decoded = prefetched(source.frames(skip=plan.resume_at))
+        frames = engine.run(decoded, plan.state)
+        writer = SinkWriter(opened, threaded=core_to_spare(self.device))
+        saved_at, save_cost, recorded_at = time.monotonic(), 0.0, time.monotonic()
+
+        def save_resume_point() -> None:
+            nonlocal saved_at, save_cost
+            state = engine.snapshot()
+            if state is None:
+                return
+            began = time.monotonic()
+            writer.drain()
+            folder.save_state(record, state, last_index, {sink.result_key: sink.mark() for sink in opened})
+            saved_at, save_cost = time.monotonic(), time.monotonic() - began
+
+        def hand_out(frame_index: int, rgb: np.ndarray, depth: np.ndarray) -> None:
+            nonlocal done, last_index
+            writer.write(frame_index, rgb, depth)
+            done, last_index = done + 1, frame_index
+            callbacks.frame(done, frame_index, rgb, depth)
+
+        try:
+            for item in frames:
+                hand_out(*item)
+                if cancel_requested():
+                    for computed in itertools.islice(frames, engine.ready()):  # finish them: a resume point
+                        hand_out(*computed)
+                    status = "cancelled"
+                    break
+                if time.monotonic() - saved_at >= max(CHECKPOINT_MIN_S, CHECKPOINT_COST * save_cost):
+                    save_resume_point()
+                if time.monotonic() - recorded_at >= RECORD_EVERY_S:
+                    record["frames_done"], recorded_at = done, time.monotonic()
+                    folder.write(record)
+            else:
+                status = "complete"
+            writer.drain()
+            if status == "cancelled":
+                save_resume_point()
+        except KeyboardInterrupt:
+            status = "cancelled"
+            raise
+        except OSError as exc:
+            error = out_of_space(exc, folder.path, done)
+            raise error from exc
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            with deferred_interrupts():
+                for generator in (frames, decoded):
+                    generator.close()
+                writer.finish(raise_error=False)
+                close_error = close_all(opened, completed=status == "complete")
+                if close_error is not None and status == "complete":
+                    status, error = "failed", out_of_space(close_error, folder.path, done)
+                elapsed = time.perf_counter() - started
+                self.warnings += source.warnings
+                record.update({"status": status, "frames_done": done, "error": None if error is None else str(error),
+                               "skipped_frames": source.skipped_frames, "warnings": self.warnings,
+                               "elapsed_s": round(elapsed, 3),
+                               "frames_per_second": round((done - plan.resume_at) / elapsed, 3) if elapsed > 0 else None})
+                if status == "complete":
+                    folder.complete(record)
+                else:
+                    folder.write(record)
+            if status == "complete":
+                callbacks.finished()
+            if close_error is not None and error is not None and status == "failed":
+                raise error from close_error
+
+    def result(self, record: dict) -> dict:
+        """Annolid's entries (lists of path strings) and this package's facts about the run."""
+        out = self.folder.path
+        complete = record["status"] == "complete"
+        paths = {}
+        for key, name in record.get("outputs", {}).items():
+            path = out / name if complete else partial(out / name)
+            if not path.exists():
+                continue
+            listed = key in ("depth_frames", "point_cloud_csv") and path.is_dir()
+            paths[key] = sorted(str(p) for p in path.iterdir()) if listed else [str(path)]
+        settings = self.settings
+        return {
+            "output_dir": [str(out)],
+            **paths,
+            "status": record["status"],
+            "cancelled": record["status"] == "cancelled",
+            "run_json": str(out / "run.json"),
+            "video": str(self.source.path),
+            "frames": record.get("frames_done", 0),
+            "skipped_frames": record.get("skipped_frames", 0),
+            "fps": self.source.output_fps,
+            "model": record["model"]["key"],
+            "encoder": settings.encoder,
+            "depth_kind": self.info.kind,
+            "depth_unit": KINDS[self.info.kind],
+            "mode": record.get("mode"),
+            "device": str(self.device),
+            "precision": self.precision,
+            "elapsed_s": record.get("elapsed_s"),
+            "frames_per_second": record.get("frames_per_second"),
+            "warnings": record.get("warnings", []),
+        }
+
+
+def out_of_space(exc: BaseException, folder: Path, done: int) -> BaseException:
+    """A write error as a message that says what to do; other errors as they are."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OutputError(f"no space left on the device holding {folder}; free some space, then run again "
+                           f"with resume=True (annolid-depth --resume) to go on from the {done} frames done")
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return OutputError(f"cannot write the outputs in {folder} ({exc.strerror}); "
+                           f"fix that, then run again with resume=True (annolid-depth --resume)")
+    return exc
+
+
+def close_all(sinks, completed: bool) -> BaseException | None:
+    """Close every sink, even after one fails (its partial files then stay resumable); the
+    first error is returned."""
+    first = None
+    for sink in sinks:
+        try:
+            sink.close(completed)
+        except Exception as exc:  # noqa: BLE001 - the rest must still close
+            log.warning("closing %s failed: %s", type(sink).__name__, exc)
+            first = first or exc
+    return first
+
+
+@contextlib.contextmanager
+def deferred_interrupts():
+    """Let a Ctrl-C during clean-up wait until the clean-up is done, so it cannot leave a
+    half-closed output; it is raised afterwards (main thread only: signals arrive there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda *_: caught.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+class Callbacks:
+    """Annolid's progress (percent) and preview (payload) callbacks and this package's
+    per-frame callback, all fed from one place."""
+
+    def __init__(self, progress, preview, frame, total: int | None, settings: DepthSettings):
+        self.progress, self.preview, self.on_frame = progress, preview, frame
+        self.total, self.settings = total, settings
+        self.percent = -1
+
+    def frame(self, done: int, frame_index: int, rgb: np.ndarray, depth: np.ndarray) -> None:
+        total = max(self.total, done) if self.total is not None else None
+        if self.progress is not None and total:
+            self._report(min(99, done * 100 // total))  # 100 only once the run is complete
+        if self.on_frame is None and self.preview is None:
+            return
+        payload = {"frame_index": int(frame_index), "frames_done": done, "frames_total": total, "rgb": rgb,
+                   "depth": depth, "depth_kind": "metric_depth" if self.settings.metric else "relative_disparity"}
+        if self.on_frame is not None:
+            self.on_frame(payload)
+        if self.preview is not None:
+            self.preview({**payload, **preview_overlay(depth, self.settings.metric, self.settings.grayscale)})
+
+    def finished(self) -> None:
+        if self.progress is not None:
+            self._report(100)
+
+    def _report(self, percent: int) -> None:
+        if percent > self.percent:
+            self.percent = percent
+            self.progress(percent)
+
+
+def preview_overlay(depth: np.ndarray, metric: bool, grayscale: bool) -> dict:
+    """Annolid's preview entries: the depth coloured over its 1st..99th percentile (RGB
+    uint8, nearer brighter) and its statistics."""
+    finite = depth[np.isfinite(depth)]
+    if finite.size:
+        lo, hi = (float(v) for v in np.percentile(finite, (1, 99)))
+        stats = {"min": float(finite.min()), "max": float(finite.max()), "mean": float(finite.mean())}
+    else:
+        lo, hi, stats = 0.0, 1.0, {"min": float("nan"), "max": float("nan"), "mean": float("nan")}
+    if hi <= lo and finite.size:
+        lo, hi = stats["min"], stats["max"]
+    overlay = np.ascontiguousarray(colorize(depth, lo, hi, metric, grayscale)[..., ::-1])
+    return {"overlay": overlay, "depth_stats": {**stats, "display_min": lo, "display_max": hi}}
 
 
 @functools.lru_cache(maxsize=1)
@@ -210,8 +409,8 @@ def load_model(
 class SinkWriter:
     """Writes frames to the sinks, on a thread of its own when `threaded`, so encoding and
     disk I/O overlap inference; at most `ahead` frames (a window) wait. An error while
-    writing is raised in the caller at its next `write` or at `finish`; later frames are
-    then dropped. Use a thread only when a core is free for it (`core_to_spare`): with
+    writing is raised in the caller at its next `write`, `drain` or `finish`; later frames
+    are then dropped. Use a thread only when a core is free for it (`core_to_spare`): with
     torch on every core, the thread slowed 2-core runs by 3-5 %."""
 
     def __init__(self, sinks, threaded: bool, ahead: int = 32):
@@ -229,6 +428,8 @@ class SinkWriter:
                     self._write(*item)
                 except BaseException as exc:  # handed to the caller
                     self.error = exc
+            self.queue.task_done()
+        self.queue.task_done()
 
     def _write(self, frame_index, rgb, depth):
         for sink in self.sinks:
@@ -241,8 +442,14 @@ class SinkWriter:
         else:
             self.queue.put((frame_index, rgb, depth))
 
+    def drain(self) -> None:
+        """Wait until every frame handed over so far is written."""
+        if self.queue is not None and self.thread.is_alive():
+            self.queue.join()
+        self._raise()
+
     def finish(self, raise_error: bool = True) -> None:
-        """Wait until every queued frame is written."""
+        """Wait until every queued frame is written, and stop the thread."""
         if self.queue is not None and self.thread.is_alive():
             self.queue.put(None)
             self.thread.join()

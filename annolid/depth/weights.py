@@ -7,6 +7,8 @@ checkpoint. Loading never runs code from a file: `.pth` files are read with
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import pickle
 import shlex
@@ -295,6 +297,22 @@ def _encoder_of(state: dict[str, torch.Tensor]) -> str | None:
     """The encoder a state dict belongs to, told by the width of its class token."""
     cls_token = state.get("pretrained.cls_token")
     return None if cls_token is None else _ENCODER_BY_WIDTH.get(cls_token.shape[-1])
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: str, size: int, modified_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def checkpoint_sha256(path: str | Path) -> str:
+    """The file's SHA-256 (the Hub's name for a checkpoint's content), computed once per
+    process for a given size and modification time."""
+    stat = Path(path).stat()
+    return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
 
 
 def _few(names: list[str], shown: int = 3) -> str:

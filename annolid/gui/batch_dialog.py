@@ -39,10 +39,11 @@ class BatchJob(Job):
 
 def batch_job(folder: Path, settings: DepthSettings, resume: bool, rows: dict[str, int]) -> BatchJob:
     def work(job: BatchJob) -> dict:
-        def progress(number, video, done, total):
-            if done == 0:
+        def progress(number, video, payload):
+            if payload is None:
                 job.video_started.emit(number)
-            job.progress.emit(done, total or 0)
+            else:
+                job.progress.emit(payload["frames_done"], payload["frames_total"] or 0)
 
         records = run_many(
             [folder], output_dir=settings.output_dir, resume=resume, progress=progress,

@@ -40,25 +40,26 @@ class Job(QObject):
             self.failed.emit(f"{type(exc).__name__}: {exc}")
 
 
-def depth_job(video: Path, settings: DepthSettings) -> Job:
+def depth_job(video: Path, settings: DepthSettings, resume: bool = False) -> Job:
     from annolid.depth import run_video_depth_anything  # torch loads with the first run, not at start-up
 
     def work(job: Job) -> dict:
         last_preview = [0.0]
 
-        def preview(frame_index, rgb, depth):
+        def on_frame(payload: dict) -> None:
+            job.progress.emit(payload["frames_done"], payload["frames_total"] or 0)
             now = time.monotonic()
             if now - last_preview[0] >= PREVIEW_INTERVAL_S:
                 last_preview[0] = now
-                job.preview.emit(depth)
+                job.preview.emit(payload["depth"])
 
         return run_video_depth_anything(
             video,
             default_output_dir(video, settings.output_dir),
             **settings.run_kwargs(),
-            progress_callback=lambda done, total: job.progress.emit(done, total or 0),
-            preview_callback=preview,
-            should_cancel=job.cancel.is_set,
+            frame_callback=on_frame,
+            stop_event=job.cancel,
+            resume=resume,
         )
 
     return Job(work)

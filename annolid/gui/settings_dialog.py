@@ -1,7 +1,9 @@
-"""View → Depth Settings…: every option of a depth run, saved to ~/.labelmerc."""
-from __future__ import annotations
+"""View → Depth Settings…: every option of a depth run, saved to ~/.labelmerc.
 
-from dataclasses import fields
+The form is generated from the options' declarations (`annolid.depth.settings.OPTIONS`):
+their labels, help texts, choices and groups, so it never drifts from the CLI or the API.
+"""
+from __future__ import annotations
 
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -11,6 +13,7 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -20,45 +23,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from annolid.depth.settings import DepthSettings, save_settings
+from annolid.depth.settings import FIELDS, GROUPS, MAX_INPUT_SIZE, OPTIONS, DepthSettings, save_settings
 from annolid.depth.weights import CHECKPOINTS, checkpoint_key, checkpoint_path
 
-LABELS = {
-    "encoder": "Encoder",
-    "metric": "Metric depth (metres)",
-    "input_size": "Input size",
-    "max_res": "Max resolution",
-    "target_fps": "Target FPS",
-    "max_frames": "Max frames",
-    "streaming": "Streaming mode (recommended)",
-    "fp32": "Force FP32",
-    "precision": "Precision",
-    "grayscale": "Grayscale (instead of inferno)",
-    "save_depth_video": "Save depth video",
-    "save_depth_frames": "Save depth frames",
-    "save_point_clouds": "Save point clouds",
-    "point_cloud_format": "Point cloud format",
-    "save_npz": "Save NPZ",
-    "save_exr": "Save EXR",
-    "include_region_labels": "Region labels in point clouds",
-    "output_dir": "Output folder",
-    "focal_length_x": "Focal length x (px)",
-    "focal_length_y": "Focal length y (px)",
-    "checkpoint_root": "Checkpoint folder",
-    "device": "Device",
-}
-TIPS = {
-    "input_size": "network input for the short side; a multiple of 14 (518 is the trained size)",
-    "max_res": "downscale frames so the longer side is at most this (-1: never)",
-    "target_fps": "frames per second of video to process (-1: every frame)",
-    "max_frames": "stop after this many processed frames (-1: all)",
-    "output_dir": "empty: next to the video, in a folder named after it; set: <folder>/<video name>",
-    "checkpoint_root": "empty: the default checkpoint folder",
-    "device": "empty: cuda, then mps, then cpu",
-    "precision": "automatic: FP32 on a CPU, FP16 on a GPU. bf16 runs about twice as fast on CPUs with "
-    "AVX512-BF16 or AMX, with depth about 1 % of its range off",
-}
-PRECISION_CHOICES = [("automatic", ""), ("fp32", "fp32"), ("bf16", "bf16"), ("fp16 (GPU)", "fp16")]
+FOLDERS = ("output_dir", "checkpoint_root")  # text fields with a Browse… button
+NUMBER_LIMIT = 100000
 
 
 class SettingsDialog(QDialog):
@@ -70,15 +39,22 @@ class SettingsDialog(QDialog):
         self.config_path = config_path
         self.settings = settings
         self.widgets: dict[str, QWidget] = {}
-        form = QFormLayout()
-        for field in fields(DepthSettings):
-            widget = self._editor(field.name, getattr(settings, field.name))
-            widget.setToolTip(TIPS.get(field.name, ""))
-            self.widgets[field.name] = widget
-            row = widget
-            if field.name in ("output_dir", "checkpoint_root"):
-                row = self._with_browse(widget)
-            form.addRow(LABELS[field.name], row)
+        forms = {group: QFormLayout() for group in GROUPS}
+        for name, option in OPTIONS.items():
+            widget = self._editor(name, getattr(settings, name))
+            widget.setToolTip(option.help)
+            self.widgets[name] = widget
+            forms[option.group].addRow(option.label, self._with_browse(widget) if name in FOLDERS else widget)
+        columns = QHBoxLayout()
+        halves = (GROUPS[:2], GROUPS[2:])  # model + sampling | outputs, camera, advanced
+        for half in halves:
+            column = QVBoxLayout()
+            for group in half:
+                box = QGroupBox(group.capitalize())
+                box.setLayout(forms[group])
+                column.addWidget(box)
+            column.addStretch()
+            columns.addLayout(column)
         self.error = QLabel()
         self.error.setStyleSheet("color: #b00020")
         self.error.setWordWrap(True)
@@ -86,45 +62,33 @@ class SettingsDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addLayout(columns)
         layout.addWidget(self.error)
         layout.addWidget(buttons)
         self.widgets["metric"].toggled.connect(self._refresh_encoders)
+        self._refresh_encoders(settings.metric)
 
     def _editor(self, name: str, value) -> QWidget:
-        if name == "encoder":
+        option, kind = OPTIONS[name], FIELDS[name]
+        if option.choices:
             box = QComboBox()
-            for encoder in ("vits", "vitb", "vitl"):
-                box.addItem(encoder, encoder)
-            box.setCurrentIndex(box.findData(value))
-            self._encoder_box = box
-            self._refresh_encoders(self.settings.metric)
-            return box
-        if name == "precision":
-            box = QComboBox()
-            for text, data in PRECISION_CHOICES:
-                box.addItem(text, data)
+            for data, text in option.choices:
+                box.addItem(text or data, data)
             box.setCurrentIndex(max(0, box.findData(value)))
             return box
-        if name == "point_cloud_format":
-            box = QComboBox()
-            box.addItems(["csv", "ply"])
-            box.setCurrentText(value)
-            return box
-        if isinstance(value, bool):
+        if kind is bool:
             box = QCheckBox()
             box.setChecked(value)
             return box
-        if isinstance(value, int) and name != "target_fps":
-            box = QSpinBox()
-            box.setRange(-1, 100000)
-            box.setValue(value)
-            return box
-        if isinstance(value, (int, float)):
-            box = QDoubleSpinBox()
-            box.setRange(-1, 100000)
-            box.setDecimals(2 if name == "target_fps" else 1)
-            box.setValue(float(value))
+        if kind in (int, float):
+            box = QSpinBox() if kind is int else QDoubleSpinBox()
+            low = -1 if option.off else (1 if name == "input_size" else 0)
+            box.setRange(low, MAX_INPUT_SIZE if name == "input_size" else NUMBER_LIMIT)
+            if kind is float:
+                box.setDecimals(2 if name == "target_fps" else 1)
+            if option.off:
+                box.setSpecialValueText(f"{option.off} (-1)")  # the lowest value reads as what it means
+            box.setValue(value if value > 0 or not option.off else -1)
             return box
         return QLineEdit(str(value))
 
@@ -141,18 +105,18 @@ class SettingsDialog(QDialog):
     def _refresh_encoders(self, metric: bool) -> None:
         """Encoder names carry the download size and whether the weights are present."""
         root = self.settings.checkpoint_root or None
-        for i, encoder in enumerate(("vits", "vitb", "vitl")):
-            checkpoint = CHECKPOINTS[checkpoint_key(encoder, bool(metric))]
-            present = checkpoint_path(checkpoint.key, root).exists()
-            state = "downloaded" if present else "not downloaded"
-            self._encoder_box.setItemText(i, f"{encoder} ({checkpoint.size_mb:.0f} MB, {state})")
+        box = self.widgets["encoder"]
+        for i in range(box.count()):
+            checkpoint = CHECKPOINTS[checkpoint_key(box.itemData(i), bool(metric))]
+            state = "downloaded" if checkpoint_path(checkpoint.key, root).exists() else "not downloaded"
+            box.setItemText(i, f"{box.itemData(i)} ({checkpoint.size_mb:.0f} MB, {state})")
 
     def values(self) -> DepthSettings:
         """The settings as edited (not yet validated)."""
         values = {}
         for name, widget in self.widgets.items():
             if isinstance(widget, QComboBox):
-                values[name] = widget.currentData() if name in ("encoder", "precision") else widget.currentText()
+                values[name] = widget.currentData()
             elif isinstance(widget, QCheckBox):
                 values[name] = widget.isChecked()
             elif isinstance(widget, (QSpinBox, QDoubleSpinBox)):

@@ -79,6 +79,12 @@ class OfflineEngine:
         self.yielded = 0
         self._resume_point: tuple[int, dict] | None = None
 
+    def ready(self) -> int:
+        """Frames computed but not yet handed out: the rest of the current window's."""
+        if self._resume_point is None:
+            return 0
+        return max(0, self._resume_point[0] - self.yielded)
+
     def snapshot(self) -> dict | None:
         """How to go on after the frames yielded so far, or None between window ends: the
         aligner's depth maps and the keyframes' encoder features (on the CPU; encoding them

@@ -50,6 +50,10 @@ class StreamingEngine:
         self.yielded = 0
         self._group_end = 0
 
+    def ready(self) -> int:
+        """Frames computed but not yet handed out: the rest of the current group."""
+        return self._group_end - self.yielded
+
     def snapshot(self) -> dict | None:
         """How to go on after the frames yielded so far: every temporal block's stored keys
         and values (on the CPU), or None in the middle of a group."""

@@ -1,24 +1,26 @@
-"""Outputs of a run: one class per output, each `open` / `write` / `close`.
+"""Outputs of a run: one class per output, each `open` / `prepare` + `write` / `close`.
 
 `open` checks the target before any inference (a file where a folder goes, a folder that
 takes no files, a missing optional package) and raises `OutputError` naming the path.
-Everything is written under `<final name>.partial` and renamed once complete, so a failed
-or killed run never leaves a half-written file under a final name, and a re-run replaces
-the previous results instead of adding to them. A run that wrote no frame leaves the
-previous results in place. The depth video and the depth frames share one colour range for
-the whole video; since that range is known only at the end, they are rendered at `close()`
-from the finished `depth.ndjson`, which therefore comes first in the sink list.
+Everything is written under `<final name>.partial`; the run folder (`run_folder.py`)
+renames them all into place once the run completes, so a failed or killed run never leaves
+a half-written file under a final name. A resumed run reopens the partial outputs and cuts
+them back to the frames its resume point covers. The depth video and the depth frames share
+one colour range for the whole video; since that range is known only at the end, they are
+rendered at `close()` from the finished `depth.ndjson`, which therefore comes first in the
+sink list.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import re
 import shutil
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -27,10 +29,22 @@ import cv2
 import numpy as np
 
 from ..errors import OutputError
-from .records import decode_depth, encode_png, encode_record, iter_records, scan_range
+from ..settings import DepthSettings
+from .records import FRAME_INDEX, HEAD, decode_depth, encode_png, encode_record, iter_records, scan_range
 
 log = logging.getLogger(__name__)
 NDJSON = "depth.ndjson"
+HEAD_SCAN = 1 << 24  # bytes read back to find the last record of a resumed depth.ndjson
+
+
+@dataclass
+class ResumePoint:
+    """Where a resumed run goes on: after `frames` frames, the last of index `last_index`.
+    `marks` holds, per sink, what it reported (`Sink.mark`) to cut its output back there."""
+
+    frames: int
+    last_index: int
+    marks: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -43,13 +57,13 @@ class RunInfo:
     width: int  # of the processed frames
     height: int
     fps: float  # of the processed frames
-    total_frames: int | None = None
-    metric: bool = False
-    grayscale: bool = False
-    focal_length_x: float = 470.4
-    focal_length_y: float = 470.4
-    include_region_labels: bool = False
-    point_cloud_format: str = "csv"
+    settings: DepthSettings = field(default_factory=DepthSettings)
+    resume: ResumePoint | None = None
+
+    def __getattr__(self, name):  # the run's options read as its own: info.metric, info.grayscale, ...
+        if name in DepthSettings.__dataclass_fields__:
+            return getattr(self.settings, name)
+        raise AttributeError(name)
 
     @property
     def kind(self) -> str:
@@ -91,33 +105,39 @@ def cannot_write(path: Path, exc: OSError) -> OutputError:
     return OutputError(f"cannot write {path} ({exc.strerror or exc}); choose another output_dir")
 
 
-def claim_file(final: Path) -> Path:
+def claim_file(final: Path, keep: bool = False) -> Path:
     """Check that `final` can become this output file and that its folder takes files;
-    returns the temporary name (cleared of a killed run's leftovers)."""
+    returns the temporary name, cleared of an earlier run's leftovers unless `keep`."""
     if final.is_dir():
         raise OutputError(f"{final} is a folder, but this output is a file; move it or choose another output_dir")
     tmp = partial(final)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        remove(tmp)
-        tmp.touch()
-        tmp.unlink()
+        if not keep:
+            remove(tmp)
+        with open(tmp, "ab"):
+            pass
     except OSError as exc:
         raise cannot_write(tmp, exc) from None
     return tmp
 
 
-def claim_folder(final: Path) -> Path:
-    """Check that `final` can become this output folder; returns an empty temporary folder."""
+def claim_folder(final: Path, keep: bool = False) -> Path:
+    """Check that `final` can become this output folder; returns the temporary folder,
+    emptied unless `keep`."""
     if final.exists() and not final.is_dir():
         raise OutputError(f"{final} is a file, but this output is a folder; move the file or choose another output_dir")
     tmp = partial(final)
     try:
-        remove(tmp)
-        tmp.mkdir(parents=True)
+        if not keep:
+            remove(tmp)
+        tmp.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise cannot_write(tmp, exc) from None
     return tmp
+
+
+FRAME_NUMBER = re.compile(r"_(\d+)\.[^.]+$")  # depth_00012.png, point_0012.csv
 
 
 # --------------------------------------------------------------------------- sinks
@@ -129,9 +149,25 @@ class Sink:
     frame order, and does only ordered appends. A sink with nothing heavy to do keeps the
     default `prepare`, which hands the frame itself to `write`."""
 
+    result_key = ""  # the entry of the run's result that names this output
+
+    def name(self, info: RunInfo) -> str:
+        """The output's name in the output folder."""
+        raise NotImplementedError
+
     def open(self, info: RunInfo) -> None:
         self.info = info
-        self.count = 0  # frames written by this run
+        self.final = info.output_dir / self.name(info)
+        self.count = info.resume.frames if info.resume else 0  # frames in the output
+        self.tmp = self.claim()
+
+    def claim(self) -> Path:
+        return claim_file(self.final, keep=self.info.resume is not None)
+
+    def mark(self):
+        """What this sink needs, once every frame so far is written, to cut its output back
+        to here on resume (None: nothing)."""
+        return None
 
     def prepare(self, frame_index: int, rgb: np.ndarray, depth: np.ndarray):
         return rgb, depth
@@ -143,53 +179,64 @@ class Sink:
         """`prepare` then `write`, for a caller that writes one frame at a time."""
         self.write(frame_index, self.prepare(frame_index, rgb, depth))
 
-    def close(self, completed: bool) -> dict[str, str]:
-        """Finish the output and return its result entries. `completed` is False after a
-        cancel or an error: what was written so far is kept, since every part is valid."""
-        return {}
+    def close(self, completed: bool) -> None:
+        """Finish the partial output when `completed`; else only release it (it stays
+        resumable: every part written so far is valid)."""
 
 
 class NdjsonSink(Sink):
     """`depth.ndjson`: a record per frame, flushed as it is written, so a killed run leaves
     `depth.ndjson.partial` with every line but at most the last one complete."""
 
+    result_key = "depth_ndjson"
+
+    def name(self, info):
+        return NDJSON
+
     def open(self, info):
         super().open(info)
-        self.final = info.output_dir / NDJSON
-        self.tmp = claim_file(self.final)
-        self.file = open(self.tmp, "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        self.file = open(self.tmp, "r+b")  # noqa: SIM115 (closed in close())
+        if info.resume is not None:  # cut back to the resume point: a killed run may have written more
+            size = info.resume.marks.get("depth_ndjson", 0)
+            self.file.seek(size)
+            self.file.truncate()
+            if size:
+                self.file.seek(size - min(size, HEAD_SCAN))
+                tail = self.file.read().rsplit(b"\n", 2)[-2]
+                found = FRAME_INDEX.search(tail[:HEAD])
+                if found is None or int(found.group(1)) != info.resume.last_index:
+                    raise ValueError(f"{self.tmp} does not end with frame {info.resume.last_index} at its resume point")
+        else:
+            self.file.truncate(0)
+
+    def mark(self):
+        return self.file.tell()
 
     def prepare(self, frame_index, rgb, depth):
         record = encode_record(depth, frame_index, self.info.video_path.name, self.info.stem, self.info.kind)
         return json.dumps(record) + "\n"
 
     def write(self, frame_index, line):
-        self.file.write(line)
+        self.file.write(line.encode())
         self.file.flush()
         super().write(frame_index, line)
 
     def close(self, completed):
         self.file.close()
-        if self.count:
-            publish(self.tmp, self.final)
-        else:
-            self.tmp.unlink(missing_ok=True)
-        return {"depth_ndjson": str(self.final)} if self.final.exists() else {}
 
 
 class FolderSink(Sink):
     """A folder of one file per frame, built under a temporary name and swapped in whole at
     the end, so no file of an earlier run survives beside the new ones."""
 
-    result_key = ""
-
-    def folder(self, info: RunInfo) -> Path:
-        raise NotImplementedError
-
-    def open(self, info):
-        super().open(info)
-        self.final = self.folder(info)
-        self.tmp = claim_folder(self.final)
+    def claim(self) -> Path:
+        tmp = claim_folder(self.final, keep=self.info.resume is not None)
+        if self.info.resume is not None:  # drop files of frames after the resume point
+            for path in tmp.iterdir():
+                number = FRAME_NUMBER.search(path.name)
+                if path.name.endswith(".partial") or number is None or int(number.group(1)) > self.info.resume.last_index:
+                    remove(path)
+        return tmp
 
     @contextmanager
     def saving(self, name: str) -> Iterator[Path]:
@@ -199,12 +246,6 @@ class FolderSink(Sink):
         yield tmp
         os.replace(tmp, self.tmp / name)
 
-    def close(self, completed):
-        if self.count:
-            publish(self.tmp, self.final)
-        else:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        return {self.result_key: str(self.final)} if self.final.exists() else {}
 
 
 def colorize(depth: np.ndarray, lo: float, hi: float, metric: bool, grayscale: bool) -> np.ndarray:
@@ -222,7 +263,7 @@ def colorize(depth: np.ndarray, lo: float, hi: float, metric: bool, grayscale: b
 def rendered_frames(info: RunInfo) -> Iterator[tuple[int, np.ndarray]]:
     """(frame_index, BGR image) for every record of the finished depth.ndjson, all coloured
     with the range of the whole run so a colour means the same depth in every frame."""
-    ndjson = info.output_dir / NDJSON
+    ndjson = partial(info.output_dir / NDJSON)
     lo, hi, _ = scan_range(ndjson)
     for record in iter_records(ndjson):
         yield record["frame_index"], colorize(decode_depth(record), lo, hi, info.metric, info.grayscale)
@@ -246,17 +287,20 @@ class DepthVideoSink(Sink):
     def __init__(self, codecs: tuple[str, ...] = ("libx264", "mpeg4")):
         self.codecs = codecs
 
+    result_key = "depth_visualization"
+
+    def name(self, info):
+        return f"{info.stem}_vis.mp4"
+
     def open(self, info):
         super().open(info)
-        self.final = info.output_dir / f"{info.stem}_vis.mp4"
-        self.tmp = claim_file(self.final)
         available = [codec for codec in self.codecs if codec in av.codecs_available]
         if not available:
             raise OutputError(f"PyAV has none of the video encoders {', '.join(self.codecs)}; turn save_depth_video off")
         self.codec = available[0]
 
     def close(self, completed):
-        if self.count:
+        if completed and self.count:
             info = self.info
             pad = ((0, info.height % 2), (0, info.width % 2), (0, 0))
             with av.open(str(self.tmp), "w", format="mp4") as container:
@@ -268,8 +312,6 @@ class DepthVideoSink(Sink):
                     frame = av.VideoFrame.from_ndarray(np.pad(bgr, pad, mode="edge"), format="bgr24")
                     container.mux(stream.encode(frame))
                 container.mux(stream.encode())
-            publish(self.tmp, self.final)
-        return {"depth_visualization": str(self.final)} if self.final.exists() else {}
 
 
 class DepthFramesSink(FolderSink):
@@ -277,15 +319,14 @@ class DepthFramesSink(FolderSink):
 
     result_key = "depth_frames"
 
-    def folder(self, info):
-        return info.output_dir / "depth_frames"
+    def name(self, info):
+        return "depth_frames"
 
     def close(self, completed):
-        if self.count:
+        if completed and self.count:
             for frame_index, bgr in rendered_frames(self.info):
                 with self.saving(f"depth_{frame_index:05d}.png") as path:
                     path.write_bytes(encode_png(bgr))
-        return super().close(completed)
 
 
 # --------------------------------------------------------------------------- CSV text
@@ -439,8 +480,8 @@ class PointCloudSink(FolderSink):
 
     result_key = "point_cloud_csv"  # also for .ply: the key users already look up
 
-    def folder(self, info):
-        return info.output_dir / "point_clouds"
+    def name(self, info):
+        return "point_clouds"
 
     def open(self, info):
         if info.point_cloud_format not in ("csv", "ply"):
@@ -520,20 +561,35 @@ def write_ply(path: Path, points: dict[str, np.ndarray], names: list[str] | None
 class NpzSink(Sink):
     """`<stem>_depths.npz` with `depths` float32 [N, H, W] and `frame_indices` int64 [N].
 
-    Frames go to a raw temporary file as they arrive; at the end the archive is assembled by
-    streaming that file into a zip64 member, so memory does not grow with the video.
+    Frames and their indices go to raw temporary files as they arrive (a resumed run cuts
+    them back to a whole number of frames); at the end the archive is assembled by streaming
+    them into zip64 members, so memory does not grow with the video.
     """
+
+    result_key = "npz"
+
+    def name(self, info):
+        return f"{info.stem}_depths.npz"
 
     def open(self, info):
         super().open(info)
-        self.final = info.output_dir / f"{info.stem}_depths.npz"
-        self.tmp = claim_file(self.final)
-        self.raw_path = partial(self.final.with_name(self.final.name + ".raw"))
+        frame_bytes = info.height * info.width * 4
+        self.raw, self.raw_indices = (
+            self._reopen(partial(self.final.with_name(self.final.name + suffix)), self.count * size)
+            for suffix, size in ((".raw", frame_bytes), (".idx", 8))
+        )
+
+    def _reopen(self, path: Path, size: int):
         try:
-            self.raw = open(self.raw_path, "wb")  # noqa: SIM115 (closed in close())
+            stream = open(path, "r+b" if self.info.resume else "w+b")  # noqa: SIM115 (closed in close())
         except OSError as exc:
-            raise cannot_write(self.raw_path, exc) from None
-        self.indices: list[int] = []
+            raise cannot_write(path, exc) from None
+        if stream.seek(0, os.SEEK_END) < size:
+            stream.close()
+            raise ValueError(f"{path} holds fewer frames than the resume point")
+        stream.truncate(size)
+        stream.seek(size)
+        return stream
 
     def prepare(self, frame_index, rgb, depth):
         if depth.shape != (self.info.height, self.info.width):
@@ -542,26 +598,29 @@ class NpzSink(Sink):
 
     def write(self, frame_index, data):
         self.raw.write(data)
-        self.indices.append(frame_index)
+        self.raw_indices.write(np.int64(frame_index).tobytes())
         super().write(frame_index, data)
 
     def close(self, completed):
-        self.raw.close()
+        self.raw.flush()
+        self.raw_indices.flush()
         try:
-            if self.count:
-                shape = (self.count, self.info.height, self.info.width)
+            if completed and self.count:
                 with zipfile.ZipFile(self.tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
-                    with archive.open("depths.npy", "w", force_zip64=True) as member:
-                        header = {"descr": "<f4", "fortran_order": False, "shape": shape}
-                        np.lib.format.write_array_header_2_0(member, header)
-                        with open(self.raw_path, "rb") as raw:
+                    for member_name, raw, descr, shape in (
+                        ("depths.npy", self.raw, "<f4", (self.count, self.info.height, self.info.width)),
+                        ("frame_indices.npy", self.raw_indices, "<i8", (self.count,)),
+                    ):
+                        with archive.open(member_name, "w", force_zip64=True) as member:
+                            np.lib.format.write_array_header_2_0(member, {"descr": descr, "fortran_order": False, "shape": shape})
+                            raw.seek(0)
                             shutil.copyfileobj(raw, member, 1 << 22)
-                    with archive.open("frame_indices.npy", "w") as member:
-                        np.lib.format.write_array(member, np.asarray(self.indices, np.int64))
-                publish(self.tmp, self.final)
         finally:
-            self.raw_path.unlink(missing_ok=True)
-        return {"npz": str(self.final)} if self.final.exists() else {}
+            self.raw.close()
+            self.raw_indices.close()
+        if completed:
+            for raw in (self.raw, self.raw_indices):
+                Path(raw.name).unlink(missing_ok=True)
 
 
 class ExrSink(FolderSink):
@@ -570,8 +629,8 @@ class ExrSink(FolderSink):
 
     result_key = "exr"
 
-    def folder(self, info):
-        return info.output_dir / f"{info.stem}_depths_exr"
+    def name(self, info):
+        return f"{info.stem}_depths_exr"
 
     def open(self, info):
         try:
@@ -590,22 +649,23 @@ class ExrSink(FolderSink):
             image.write(str(path))
 
 
-def build_sinks(
-    info: RunInfo,
-    save_depth_video: bool = False,
-    save_depth_frames: bool = False,
-    save_point_clouds: bool = False,
-    save_npz: bool = False,
-    save_exr: bool = False,
-) -> list[Sink]:
-    """The sinks a run asked for: depth.ndjson always, and first, since the rendered outputs
-    read it back when they close."""
-    chosen = [
-        (True, NdjsonSink),
-        (save_npz, NpzSink),
-        (save_exr, ExrSink),
-        (save_point_clouds, PointCloudSink),
-        (save_depth_video, DepthVideoSink),
-        (save_depth_frames, DepthFramesSink),
-    ]
-    return [cls() for wanted, cls in chosen if wanted]
+# Every output, with the setting that asks for it (None: always). depth.ndjson comes first,
+# since the rendered outputs read it back when they close.
+SINKS = [
+    (None, NdjsonSink),
+    ("save_npz", NpzSink),
+    ("save_exr", ExrSink),
+    ("save_point_clouds", PointCloudSink),
+    ("save_depth_video", DepthVideoSink),
+    ("save_depth_frames", DepthFramesSink),
+]
+
+
+def build_sinks(info: RunInfo) -> list[Sink]:
+    """The sinks the run's settings ask for."""
+    return [cls() for setting, cls in SINKS if setting is None or getattr(info.settings, setting)]
+
+
+def output_names(info: RunInfo) -> list[str]:
+    """The names of every output a run of this video can write into its folder."""
+    return [cls().name(info) for _, cls in SINKS]

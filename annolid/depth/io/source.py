@@ -125,6 +125,7 @@ class _Facts:
 
     fps: float
     frame_total: int | None  # frames in the file, when the container states or implies it
+    stated_total: bool  # the header states the frame count (not estimated from the duration)
     quarter_turns: int
     source_size: tuple[int, int]  # as displayed, before max_res
     size: tuple[int, int]  # processed
@@ -169,6 +170,7 @@ def _probe(path: Path, max_res: int) -> _Facts:
         return _Facts(
             fps=fps,
             frame_total=_frame_total(container, stream, fps),
+            stated_total=stream.frames > 0,
             quarter_turns=turns,
             source_size=(width, height),
             size=_fit(width, height, max_res),
@@ -229,31 +231,55 @@ class VideoSource(_Video):
         if self.frame_count is not None and max_frames > 0:
             self.frame_count = min(self.frame_count, max_frames)
         self.skipped_frames = 0
+        self.warnings: list[str] = []  # what went wrong in the latest pass, in words
         self._passes: weakref.WeakSet = weakref.WeakSet()
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
-        frames = self._frames()
+        return self.frames()
+
+    def frames(self, skip: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+        """The processed frames after the first `skip` of them (decoded, not converted)."""
+        frames = self._frames(skip)
         self._passes.add(frames)
         return frames
 
-    def _frames(self) -> Iterator[tuple[int, np.ndarray]]:
+    def _frames(self, skip: int) -> Iterator[tuple[int, np.ndarray]]:
         container, stream = _open(self.path)
-        self.skipped_frames = 0
-        kept = 0
+        self.skipped_frames, self.warnings = 0, []
+        kept = seen = 0
+        first_size = None
         try:
             for frame_index, frame in enumerate(_decode(container, stream, self.path)):
+                seen = frame_index + 1
+                if frame is not None:
+                    size = (frame.width, frame.height)
+                    if first_size is None:
+                        first_size = size
+                    elif size != first_size:
+                        self._warn(f"the frame size changes from {first_size[0]}x{first_size[1]} to {size[0]}x{size[1]} "
+                                   f"at frame {frame_index}; depth stops there (split or re-encode the video to go on)")
+                        return
                 if frame_index % self.stride:
                     continue
                 if frame is None:
                     self.skipped_frames += 1
                     log.warning("%s: frame %d could not be decoded; skipped", self.path, frame_index)
                     continue
-                yield frame_index, self._rgb(frame)
                 kept += 1
+                if kept > skip:
+                    yield frame_index, self._rgb(frame)
                 if kept == self.max_frames:
                     return
+            stated = self._facts.frame_total
+            if self._facts.stated_total and stated is not None and seen < stated:
+                self._warn(f"the video ends after {seen} frames although its header states {stated}; "
+                           "the file may be truncated (the frames there were processed)")
         finally:
             container.close()
+
+    def _warn(self, message: str) -> None:
+        log.warning("%s: %s", self.path, message)
+        self.warnings.append(message)
 
     def close(self) -> None:
         """Stop any pass still running and release its file."""

@@ -1,0 +1,246 @@
+"""One run per output folder: its lock, its description (`run.json`) and its resume state.
+
+The rule: final file names only ever hold a complete run, which `run.json` describes. A run
+writes under `.partial` names (`sinks.partial`) and publishes them all at once when it
+completes, removing whatever an earlier run left that this one did not write; until then the
+earlier complete result stays as it was. A run that is cancelled, fails or is killed leaves
+its partial files, its last resume state (`run.state.partial`) and a `run.json` that says
+so, and `resume=True` continues it. `run.lock` keeps a second process out while a run is live.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+from ..errors import OutputError
+from .sinks import partial, publish, remove
+
+log = logging.getLogger(__name__)
+
+RUN_JSON = "run.json"
+LOCK = "run.lock"
+STATE = "run.state.partial"
+FORMAT = 1  # of run.json; a newer one is not read
+HEAD_BYTES = 1 << 20  # the video's first bytes go into its fingerprint
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def write_json_atomically(path: Path, document: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as stream:
+        json.dump(document, stream, indent=1)
+        stream.write("\n")
+        stream.flush()
+        os.fsync(stream.fileno())
+    os.replace(tmp, path)
+
+
+def video_fingerprint(path: Path) -> dict:
+    """Cheap identity of a video file: its size, modification time and first megabyte."""
+    stat = path.stat()
+    with open(path, "rb") as stream:
+        head = hashlib.sha256(stream.read(HEAD_BYTES)).hexdigest()
+    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "head_sha256": head}
+
+
+# --------------------------------------------------------------------------- lock
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+class FolderLock:
+    """`run.lock` holding this process's id and host, created exclusively. A lock left by a
+    process that is gone (killed, crashed) on this host is taken over; a live one refuses."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / LOCK
+        self.held = False
+
+    def __enter__(self) -> FolderLock:
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": now()}
+        for _ in range(2):
+            try:
+                handle = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                owner = self._owner()
+                if owner is not None and (owner.get("host") != me["host"] or process_alive(int(owner.get("pid", 0)))):
+                    where = "" if owner.get("host") == me["host"] else f" on {owner.get('host')}"
+                    raise OutputError(
+                        f"{self.path.parent} is in use by another run (process {owner.get('pid')}{where}, "
+                        f"started {owner.get('started')}); wait for it to end or choose another output folder"
+                        + ("" if not where else f" (if that run is dead, delete {self.path})")
+                    ) from None
+                log.warning("taking over %s from process %s, which is gone", self.path, owner and owner.get("pid"))
+                self.path.unlink(missing_ok=True)
+                continue
+            except OSError as exc:
+                raise OutputError(f"cannot write to output folder {self.path.parent} ({exc.strerror})") from None
+            with os.fdopen(handle, "w") as stream:
+                json.dump(me, stream)
+            self.held = True
+            return self
+        raise OutputError(f"{self.path.parent} is in use by another run that just started; try again")
+
+    def _owner(self) -> dict | None:
+        """The lock's content; None when it is unreadable (a process died while writing it)."""
+        try:
+            owner = json.loads(self.path.read_text())
+            return owner if isinstance(owner, dict) and str(owner.get("pid", "")).isdigit() else None
+        except (OSError, ValueError):
+            return None
+
+    def __exit__(self, *exc_info) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+
+# --------------------------------------------------------------------------- run.json
+
+
+def read_record(folder: Path) -> dict | None:
+    """The folder's run.json, or None (with one warning) when it is missing, damaged or
+    from a newer version of this package: the run then starts afresh."""
+    path = folder / RUN_JSON
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("%s cannot be read (%s); starting afresh", path, getattr(exc, "strerror", None) or exc)
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("format"), int):
+        log.warning("%s is not a run description; starting afresh", path)
+        return None
+    if record["format"] > FORMAT:
+        log.warning("%s was written by a newer annolid-depth (%s); starting afresh", path, record.get("version"))
+        return None
+    return record
+
+
+def differences(old: dict, new: dict) -> list[str]:
+    """What differs between two runs' identities, in words ("encoder vits -> vitb")."""
+    changes = []
+    for part in ("video", "settings", "model"):
+        a, b = old.get(part) or {}, new.get(part) or {}
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                changes.append(f"{'video ' if part == 'video' else ''}{key} {a.get(key)!r} -> {b.get(key)!r}")
+    return changes
+
+
+@dataclass
+class Plan:
+    """What a run does in its folder: `done` (a complete run with the same identity is there),
+    `resume_at` frames already done (0: from the start) with the engine `state`."""
+
+    record: dict
+    done: bool = False
+    resume_at: int = 0
+    last_index: int | None = None
+    state: dict | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class RunFolder:
+    """The folder of one run: reads and writes run.json, the resume state, and publishes."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.lock = FolderLock(path)
+
+    def __enter__(self) -> RunFolder:
+        self.lock.__enter__()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.lock.__exit__(*exc_info)
+
+    def plan(self, identity: dict, resume: bool) -> Plan:
+        """Decide, from the folder's record, whether this run is already done, resumes or
+        starts afresh (saying why when `resume` was asked for and cannot be honoured)."""
+        old = read_record(self.path)
+        if old is not None and old.get("status") == "publishing":  # killed while publishing: finish it
+            self._publish(old)
+            old = read_record(self.path)
+        complete = old if old is not None and old.get("status") == "complete" else (old or {}).get("previous")
+        record = {"format": FORMAT, "version": __version__, **identity, "status": "running", "previous": complete}
+        if old is None or not resume:
+            return Plan(record)
+        changed = differences(old, identity)
+        if changed:
+            message = f"{self.path}: settings or video differ from the run there ({'; '.join(changed)}); starting over"
+            log.warning(message)
+            return Plan(record, notes=[message])
+        if old["status"] == "complete":
+            return Plan(old, done=all((self.path / name).exists() for name in old.get("outputs", {}).values()))
+        point = old.get("resume_point") or {}
+        state = None
+        if point.get("frames"):
+            try:
+                state = torch.load(self.path / STATE, map_location="cpu", weights_only=True)
+            except (OSError, RuntimeError, ValueError) as exc:
+                log.warning("%s: the resume state cannot be read (%s); starting over", self.path, exc)
+                return Plan(record)
+            if state.get("frames") != point["frames"]:
+                log.warning("%s: the resume state does not match run.json; starting over", self.path)
+                return Plan(record)
+        return Plan({**old, "status": "running", "error": None}, resume_at=point.get("frames", 0),
+                    last_index=point.get("last_frame_index"), state=state)
+
+    def write(self, record: dict) -> None:
+        record["updated"] = now()
+        write_json_atomically(self.path / RUN_JSON, record)
+
+    def save_state(self, record: dict, state: dict, last_index: int, marks: dict) -> None:
+        """Make `state` (after `state["frames"]` frames, all written) the resume point;
+        `marks` tell each sink where its output stood then."""
+        tmp = self.path / (STATE + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.path / STATE)
+        record["resume_point"] = {"frames": state["frames"], "last_frame_index": last_index, "marks": marks}
+        self.write(record)
+
+    def discard_unfinished(self) -> None:
+        """Clear what an unfinished run left (starting over): every `.partial` file or
+        folder in the folder, the resume state among them."""
+        for path in self.path.glob("*.partial"):
+            remove(path)
+
+    def complete(self, record: dict) -> None:
+        """Publish every partial output under its final name, as one step that a kill
+        cannot leave half done: the record says `publishing` until all are in place."""
+        record["status"] = "publishing"
+        self.write(record)
+        self._publish(record)
+
+    def _publish(self, record: dict) -> None:
+        for name in record["outputs"].values():
+            if partial(self.path / name).exists():
+                publish(partial(self.path / name), self.path / name)
+        for name in record.get("replaces", []):  # what an earlier run made and this one did not
+            remove(self.path / name)
+            remove(partial(self.path / name))
+        remove(self.path / STATE)
+        record.update(status="complete", resume_point=None, previous=None)
+        self.write(record)
