@@ -227,52 +227,54 @@ def test_an_unreachable_cluster_fails_fast(folder, capsys):
     assert not (folder / "a").exists()
 
 
-def writer_of(path: Path) -> int | None:
-    """The process that has `path` open (here: the Ray worker writing a video's records)."""
-    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
-        try:
-            if any(os.readlink(fd) == str(path) for fd in fd_dir.iterdir()):
-                return int(fd_dir.parent.name)
-        except OSError:  # the process ended, or is not ours to read
-            continue
-    return None
-
-
-@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="finds the worker through /proc")
-def test_a_worker_killed_mid_video_is_retried_to_the_same_outputs(cluster, weights_dir, tmp_path):
+@pytest.mark.parametrize("resume", [False, True], ids=["start-over", "resume"])
+def test_a_worker_killed_mid_video_is_retried_to_the_same_outputs(cluster, weights_dir, tmp_path, resume):
+    """Ray restarts the killed actor and retries its video, which takes over the dead
+    process's lock and starts over (or, with resume, goes on from its last resume point)."""
     video = copy(MEDIA_CLIP, tmp_path / "videos" / "long.mp4")  # 70 frames
-    options = {"checkpoint_root": weights_dir, "input_size": 56, "max_res": 160}
-    partial = (tmp_path / "videos" / "long" / "depth.ndjson.partial").resolve()
+    size = {"input_size": 112, "max_res": 320} if resume else {"input_size": 56, "max_res": 160}  # slow enough
+    options = {"checkpoint_root": weights_dir, **size}  # for a resume point (saved every 2 s at most) before the end
+    out = tmp_path / "videos" / "long"
     killed = []
 
-    def kill_the_writer():
+    def mid_video() -> bool:  # records written; with resume, a resume point saved too
+        partial = out / "depth.ndjson.partial"
+        if not resume:
+            return partial.exists() and partial.stat().st_size > 0
+        return ((json.loads((out / "run.json").read_text()).get("resume_point") or {}).get("frames") or 0) > 0
+
+    def kill_the_worker():
         while not killed and not done.is_set():
-            pid = writer_of(partial) if partial.exists() and partial.stat().st_size > 0 else None
-            if pid is not None:
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
+            try:
+                if mid_video():
+                    killed.append(json.loads((out / "run.lock").read_text())["pid"])  # the process writing there
+                    os.kill(killed[0], signal.SIGKILL)
+            except (OSError, ValueError):  # not written yet, or being replaced
+                pass
             done.wait(0.01)
 
     done = threading.Event()
-    killer = threading.Thread(target=kill_the_writer)
+    killer = threading.Thread(target=kill_the_worker)
     killer.start()
     try:
-        records = batch.run_many([video], ray_address="auto", cpus_per_worker=1, report=tmp_path / "r.jsonl", **options)
+        records = batch.run_many([video], ray_address="auto", cpus_per_worker=1, report=tmp_path / "r.jsonl",
+                                 resume=resume, **options)
     finally:
         done.set()
         killer.join()
 
-    assert killed, "the worker finished before it could be killed"
+    assert killed and killed[0] != os.getpid(), "the worker finished before it could be killed"
+    assert json.loads((out / "run.json").read_text())["status"] == "complete" and not (out / "run.lock").exists()
     assert [(r["status"], r["frames"]) for r in records] == [("complete", 70)]
     assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 1
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the worker (Ray gives a 1-CPU actor one thread), so the arithmetic is the same
     try:
-        single = run_video_depth_anything(copy(MEDIA_CLIP, tmp_path / "here" / "long.mp4"), tmp_path / "single", **options)
+        run_video_depth_anything(copy(MEDIA_CLIP, tmp_path / "here" / "long.mp4"), tmp_path / "single", **options)
     finally:
         torch.set_num_threads(threads)
-    retried = list(iter_records(tmp_path / "videos" / "long" / "depth.ndjson"))
-    alone = list(iter_records(single["depth_ndjson"]))
+    retried = list(iter_records(out / "depth.ndjson"))
+    alone = list(iter_records(tmp_path / "single" / "depth.ndjson"))
     assert [r["frame_index"] for r in retried] == [r["frame_index"] for r in alone] == list(range(70))
     for a, b in zip(retried, alone):
         scale = b["otherData"]["depth_map"]["scale"]
