@@ -3,7 +3,10 @@ import json
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -280,3 +283,31 @@ def test_a_worker_killed_mid_video_is_retried_to_the_same_outputs(cluster, weigh
         scale = b["otherData"]["depth_map"]["scale"]
         step = (scale["max"] - scale["min"]) / 65535
         assert np.abs(decode_depth(a) - decode_depth(b)).max() <= step
+
+
+def test_ctrl_c_stops_the_batch_and_resume_finishes_it(clips, weights_dir, tmp_path):
+    folder = tmp_path / "videos"
+    copy(MEDIA_CLIP, folder / "a_long.mp4")  # 70 frames: still running when Ctrl-C comes
+    copy(clips[2], folder / "b.mp4")
+    command = [sys.executable, "-m", "annolid.depth", str(folder), "--quiet", "--report", str(tmp_path / "r.jsonl"),
+               "--checkpoint-root", str(weights_dir), "--input-size", "56", "--max-res", "160"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    partial = folder / "a_long" / "depth.ndjson.partial"
+    deadline = time.monotonic() + 120
+    while not (partial.exists() and partial.stat().st_size > 0) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+
+    assert proc.returncode == 130, err
+    cancelled, left = out.splitlines()[1:-1]
+    assert cancelled.split()[:2] == [str(folder / "a_long.mp4"), "cancelled"]
+    assert left.split()[:3] == [str(folder / "b.mp4"), "not", "started"]
+    assert "run again with --resume" in err and "Traceback" not in err
+    assert [json.loads(line)["status"] for line in (tmp_path / "r.jsonl").read_text().splitlines()] == ["cancelled"]
+
+    done = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["status"] for line in (tmp_path / "r.jsonl").read_text().splitlines()] == [
+        "cancelled", "complete", "complete"]
+    assert [r["frame_index"] for r in iter_records(folder / "a_long" / "depth.ndjson")] == list(range(70))
