@@ -60,3 +60,15 @@ def test_a_folder_without_videos_cannot_start(qtbot, window, tmp_path):
     dialog = window.process_folder(tmp_path)
     assert not dialog.start_button.isEnabled()
     assert "no video files" in dialog.status.text()
+
+
+def test_closing_the_window_stops_a_running_batch(qtbot, window, weights_dir, tmp_path, monkeypatch):
+    copy(MEDIA_CLIP, tmp_path / "videos" / "long.mp4")
+    monkeypatch.setattr(window, "settings", lambda: settings(weights_dir))
+    dialog = window.process_folder(tmp_path / "videos")
+    dialog.start_button.click()
+    qtbot.waitUntil(lambda: dialog.bar.value() >= 1, timeout=120_000)
+    window.close()
+    assert not dialog.thread.isRunning()
+    qtbot.waitUntil(lambda: dialog.records is not None)  # the batch's result arrives as it ends
+    assert [entry["status"] for entry in dialog.records] == ["cancelled"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QThread, Signal
+from PySide6.QtCore import Qt, QThread, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -111,6 +111,8 @@ class BatchDialog(QDialog):
         self.job.video_ended.connect(self.on_ended)
         self.job.finished.connect(self.on_finished)
         self.job.failed.connect(self.on_failed)
+        for ended in (self.job.finished, self.job.failed):  # the thread ends with the job, even while the
+            ended.connect(self.thread.quit, Qt.DirectConnection)  # window waits for it on closing
         self.thread.start()
 
     def on_started(self, row: int) -> None:

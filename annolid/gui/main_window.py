@@ -82,6 +82,7 @@ class MainWindow(QMainWindow):
         self.frame = self.depth_map = None
         self.last_message: QMessageBox | None = None
         self.run_dialog: RunDialog | None = None
+        self.batch_dialog: BatchDialog | None = None
 
         self.video_view, self.depth_view = ImageView(), ImageView()
         for view in (self.video_view, self.depth_view):
@@ -165,9 +166,9 @@ class MainWindow(QMainWindow):
 
     def process_folder(self, folder: str | Path) -> BatchDialog:
         """Depth for every video in `folder` with the current settings."""
-        dialog = BatchDialog(folder, self.settings(), self)
-        dialog.open()
-        return dialog
+        self.batch_dialog = BatchDialog(folder, self.settings(), self)
+        self.batch_dialog.open()
+        return self.batch_dialog
 
     def open_video(self, path: str | Path) -> bool:
         try:
@@ -326,6 +327,9 @@ class MainWindow(QMainWindow):
         if self.run_dialog is not None and self.run_dialog.thread.isRunning():
             self.run_dialog.cancel()
             self.run_dialog.thread.wait()
+        if self.batch_dialog is not None and self.batch_dialog.running():
+            self.batch_dialog.reject()  # cancels; the current video stops at its next frame
+            self.batch_dialog.thread.wait()
         if self.reader is not None:
             self.reader.close()
         super().closeEvent(event)
