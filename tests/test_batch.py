@@ -223,6 +223,14 @@ def test_a_folder_on_ray_then_resumed(cluster, folder, weights_dir, tmp_path, ca
     assert {p: (p / "depth.ndjson").stat().st_mtime_ns for p in written} == written
 
 
+def test_workers_that_the_cluster_cannot_hold_are_refused(cluster, folder):
+    with pytest.raises(batch.RayError, match="no GPUs; leave out --gpus-per-worker"):
+        batch.run_many([folder], ray_address="auto", gpus_per_worker=1)
+    with pytest.raises(batch.RayError, match="no node of the Ray cluster has 3 CPUs for one worker"):
+        batch.run_many([folder], ray_address="auto", cpus_per_worker=3)
+    assert not (folder / "a").exists()
+
+
 def test_an_unreachable_cluster_fails_fast(folder, capsys):
     code, _, err = run_cli(capsys, folder, "--ray", "ray://127.0.0.1:9")  # the discard port: nothing listens
     assert code == 1

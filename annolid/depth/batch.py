@@ -351,18 +351,21 @@ def connect(ray, address: str) -> bool:
 
 
 def worker_resources(ray, gpus_per_worker: float | None, cpus_per_worker: float | None) -> tuple[dict, int]:
-    """Resources of one actor, and how many such actors the cluster holds at once."""
+    """Resources of one actor, and how many such actors the cluster holds at once: a GPU
+    each where the cluster has GPUs (unless `gpus_per_worker` is 0), else CPUs."""
     nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
-    gpus = sum(node.get("GPU", 0) for node in nodes)
-    if gpus and gpus_per_worker != 0:
-        need, kind = {"num_gpus": gpus_per_worker or 1, "num_cpus": cpus_per_worker or 1}, "GPU"
+    has_gpus = any(node.get("GPU", 0) for node in nodes)
+    if gpus_per_worker and not has_gpus:
+        raise RayError("the Ray cluster has no GPUs; leave out --gpus-per-worker to run on its CPUs")
+    if has_gpus and gpus_per_worker != 0:
+        kind, need = "GPU", {"num_gpus": gpus_per_worker or 1, "num_cpus": cpus_per_worker or 1}
     else:
-        need = {"num_gpus": 0, "num_cpus": cpus_per_worker or min(CPUS_PER_WORKER, max(node.get("CPU", 0) for node in nodes))}
-        kind = "CPU"
-    key = "num_gpus" if kind == "GPU" else "num_cpus"
-    fits = sum(int(node.get(kind, 0) // need[key]) for node in nodes if node.get("CPU", 0) >= need["num_cpus"])
+        most = max(node.get("CPU", 0) for node in nodes)
+        kind, need = "CPU", {"num_gpus": 0, "num_cpus": cpus_per_worker or min(CPUS_PER_WORKER, most)}
+    per_worker = need[f"num_{kind.lower()}s"]
+    fits = sum(int(node.get(kind, 0) // per_worker) for node in nodes if node.get("CPU", 0) >= need["num_cpus"])
     if fits == 0:
-        raise RayError(f"no node of the Ray cluster has {need[key]:g} {kind}s for one worker; "
+        raise RayError(f"no node of the Ray cluster has {per_worker:g} {kind}s for one worker; "
                        f"lower --{kind.lower()}s-per-worker")
     return need, fits
 
