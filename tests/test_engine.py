@@ -245,7 +245,7 @@ def test_a_snapshot_resumes_to_the_same_depth(vits, kind, count, tmp_path):
     if kind == "stream":
         points = points[:-1]  # its last snapshot follows the last frame
     for done in {points[0], points[len(points) // 2], points[-1]}:
-        state = torch.load(tmp_path / f"{done}.pt", weights_only=False)
+        state = torch.load(tmp_path / f"{done}.pt", weights_only=True)
         rest = list(engines[kind](vits, input_size=28).run(itertools.islice(synthetic_frames(count), done, None), state))
         assert [i for i, _, _ in rest] == [3 * i for i in range(done, count)]
         worst = max(float(np.abs(d - whole[done + j]).max() / (whole[done + j].max() - whole[done + j].min()))

@@ -174,3 +174,38 @@ def test_hover_reads_depth_from_the_view(qtbot, window, video, weights, _isolate
     view = window.depth_view
     qtbot.mouseMove(view, QPoint(view.width() // 2, view.height() // 2))
     assert "depth" in window.statusBar().currentMessage()
+
+
+def test_a_cancelled_run_shows_only_its_frames_and_offers_to_resume(qtbot, window, video, weights, _isolated_home):
+    write_config(_isolated_home, **{**FAST, "max_frames": 40, "streaming": False})
+    window.open_video(video)
+    window.run_depth()
+    dialog = window.run_dialog
+    with qtbot.waitSignal(dialog.job.progress, timeout=60_000):
+        pass
+    with qtbot.waitSignal(dialog.finished, timeout=60_000):
+        qtbot.mouseClick(dialog.cancel_button, Qt.LeftButton)
+    done = dialog.result["frames"]
+    assert dialog.result["cancelled"] and 1 <= done < 40
+
+    fresh = MainWindow()
+    qtbot.addWidget(fresh)
+    fresh.open_video(video)  # the folder's run, as it stands
+    assert f"cancelled at {done} of 40 frames" in fresh.statusBar().currentMessage()
+    fresh.slider.setValue(done - 1)
+    assert fresh.depth_map is not None
+    fresh.slider.setValue(done + 2)  # past what the run did: no stale map, no value under the mouse
+    assert fresh.depth_map is None and "no depth for this frame" in fresh.position.text()
+    fresh.video_view.hovered.emit(100, 100)
+    assert fresh.statusBar().currentMessage().endswith("no depth for this frame")
+
+    fresh.run_depth()
+    box = fresh.last_message
+    resume = next(b for b in box.buttons() if b.text() == f"Resume at frame {done}")
+    assert {b.text() for b in box.buttons()} >= {f"Resume at frame {done}", "Start over"}
+    resume.click()
+    with qtbot.waitSignal(fresh.run_dialog.finished, timeout=120_000):
+        pass
+    result = fresh.run_dialog.result
+    assert result["status"] == "complete" and result["frames"] == 40
+    assert "depth for 40 frames" in fresh.run_state

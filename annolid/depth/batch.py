@@ -377,10 +377,13 @@ class VideoWorker:
         self.options, self.resume = options, resume
 
     def __call__(self, batch: dict) -> dict:
+        from .engine import reuse_freed_memory
+
         entries = []
         for video, output_dir, error in zip(batch["video"], batch["output_dir"], batch["error"]):
             job = Job(Path(video), Path(output_dir) if output_dir else None, error or None)
-            entries.append(json.dumps(run_one(job, self.resume, self.options)))
+            with reuse_freed_memory():  # this process is the actor's alone, as the CLI's is its own
+                entries.append(json.dumps(run_one(job, self.resume, self.options)))
         return {"index": batch["index"], "record": entries}
 
 

@@ -178,13 +178,16 @@ def main(argv: list[str] | None = None) -> int:
         print("annolid-depth: give at least one video or folder (or --from-list FILE)", file=sys.stderr)
         return EXIT_USAGE
 
+    from .engine import reuse_freed_memory  # torch loads only once the arguments parse
+
     options = {name: getattr(args, name) for name in OPTIONS}
     output_root = options.pop("output_dir")
     options = {k: (v if v != "" else None) for k, v in options.items()}
     here = args.ray is None
     bars = BatchBars(args.quiet) if here else None
     interrupted = False
-    with Interrupts() if here else contextlib.nullcontext() as interrupts:
+    # this process is ours: tune its allocator (on Ray, the workers do)
+    with Interrupts() if here else contextlib.nullcontext() as interrupts, reuse_freed_memory():
         try:
             paths = [*args.paths, *(p for name in args.from_list for p in read_list(name))]
             records = run_many(

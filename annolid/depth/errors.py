@@ -16,6 +16,3 @@ class WeightsError(DepthError):
 class OutputError(DepthError):
     """The output folder cannot be created or written."""
 
-
-class Cancelled(DepthError):
-    """The run was cancelled; everything written so far is valid."""

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .engine import OfflineEngine, StreamingEngine, pick_device, pick_precision, reuse_freed_memory
+from .engine import OfflineEngine, StreamingEngine, pick_device, pick_precision
 from .engine.device import DTYPES
 from .errors import OutputError
 from .io.records import KINDS
@@ -123,8 +123,7 @@ def run_video_depth_anything(
             if not plan.done:
                 callbacks = Callbacks(progress_callback, preview_callback, frame_callback, source.frame_count, settings)
                 stop = (should_cancel or (lambda: False), stop_event or threading.Event())
-                with reuse_freed_memory():
-                    run.execute(plan, callbacks, lambda: stop[0]() or stop[1].is_set())
+                run.execute(plan, callbacks, lambda: stop[0]() or stop[1].is_set())
             return run.result(plan.record)
 
 
@@ -172,35 +171,31 @@ class Run:
             self.info.resume = ResumePoint(plan.resume_at, plan.last_index, record["resume_point"].get("marks", {}))
         else:
             folder.discard_unfinished()
-        sinks = build_sinks(self.info)
+        try:
+            opened = self.open_sinks()
+        except ValueError as exc:  # the partial outputs do not reach the resume point
+            if not plan.resume_at:
+                raise
+            self.warnings.append(f"cannot resume ({exc}); starting over")
+            log.warning("%s: %s", folder.path, self.warnings[-1])
+            plan.resume_at, plan.last_index, plan.state, self.info.resume = 0, None, None, None
+            folder.discard_unfinished()
+            opened = self.open_sinks()
         record.update({
             "started": record.get("started") or now(), "device": str(self.device), "frames_done": plan.resume_at,
             "mode": "streaming" if self.settings.streaming else "offline", "frames_expected": source.frame_count,
             "processed": {"width": source.width, "height": source.height, "fps": source.output_fps},
-            "outputs": {sink.result_key: sink.name(self.info) for sink in sinks},
+            "outputs": {sink.result_key: sink.name(self.info) for sink in opened},
             "resume_point": record.get("resume_point") if plan.resume_at else None,
         })
         record.setdefault("previous", None)
         record["replaces"] = sorted((set(output_names(self.info)) | set((record["previous"] or {}).get("outputs", {}).values()))
                                     - set(record["outputs"].values()))
-        opened = []
-        try:
-            for sink in sinks:  # opening checks optional packages and folders, before the model loads
-                sink.open(self.info)
-                opened.append(sink)
-        except BaseException:
-            close_all(opened, completed=False)
-            raise
         folder.write(record)
         started, status, error = time.perf_counter(), "failed", None
         done, last_index = plan.resume_at, plan.last_index
-        model = load_model(str(self.checkpoint), self.checkpoint.stat().st_mtime_ns, self.settings.encoder,
-                           self.settings.metric, str(self.device), self.precision)
-        engine = (StreamingEngine if self.settings.streaming else OfflineEngine)(
-            model, self.settings.input_size, self.device, self.precision)
-        decoded = prefetched(source.frames(skip=plan.resume_at))
-        frames = engine.run(decoded, plan.state)
         writer = SinkWriter(opened, threaded=core_to_spare(self.device))
+        engine = frames = decoded = None
         saved_at, save_cost, recorded_at = time.monotonic(), 0.0, time.monotonic()
 
         def save_resume_point() -> None:
@@ -220,6 +215,12 @@ class Run:
             callbacks.frame(done, frame_index, rgb, depth)
 
         try:
+            model = load_model(str(self.checkpoint), self.checkpoint.stat().st_mtime_ns, self.settings.encoder,
+                               self.settings.metric, str(self.device), self.precision)
+            engine = (StreamingEngine if self.settings.streaming else OfflineEngine)(
+                model, self.settings.input_size, self.device, self.precision)
+            decoded = prefetched(source.frames(skip=plan.resume_at))
+            frames = engine.run(decoded, plan.state)
             for item in frames:
                 hand_out(*item)
                 if cancel_requested():
@@ -247,9 +248,10 @@ class Run:
             error = exc
             raise
         finally:
-            with deferred_interrupts():
+            with deferred_interrupts() as interrupted:
                 for generator in (frames, decoded):
-                    generator.close()
+                    if generator is not None:
+                        generator.close()
                 writer.finish(raise_error=False)
                 close_error = close_all(opened, completed=status == "complete")
                 if close_error is not None and status == "complete":
@@ -260,14 +262,32 @@ class Run:
                                "skipped_frames": source.skipped_frames, "warnings": self.warnings,
                                "elapsed_s": round(elapsed, 3),
                                "frames_per_second": round((done - plan.resume_at) / elapsed, 3) if elapsed > 0 else None})
-                if status == "complete":
-                    folder.complete(record)
-                else:
-                    folder.write(record)
+                try:
+                    folder.complete(record) if status == "complete" else folder.write(record)
+                except OSError as exc:  # run.json keeps its last state, which is resumable
+                    log.warning("%s could not be updated: %s", folder.path / "run.json", exc.strerror or exc)
+                    if status == "complete":
+                        status, close_error = "failed", close_error or exc
+                        error = out_of_space(exc, folder.path, done)
+            if interrupted and status != "complete":  # a run that completed meanwhile stands
+                raise KeyboardInterrupt
             if status == "complete":
                 callbacks.finished()
             if close_error is not None and error is not None and status == "failed":
                 raise error from close_error
+
+    def open_sinks(self) -> list:
+        """The run's sinks, opened: this checks optional packages and folders before the model
+        loads, and cuts a resumed run's partial outputs back to its resume point."""
+        opened = []
+        try:
+            for sink in build_sinks(self.info):
+                sink.open(self.info)
+                opened.append(sink)
+        except BaseException:
+            close_all(opened, completed=False)
+            raise
+        return opened
 
     def result(self, record: dict) -> dict:
         """Annolid's entries (lists of path strings) and this package's facts about the run."""
@@ -331,18 +351,17 @@ def close_all(sinks, completed: bool) -> BaseException | None:
 @contextlib.contextmanager
 def deferred_interrupts():
     """Let a Ctrl-C during clean-up wait until the clean-up is done, so it cannot leave a
-    half-closed output; it is raised afterwards (main thread only: signals arrive there)."""
+    half-closed output; the list it yields says whether one came (main thread only:
+    signals arrive there)."""
+    caught: list[bool] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield caught
         return
-    caught = []
     previous = signal.signal(signal.SIGINT, lambda *_: caught.append(True))
     try:
-        yield
+        yield caught
     finally:
         signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise KeyboardInterrupt
 
 
 class Callbacks:

@@ -26,7 +26,6 @@ SECTION = "video_depth_anything"
 ENCODERS = ("vits", "vitb", "vitl")
 PRECISIONS = ("fp32", "bf16", "fp16")
 POINT_CLOUD_FORMATS = ("csv", "ply")
-PATCH_SIZE = 14
 MAX_INPUT_SIZE = 2044  # 146 patches a side: a vitl window there already needs tens of GB
 ALIASES = {"max_len": "max_frames"}  # the reference scripts' name
 GROUPS = ("model", "sampling", "outputs", "camera", "advanced")  # how the GUI groups the options

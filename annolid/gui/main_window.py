@@ -1,6 +1,7 @@
 """The main window: a video with its depth, scrubbed together, and the depth menus."""
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (
 from annolid.depth.batch import VIDEO_EXTENSIONS
 from annolid.depth.errors import DepthError
 from annolid.depth.io.records import RecordIndex
+from annolid.depth.io.run_folder import shown_outputs, unfinished_run
 from annolid.depth.io.source import FrameReader
 from annolid.depth.settings import DepthSettings, default_output_dir, load_settings
 from annolid.depth.weights import checkpoint_key, checkpoint_path
@@ -70,6 +72,18 @@ class ImageView(QWidget):
         self.hovered.emit(x if inside else -1, y if inside else -1)
 
 
+def describe_run(record: dict | None, depth: RecordIndex | None) -> str:
+    """A run's state in words: "depth for 70 frames", "cancelled at 37 of 70 frames"."""
+    if record is None:
+        return f"depth for {len(depth)} frames" if depth else ""
+    done, expected = record.get("frames_done", 0), record.get("frames_expected")
+    of = f" of {expected}" if expected else ""
+    if record.get("status") == "complete":
+        return f"depth for {done} frames"
+    state = {"running": "stopped", "cancelled": "cancelled", "failed": "failed"}.get(record.get("status"), "stopped")
+    return f"depth run {state} at {done}{of} frames (View → Video Depth Anything… resumes it)"
+
+
 class MainWindow(QMainWindow):
     def __init__(self, config_path: str | Path | None = None):
         super().__init__()
@@ -83,6 +97,8 @@ class MainWindow(QMainWindow):
         self.last_message: QMessageBox | None = None
         self.run_dialog: RunDialog | None = None
         self.batch_dialog: BatchDialog | None = None
+        self.run_record: dict | None = None
+        self.run_state = ""
 
         self.video_view, self.depth_view = ImageView(), ImageView()
         for view in (self.video_view, self.depth_view):
@@ -187,18 +203,31 @@ class MainWindow(QMainWindow):
         self.slider.blockSignals(False)
         self.load_depth()
         self.show_frame(0)
-        found = f"depth for {len(self.depth)} frames" if self.depth else "no depth yet (View → Video Depth Anything…)"
+        found = self.run_state or "no depth yet (View → Video Depth Anything…)"
         self.statusBar().showMessage(f"{self.video.name}: {reader.frame_count} frames at {reader.fps:.2f} fps; {found}")
         return True
 
     def load_depth(self) -> None:
-        """Shows the depth of an earlier run of this video, if its output folder has one."""
-        self.depth = None
+        """Shows the depth of the run in this video's output folder, if it has one, and says
+        what that run is (complete, or stopped at N of M frames)."""
+        self.depth, self.run_record, self.run_state = None, None, ""
         if self.video is not None:
-            ndjson = default_output_dir(self.video, self.settings().output_dir) / "depth.ndjson"
-            if ndjson.exists():
+            ndjson, self.run_record = shown_outputs(self.output_folder())
+            if ndjson is not None:
                 self.depth = RecordIndex(ndjson)
+            self.run_state = describe_run(self.run_record, self.depth)
         self._update_depth_controls()
+
+    def output_folder(self) -> Path:
+        return default_output_dir(self.video, self.settings().output_dir)
+
+    def depth_shown_for(self, index: int) -> int | None:
+        """The processed frame whose depth belongs to video frame `index`: itself, or the one
+        before it when the run sampled every n-th frame and `index` lies in between."""
+        shown = self.depth.nearest(index)
+        processed_fps = ((self.run_record or {}).get("processed") or {}).get("fps")
+        stride = round(self.reader.fps / processed_fps) if processed_fps else 1
+        return shown if shown is not None and index - shown < max(stride, 1) else None
 
     def _update_depth_controls(self) -> None:
         has_depth = bool(self.depth)
@@ -215,11 +244,13 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"Frame {index}: {exc}")
             return
         self.depth_map = None
+        note = ""
         if self.depth:
-            shown = self.depth.nearest(index)
+            shown = self.depth_shown_for(index)
             self.depth_map = None if shown is None else self.depth.depth(shown)
+            note = "   no depth for this frame" if shown is None else ""
         seconds = index / self.reader.fps if self.reader.fps else 0.0
-        self.position.setText(f"Frame {index} / {max(self.reader.frame_count - 1, 0)}   {seconds:.2f} s")
+        self.position.setText(f"Frame {index} / {max(self.reader.frame_count - 1, 0)}   {seconds:.2f} s{note}")
         self.redraw()
 
     def redraw(self) -> None:
@@ -238,7 +269,11 @@ class MainWindow(QMainWindow):
 
     def show_depth_at(self, x: int, y: int) -> None:
         """Status bar: the depth under the mouse, labelled with what the number means."""
-        if x < 0 or self.depth_map is None or self.frame is None:
+        if x < 0 or self.frame is None:
+            return
+        if self.depth_map is None:
+            if self.depth:
+                self.statusBar().showMessage(f"x {x}, y {y}: no depth for this frame")
             return
         dy = min(int(y * self.depth_map.shape[0] / self.frame.shape[0]), self.depth_map.shape[0] - 1)
         dx = min(int(x * self.depth_map.shape[1] / self.frame.shape[1]), self.depth_map.shape[1] - 1)
@@ -296,7 +331,26 @@ class MainWindow(QMainWindow):
             box.open()
             self.last_message = box
             return
-        self._start(RunDialog(depth_job(self.video, settings), f"Depth for {self.video.name}", self))
+        pending = unfinished_run(self.output_folder(), self.video, asdict(settings.normalized()))
+        if pending is None:
+            self._start(RunDialog(depth_job(self.video, settings), f"Depth for {self.video.name}", self))
+            return
+        done = pending["resume_point"]["frames"]
+        box = QMessageBox(QMessageBox.Question, "Unfinished run",
+                          f"{self.output_folder()} holds an unfinished run of this video with these settings "
+                          f"({describe_run(pending, None)}).", QMessageBox.NoButton, self)
+        resume_button = box.addButton(f"Resume at frame {done}", QMessageBox.AcceptRole)
+        box.addButton("Start over", QMessageBox.DestructiveRole)
+        box.addButton(QMessageBox.Cancel)
+        box.buttonClicked.connect(lambda button: self._answer_resume(box, button, resume_button, settings))
+        box.open()
+        self.last_message = box
+
+    def _answer_resume(self, box, button, resume_button, settings: DepthSettings) -> None:
+        if box.buttonRole(button) == QMessageBox.RejectRole:
+            return
+        resume = button is resume_button
+        self._start(RunDialog(depth_job(self.video, settings, resume=resume), f"Depth for {self.video.name}", self))
 
     def _download_then_run(self, key: str, settings: DepthSettings) -> None:
         dialog = RunDialog(download_job(key, settings.checkpoint_root or None), f"Downloading {key}", self)

@@ -21,9 +21,9 @@ def pick_device(requested: str | None = None) -> torch.device:
         except RuntimeError:
             raise ValueError(f"unknown device {requested!r}; use cpu, cuda, cuda:N or mps") from None
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was asked for, but torch sees no CUDA GPU; use device='cpu'")
+            raise ValueError("device 'cuda' was asked for, but torch sees no CUDA GPU; choose the cpu (device='cpu', --device cpu)")
         if device.type == "mps" and not torch.backends.mps.is_available():
-            raise ValueError("device 'mps' was asked for, but it is not available here; use device='cpu'")
+            raise ValueError("device 'mps' was asked for, but it is not available here; choose the cpu (device='cpu', --device cpu)")
         if device.type not in SUPPORTED:
             raise ValueError(f"device {requested!r} is not supported; use cpu, cuda or mps")
         return device
@@ -88,7 +88,9 @@ def reuse_freed_memory():
     fresh pages and pays a page fault for every 4 KiB (vits at input 252 on 2 cores: 10 %
     of a streaming run, 18 % of a windowed one). Raising glibc's thresholds keeps those pages for reuse; at the end
     `malloc_trim` returns them and the thresholds go back to where glibc's own adjustment
-    would take them. Elsewhere (macOS, Windows, musl) this does nothing.
+    would take them. Elsewhere (macOS, Windows, musl) this does nothing. It changes the
+    allocator of the whole process, so only the CLI, whose process this is, turns it on; a
+    library call (the GUI, a user's script) leaves the host's allocator alone.
     """
     libc = _glibc()
     if libc is not None:

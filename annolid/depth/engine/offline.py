@@ -94,7 +94,8 @@ class OfflineEngine:
         start, first_shape, aligner, features = self._resume_point[1]
         return {
             "frames": self.yielded, "start": start, "frame_shape": first_shape,
-            "reference": aligner.reference, "to_blend": aligner.to_blend,
+            "reference": [torch.from_numpy(d) for d in aligner.reference],
+            "to_blend": [torch.from_numpy(d) for d in aligner.to_blend],
             "keyframe_features": [f.cpu() for f in features],
         }
 
@@ -116,7 +117,8 @@ class OfflineEngine:
             if not pending:
                 return
             start, frame_shape = state["start"], tuple(state["frame_shape"])
-            aligner.reference, aligner.to_blend = state["reference"], state["to_blend"]
+            aligner.reference = [d.numpy() for d in state["reference"]]
+            aligner.to_blend = [d.numpy() for d in state["to_blend"]]
             keyframe_features = [f.to(device) for f in state["keyframe_features"]]
             new_slots = []
         self.yielded = state["frames"] if state else 0

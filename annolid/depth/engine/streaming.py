@@ -55,11 +55,14 @@ class StreamingEngine:
         return self._group_end - self.yielded
 
     def snapshot(self) -> dict | None:
-        """How to go on after the frames yielded so far: every temporal block's stored keys
-        and values (on the CPU), or None in the middle of a group."""
+        """How to go on after the frames yielded so far: every temporal block's keys and values
+        of the frames later frames attend to (frame 0 and the last 41, on the CPU), or None
+        in the middle of a group."""
         if self.yielded != self._group_end or not self.yielded:
             return None
-        return {"frames": self.yielded, "memory": self.memory.export(self.model)}
+        k = self.yielded
+        slots = sorted({slot(f) for f in [0, *range(max(1, k - FAR), k)]})  # what frames from k on attend to
+        return {"frames": k, "slots": slots, "memory": self.memory.export(self.model, slots)}
 
     def run(self, frames: Iterable[tuple[int, np.ndarray]], state: dict | None = None) -> Iterator:
         """Depth for `frames`; with `state` (a `snapshot`), `frames` are those after it."""
@@ -68,7 +71,7 @@ class StreamingEngine:
         k = 0
         if state is not None:
             k = self.yielded = self._group_end = state["frames"]
-            self.memory.restore(model, state["memory"], device)
+            self.memory.restore(model, state["memory"], state["slots"], device)
         first = next(frames, None)
         if first is None:
             return

@@ -39,12 +39,16 @@ def now() -> str:
 
 def write_json_atomically(path: Path, document: dict) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as stream:
-        json.dump(document, stream, indent=1)
-        stream.write("\n")
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as stream:
+            json.dump(document, stream, indent=1)
+            stream.write("\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def video_fingerprint(path: Path) -> dict:
@@ -53,6 +57,31 @@ def video_fingerprint(path: Path) -> dict:
     with open(path, "rb") as stream:
         head = hashlib.sha256(stream.read(HEAD_BYTES)).hexdigest()
     return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "head_sha256": head}
+
+
+def save_tensors(state: dict, stream) -> None:
+    """torch.save into `stream`, with the stream's own write error (a full disk) raised as
+    such rather than as the RuntimeError torch turns it into."""
+    failures = []
+
+    class Writer:
+        def write(self, data):
+            try:
+                return stream.write(data)
+            except OSError as exc:
+                failures.append(exc)
+                raise
+
+        def flush(self):
+            stream.flush()
+
+    try:
+        torch.save(state, Writer())
+    except RuntimeError:
+        if failures:
+            raise failures[0] from None
+        raise
+    stream.flush()
 
 
 # --------------------------------------------------------------------------- lock
@@ -199,7 +228,7 @@ class RunFolder:
         if point.get("frames"):
             try:
                 state = torch.load(self.path / STATE, map_location="cpu", weights_only=True)
-            except (OSError, RuntimeError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - unreadable for any reason: start over
                 log.warning("%s: the resume state cannot be read (%s); starting over", self.path, exc)
                 return Plan(record)
             if state.get("frames") != point["frames"]:
@@ -216,8 +245,13 @@ class RunFolder:
         """Make `state` (after `state["frames"]` frames, all written) the resume point;
         `marks` tell each sink where its output stood then."""
         tmp = self.path / (STATE + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.path / STATE)
+        try:
+            with open(tmp, "wb") as stream:
+                save_tensors(state, stream)
+            os.replace(tmp, self.path / STATE)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         record["resume_point"] = {"frames": state["frames"], "last_frame_index": last_index, "marks": marks}
         self.write(record)
 
@@ -240,7 +274,38 @@ class RunFolder:
                 publish(partial(self.path / name), self.path / name)
         for name in record.get("replaces", []):  # what an earlier run made and this one did not
             remove(self.path / name)
-            remove(partial(self.path / name))
-        remove(self.path / STATE)
+        for path in self.path.glob("*.partial"):  # the resume state and raw files the outputs were made from
+            remove(path)
         record.update(status="complete", resume_point=None, previous=None)
         self.write(record)
+
+
+def unfinished_run(folder: Path, video: Path, settings: dict) -> dict | None:
+    """The folder's record when it holds an unfinished run of this video file with these
+    settings (a dict as in run.json) and a resume point: what a user may resume."""
+    record = read_record(folder)
+    if record is None or record.get("status") == "complete" or not (record.get("resume_point") or {}).get("frames"):
+        return None
+    try:
+        stat = video.stat()
+    except OSError:
+        return None
+    known = record.get("video") or {}
+    same_video = (known.get("path"), known.get("size"), known.get("mtime_ns")) == (str(video.resolve()), stat.st_size,
+                                                                                  stat.st_mtime_ns)
+    same_settings = all(record.get("settings", {}).get(key) == value for key, value in settings.items()
+                        if key in record.get("settings", {}))
+    return record if same_video and same_settings else None
+
+
+def shown_outputs(folder: Path) -> tuple[Path | None, dict | None]:
+    """The depth.ndjson of the run a folder's run.json describes, with that record: the
+    partial one while that run is unfinished (a folder from before run.json existed: its
+    depth.ndjson, without a record)."""
+    record = read_record(folder)
+    name = ((record or {}).get("outputs") or {}).get("depth_ndjson", "depth.ndjson")
+    unfinished = record is not None and record.get("status") != "complete"
+    for path in (partial(folder / name), folder / name) if unfinished else (folder / name,):
+        if path.is_file() and path.stat().st_size:
+            return path, record
+    return None, record

@@ -165,8 +165,8 @@ class Sink:
         return claim_file(self.final, keep=self.info.resume is not None)
 
     def mark(self):
-        """What this sink needs, once every frame so far is written, to cut its output back
-        to here on resume (None: nothing)."""
+        """Flush what is written so far and return what this sink needs to cut its output
+        back to here on resume (None: nothing)."""
         return None
 
     def prepare(self, frame_index: int, rgb: np.ndarray, depth: np.ndarray):
@@ -596,6 +596,10 @@ class NpzSink(Sink):
             raise ValueError(f"depth of frame {frame_index} is {depth.shape}, not {(self.info.height, self.info.width)}")
         return np.ascontiguousarray(depth, np.float32).tobytes()
 
+    def mark(self):
+        self.raw.flush()  # on disk for the resume point: a killed process loses its buffers
+        self.raw_indices.flush()
+
     def write(self, frame_index, data):
         self.raw.write(data)
         self.raw_indices.write(np.int64(frame_index).tobytes())
@@ -615,12 +619,9 @@ class NpzSink(Sink):
                             np.lib.format.write_array_header_2_0(member, {"descr": descr, "fortran_order": False, "shape": shape})
                             raw.seek(0)
                             shutil.copyfileobj(raw, member, 1 << 22)
-        finally:
+        finally:  # the raw files go once the run is published: a run killed before resumes from them
             self.raw.close()
             self.raw_indices.close()
-        if completed:
-            for raw in (self.raw, self.raw_indices):
-                Path(raw.name).unlink(missing_ok=True)
 
 
 class ExrSink(FolderSink):

@@ -225,6 +225,9 @@ class VideoSource(_Video):
         super().__init__(path, max_res)
         self.stride = 1 if target_fps <= 0 else max(1, round(self.fps / target_fps))
         self.output_fps = self.fps / self.stride
+        if target_fps > 0 and not math.isclose(self.output_fps, target_fps, rel_tol=0.01):
+            log.warning("%s: %g fps asked for; every %d. frame of the %g fps video gives %g fps", self.path.name,
+                     target_fps, self.stride, self.fps, self.output_fps)
         self.max_frames = max_frames if max_frames > 0 else -1
         total = self._facts.frame_total
         self.frame_count = None if total is None else math.ceil(total / self.stride)

@@ -220,15 +220,23 @@ class StreamMemory:
         stored_values[:, :, current] = values
         return stored_keys, stored_values
 
-    def export(self, model: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """The stores by block name, copied to the CPU: the state a resumed stream needs."""
+    def export(self, model: nn.Module, slots: list[int]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The keys and values held in `slots`, by block name, copied to the CPU: the state a
+        resumed stream needs."""
         names = {module: name for name, module in model.named_modules()}
-        return {names[block]: (k.cpu().clone(), v.cpu().clone()) for block, (k, v) in self.stores.items()}
+        index = torch.tensor(slots)
+        return {names[block]: (k[:, :, index.to(k.device)].cpu(), v[:, :, index.to(v.device)].cpu())
+                for block, (k, v) in self.stores.items()}
 
-    def restore(self, model: nn.Module, stores: dict, device: torch.device) -> None:
-        """Put back stores saved by `export` (in the model's dtype, on `device`)."""
+    def restore(self, model: nn.Module, saved: dict, slots: list[int], device: torch.device) -> None:
+        """Put back what `export` saved of `slots` (in the model's dtype, on `device`)."""
         blocks = dict(model.named_modules())
-        self.stores = {blocks[name]: (k.to(device), v.to(device)) for name, (k, v) in stores.items()}
+        self.stores = {}
+        for name, (keys, values) in saved.items():
+            shape = (keys.shape[0], keys.shape[1], self.slots, keys.shape[3])
+            stores = keys.new_zeros(shape, device=device), values.new_zeros(shape, device=device)
+            stores[0][:, :, slots], stores[1][:, :, slots] = keys.to(device), values.to(device)
+            self.stores[blocks[name]] = stores
 
 
 class TemporalAttention(nn.Module):

@@ -1,0 +1,296 @@
+"""Runs that survive: one run per folder, exact resume after a cancel, an error or kill -9,
+a lock against a second process, a full disk, damaged videos."""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from annolid.depth import run_video_depth_anything, runner
+from annolid.depth.errors import OutputError
+from annolid.depth.io.records import decode_depth, iter_records
+from annolid.depth.io.sinks import Sink
+from parity_recipe import write_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+FRAMES = 30  # windows start at 0 and 22: a resume point after the first
+SMALL = {"input_size": 28, "max_res": 128, "max_frames": FRAMES}
+OUTPUTS = {"save_depth_video": True, "save_depth_frames": True, "save_point_clouds": True, "save_npz": True,
+           "save_exr": True}
+FLAGS = ["--input-size", "28", "--max-res", "128", "--max-frames", str(FRAMES), "--save-depth-video",
+         "--save-depth-frames", "--save-point-clouds", "--save-npz", "--save-exr", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("weights")
+    write_checkpoint(folder / "video_depth_anything_vits.pth")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, media_clip_path=None) -> Path:
+    from conftest import MEDIA_CLIP
+
+    if not MEDIA_CLIP.exists():
+        pytest.skip(f"test clip not found at {MEDIA_CLIP}")
+    target = tmp_path_factory.mktemp("videos") / "mice.mp4"
+    target.write_bytes(MEDIA_CLIP.read_bytes())
+    return target
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(clip, weights_dir, tmp_path_factory):
+    """One complete run per mode, the yardstick of every resumed one."""
+    runs = {}
+    for streaming in (True, False):
+        out = tmp_path_factory.mktemp("whole") / "out"
+        run_video_depth_anything(clip, out, checkpoint_root=weights_dir, streaming=streaming, **SMALL, **OUTPUTS)
+        runs[streaming] = out
+    return runs
+
+
+def assert_same_outputs(out: Path, reference: Path) -> None:
+    """Every output equals the uninterrupted run's: the same records in the same order, each
+    depth within one quantisation step, the same files, and nothing else in the folder."""
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in reference.iterdir())
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "complete" and record["frames_done"] == FRAMES and record["resume_point"] is None
+    ours, theirs = list(iter_records(out / "depth.ndjson")), list(iter_records(reference / "depth.ndjson"))
+    assert [r["frame_index"] for r in ours] == [r["frame_index"] for r in theirs] == list(range(FRAMES))
+    for a, b in zip(ours, theirs):
+        expected = decode_depth(b)
+        step = float(expected.max() - expected.min()) / 65535
+        assert np.abs(decode_depth(a) - expected).max() <= step * 1.01, a["frame_index"]
+    with np.load(out / "mice_depths.npz") as a, np.load(reference / "mice_depths.npz") as b:
+        np.testing.assert_array_equal(a["frame_indices"], b["frame_indices"])
+        np.testing.assert_allclose(a["depths"], b["depths"], rtol=0, atol=2e-5 * float(b["depths"].max()))
+    for folder in ("depth_frames", "point_clouds", "mice_depths_exr"):
+        assert sorted(os.listdir(out / folder)) == sorted(os.listdir(reference / folder)), folder
+    for name in ("depth_00000.png", "depth_00025.png", f"depth_{FRAMES - 1:05d}.png"):
+        a, b = (cv2.imread(str(root / "depth_frames" / name)).astype(int) for root in (out, reference))
+        assert np.abs(a - b).max() <= 1, name
+    a, b = (np.loadtxt(root / "point_clouds" / "point_0025.csv", delimiter=",", skiprows=1) for root in (out, reference))
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    with av.open(str(out / "mice_vis.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == FRAMES
+
+
+def start_cli(clip, out, weights_dir, *extra):
+    return subprocess.Popen([sys.executable, "-m", "annolid.depth", str(clip), "--output-dir", str(out),
+                             "--checkpoint-root", str(weights_dir), *FLAGS, *extra],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition, proc, what: str, limit_s: float = 120):
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        assert proc.poll() is None, f"the run ended before {what}: {proc.communicate()[1]}"
+        assert time.monotonic() < deadline, f"no {what} within {limit_s} s"
+        time.sleep(0.02)
+
+
+def lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+@pytest.mark.parametrize("streaming, moment", [(True, "mid-window"), (False, "mid-window"), (False, "final rendering")])
+def test_kill_9_then_resume_gives_the_uninterrupted_outputs(clip, weights_dir, uninterrupted, tmp_path, streaming, moment):
+    out = tmp_path / "out"
+    proc = start_cli(clip, out, weights_dir, *([] if streaming else ["--no-streaming"]))
+    if moment == "mid-window":
+        wait_for(lambda: lines(out / "depth.ndjson.partial") >= 26, proc, "26 records")
+    else:  # the depth frames are rendered from depth.ndjson once every frame is done
+        wait_for(lambda: any((out / "depth_frames.partial").glob("*.png")), proc, "rendered frames")
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "running" and (out / "run.lock").exists()  # what a killed run leaves
+    assert not (out / "depth.ndjson").exists()  # nothing unfinished under a final name
+
+    result = run_video_depth_anything(clip, out, checkpoint_root=weights_dir, streaming=streaming, resume=True,
+                                      **SMALL, **OUTPUTS)
+    assert result["status"] == "complete"
+    assert_same_outputs(out, uninterrupted[streaming])
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+def test_cancel_then_resume_recomputes_at_most_a_window(clip, weights_dir, uninterrupted, tmp_path, streaming):
+    out = tmp_path / "out"
+    cancelled = run_video_depth_anything(clip, out, checkpoint_root=weights_dir, streaming=streaming,
+                                         should_cancel=lambda: True, **SMALL, **OUTPUTS)
+    assert cancelled["status"] == "cancelled" and 1 <= cancelled["frames"] < FRAMES
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "cancelled" and record["resume_point"]["frames"] == cancelled["frames"]
+    seen = []
+    result = run_video_depth_anything(clip, out, checkpoint_root=weights_dir, streaming=streaming, resume=True,
+                                      frame_callback=lambda p: seen.append(p["frame_index"]), **SMALL, **OUTPUTS)
+    assert seen == list(range(cancelled["frames"], FRAMES))  # nothing done twice
+    assert result["status"] == "complete" and result["frames"] == FRAMES
+    assert_same_outputs(out, uninterrupted[streaming])
+
+
+class FailingSink(Sink):
+    def name(self, info):
+        return "failing.partial-test"
+
+    def write(self, frame_index, payload):
+        if frame_index == 26:
+            raise RuntimeError("the sink broke")
+        super().write(frame_index, payload)
+
+
+def test_an_error_in_a_sink_leaves_a_resumable_run(clip, weights_dir, uninterrupted, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    real = runner.build_sinks
+    monkeypatch.setattr(runner, "build_sinks", lambda info: [*real(info), FailingSink()])
+    with pytest.raises(RuntimeError, match="the sink broke"):
+        run_video_depth_anything(clip, out, checkpoint_root=weights_dir, streaming=False, **SMALL, **OUTPUTS)
+    assert json.loads((out / "run.json").read_text())["status"] == "failed"
+    monkeypatch.setattr(runner, "build_sinks", real)
+    (out / "failing.partial-test.partial").unlink()
+    run_video_depth_anything(clip, out, checkpoint_root=weights_dir, streaming=False, resume=True, **SMALL, **OUTPUTS)
+    assert_same_outputs(out, uninterrupted[False])
+
+
+def test_resume_of_a_complete_run_is_instant(clip, weights_dir, uninterrupted, monkeypatch):
+    out = uninterrupted[True]
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    monkeypatch.setattr(runner, "load_model", lambda *a: pytest.fail("the model was loaded"))
+    result = run_video_depth_anything(clip, out, checkpoint_root=weights_dir, streaming=True, resume=True,
+                                      **SMALL, **OUTPUTS)
+    assert result["status"] == "complete" and result["frames"] == FRAMES
+    assert result["depth_ndjson"] == [str(out / "depth.ndjson")] and len(result["depth_frames"]) == FRAMES
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_a_rerun_keeps_the_complete_result_until_it_completes(clip, weights_dir, tmp_path):
+    out = tmp_path / "out"
+    run_video_depth_anything(clip, out, checkpoint_root=weights_dir, save_npz=True, save_depth_frames=True, **SMALL)
+    complete = (out / "depth.ndjson").read_bytes()
+    cancelled = run_video_depth_anything(clip, out, checkpoint_root=weights_dir, should_cancel=lambda: True,
+                                         **{**SMALL, "max_frames": 20})
+    assert cancelled["status"] == "cancelled"
+    assert (out / "depth.ndjson").read_bytes() == complete  # the earlier complete result is intact
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "cancelled" and record["previous"]["status"] == "complete"
+    # a re-run with fewer outputs: once complete, nothing of the earlier run is left beside it
+    run_video_depth_anything(clip, out, checkpoint_root=weights_dir, **{**SMALL, "max_frames": 20})
+    assert sorted(p.name for p in out.iterdir()) == ["depth.ndjson", "run.json"]
+    assert len(list(iter_records(out / "depth.ndjson"))) == 20
+
+
+def test_a_second_run_into_a_busy_folder_refuses(clip, weights_dir, tmp_path):
+    out = tmp_path / "out"
+    proc = start_cli(clip, out, weights_dir, "--max-frames", "70", "--input-size", "56")
+    try:
+        wait_for(lambda: (out / "run.lock").exists(), proc, "the lock")
+        with pytest.raises(OutputError, match=rf"in use by another run \(process {proc.pid}"):
+            run_video_depth_anything(clip, out, checkpoint_root=weights_dir, **SMALL)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+    # the lock of a process that is gone is taken over
+    result = run_video_depth_anything(clip, out, checkpoint_root=weights_dir, resume=True, **SMALL, **OUTPUTS)
+    assert result["status"] == "complete" and not (out / "run.lock").exists()
+
+
+def test_sigterm_stops_like_ctrl_c_and_resumes(clip, weights_dir, uninterrupted, tmp_path):
+    out = tmp_path / "out"
+    proc = start_cli(clip, out, weights_dir, "--no-streaming")
+    wait_for(lambda: lines(out / "depth.ndjson.partial") >= 5, proc, "5 records")
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "--resume" in stderr and "Traceback" not in stderr
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "cancelled" and record["resume_point"]["frames"] == record["frames_done"]
+    result = run_video_depth_anything(clip, out, checkpoint_root=weights_dir, streaming=False, resume=True,
+                                      **SMALL, **OUTPUTS)
+    assert result["status"] == "complete"
+    assert_same_outputs(out, uninterrupted[False])
+
+
+@pytest.mark.parametrize("content", ["", "{not json", '{"format": 99, "status": "complete"}', "[1, 2]"])
+def test_a_damaged_or_future_run_json_starts_afresh(clip, weights_dir, tmp_path, content, caplog):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "run.json").write_text(content)
+    result = run_video_depth_anything(clip, out, checkpoint_root=weights_dir, resume=True, **{**SMALL, "max_frames": 3})
+    assert result["status"] == "complete" and result["frames"] == 3
+    assert "starting afresh" in caplog.text
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real file system of 3 MiB (tmpfs; needs the right to mount, as root has)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small file system here (needs root)")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_keeps_the_complete_result_and_the_run_resumable(clip, weights_dir, small_disk):
+    out = small_disk / "out"
+    run_video_depth_anything(clip, out, checkpoint_root=weights_dir, **{**SMALL, "max_frames": 3})
+    complete = (out / "depth.ndjson").read_bytes()
+    ballast = small_disk / "ballast"  # fills the disk but for about 100 kB
+    ballast.write_bytes(b"\0" * max(0, shutil.disk_usage(small_disk).free - 100_000))
+    with pytest.raises(OutputError, match=f"no space left on the device holding {out}"):
+        run_video_depth_anything(clip, out, checkpoint_root=weights_dir, **SMALL)
+    assert (out / "depth.ndjson").read_bytes() == complete  # never replaced by a cut file
+    record = json.loads((out / "run.json").read_text())  # its last state: the disk may have taken no more
+    assert record["status"] in ("running", "failed") and record["previous"]["status"] == "complete"
+    ballast.unlink()  # space freed: go on
+    result = run_video_depth_anything(clip, out, checkpoint_root=weights_dir, resume=True, **SMALL)
+    assert result["status"] == "complete" and not result["warnings"]  # resumed, not started over
+    assert [r["frame_index"] for r in iter_records(out / "depth.ndjson")] == list(range(FRAMES))
+
+
+def size_changing_video(path: Path) -> Path:
+    """An MPEG-TS stream whose frame size changes after 12 frames, as a camera that switched
+    resolution: two encodings of the clip's frames at two sizes, one after the other."""
+    parts = []
+    for size in ((96, 64), (128, 64)):
+        part = path.with_suffix(f".{size[0]}.ts")
+        with av.open(str(part), "w", format="mpegts") as container:
+            stream = container.add_stream("mpeg2video", rate=25)
+            stream.width, stream.height = size
+            for i in range(12):
+                image = np.full((size[1], size[0], 3), 40 + 15 * i, np.uint8)
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+            container.mux(stream.encode())
+        parts.append(part.read_bytes())
+    path.write_bytes(b"".join(parts))
+    return path
+
+
+def test_a_frame_size_change_stops_there_with_a_warning(weights_dir, tmp_path):
+    video = size_changing_video(tmp_path / "switch.ts")
+    result = run_video_depth_anything(video, tmp_path / "out", checkpoint_root=weights_dir, input_size=28)
+    assert result["status"] == "complete" and 10 <= result["frames"] <= 12  # the frames before the change
+    assert len(result["warnings"]) == 1
+    assert re.search(r"size changes from 96x64 to 128x64 at frame 1[0-2]; depth stops there", result["warnings"][0])
+
+
+def test_a_truncated_video_is_processed_as_far_as_it_goes(clip, weights_dir, tmp_path):
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        packets = [p for p in container.demux(stream) if p.size]
+        end = packets[40].pos  # keep the header (moov first in this clip) and 40 frames of data
+    cut.write_bytes(data[:end])
+    result = run_video_depth_anything(cut, tmp_path / "out", checkpoint_root=weights_dir, input_size=56, max_res=160)
+    assert result["status"] == "complete" and 30 <= result["frames"] < 70
+    assert len(result["warnings"]) == 1 and "header states 70" in result["warnings"][0]
