@@ -72,3 +72,15 @@ def test_closing_the_window_stops_a_running_batch(qtbot, window, weights_dir, tm
     assert not dialog.thread.isRunning()
     qtbot.waitUntil(lambda: dialog.records is not None)  # the batch's result arrives as it ends
     assert [entry["status"] for entry in dialog.records] == ["cancelled"]
+
+
+def test_the_open_video_shows_the_depth_its_batch_made(qtbot, window, clips, weights_dir, tmp_path, monkeypatch):
+    video = copy(clips[3], tmp_path / "videos" / "mice.mp4")
+    monkeypatch.setattr(window, "settings", lambda: settings(weights_dir))
+    assert window.open_video(video) and not window.depth
+    dialog = window.process_folder(tmp_path / "videos")
+    dialog.start_button.click()
+    qtbot.waitUntil(lambda: dialog.records is not None, timeout=120_000)
+    dialog.cancel_button.click()  # now "Close"
+
+    assert len(window.depth) == 3

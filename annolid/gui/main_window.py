@@ -183,6 +183,8 @@ class MainWindow(QMainWindow):
     def process_folder(self, folder: str | Path) -> BatchDialog:
         """Depth for every video in `folder` with the current settings."""
         self.batch_dialog = BatchDialog(folder, self.settings(), self)
+        self.batch_dialog.finished.connect(self.load_depth)  # the open video may be one of the folder's
+        self.batch_dialog.finished.connect(lambda: self.show_frame(self.slider.value()))
         self.batch_dialog.open()
         return self.batch_dialog
 
