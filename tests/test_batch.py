@@ -231,6 +231,13 @@ def test_workers_that_the_cluster_cannot_hold_are_refused(cluster, folder):
     assert not (folder / "a").exists()
 
 
+def test_without_ray_the_message_says_how_to_install_it(folder, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where it is not installed
+    code, _, err = run_cli(capsys, folder, "--ray", "local")
+    assert code == 1
+    assert "annolid-depth: running on a Ray cluster needs Ray Data: pip install 'annolid-depth[cluster]'" in err
+
+
 def test_an_unreachable_cluster_fails_fast(folder, capsys):
     code, _, err = run_cli(capsys, folder, "--ray", "ray://127.0.0.1:9")  # the discard port: nothing listens
     assert code == 1
