@@ -33,22 +33,21 @@ COLUMNS = ("Video", "Status", "Frames", "Output folder or error")
 class BatchJob(Job):
     """A batch for a QThread; reports which video runs and each video's record as it ends."""
 
-    video_started = Signal(int)
-    video_ended = Signal(int, dict)
+    video_started = Signal(str)  # the video's path
+    video_ended = Signal(dict)  # its record
 
 
-def batch_job(folder: Path, settings: DepthSettings, resume: bool, rows: dict[str, int]) -> BatchJob:
+def batch_job(folder: Path, settings: DepthSettings, resume: bool) -> BatchJob:
     def work(job: BatchJob) -> dict:
         def progress(number, video, payload):
             if payload is None:
-                job.video_started.emit(number)
+                job.video_started.emit(str(video))
             else:
                 job.progress.emit(payload["frames_done"], payload["frames_total"] or 0)
 
         records = run_many(
             [folder], output_dir=settings.output_dir, resume=resume, progress=progress,
-            should_cancel=job.cancel.is_set, on_record=lambda entry: job.video_ended.emit(rows[entry["path"]], entry),
-            **settings.run_kwargs(),
+            should_cancel=job.cancel.is_set, on_record=job.video_ended.emit, **settings.run_kwargs(),
         )
         return {"records": records}
 
@@ -66,6 +65,7 @@ class BatchDialog(QDialog):
         self.error: str | None = None
         self.setWindowTitle(f"Process folder {self.folder.name}")
         self.jobs = plan([self.folder], settings.output_dir)
+        self.rows = {str(job.video): row for row, job in enumerate(self.jobs)}  # the batch reports by path
         self.table = QTableWidget(len(self.jobs), len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
@@ -101,8 +101,7 @@ class BatchDialog(QDialog):
     def start(self) -> None:
         self.start_button.setEnabled(False)
         self.resume_box.setEnabled(False)
-        rows = {str(job.video): row for row, job in enumerate(self.jobs)}
-        self.job = batch_job(self.folder, self.settings, self.resume_box.isChecked(), rows)
+        self.job = batch_job(self.folder, self.settings, self.resume_box.isChecked())
         self.thread = QThread(self)
         self.job.moveToThread(self.thread)
         self.thread.started.connect(self.job.run)
@@ -115,26 +114,30 @@ class BatchDialog(QDialog):
             ended.connect(self.thread.quit, Qt.DirectConnection)  # window waits for it on closing
         self.thread.start()
 
-    def on_started(self, row: int) -> None:
-        self._set_row(row, None, "running")
+    def on_started(self, path: str) -> None:
         self.bar.setRange(0, 0)
-        self.status.setText(f"Video {row + 1} of {len(self.jobs)}: {self.jobs[row].video.name}")
+        row = self.rows.get(path)  # None: a video added to the folder since it was listed
+        if row is not None:
+            self._set_row(row, None, "running")
+        where = f"video {row + 1} of {len(self.jobs)}" if row is not None else "a video found since"
+        self.status.setText(f"Running {where}: {Path(path).name}")
 
     def on_progress(self, done: int, total: int) -> None:
         if total:
             self.bar.setRange(0, max(total, done))
             self.bar.setValue(done)
 
-    def on_ended(self, row: int, entry: dict) -> None:
-        frames = "" if entry["frames"] is None else str(entry["frames"])
-        where = entry["error"] if entry["status"] == FAILED else entry["output_dir"]
-        self._set_row(row, None, entry["status"], frames, where)
+    def on_ended(self, entry: dict) -> None:
+        if entry["path"] in self.rows:
+            frames = "" if entry["frames"] is None else str(entry["frames"])
+            where = entry["error"] if entry["status"] == FAILED else entry["output_dir"]
+            self._set_row(self.rows[entry["path"]], None, entry["status"], frames, where)
 
     def on_finished(self, result: dict) -> None:
         self.records = result["records"]
-        for row, entry in enumerate(self.records):
-            if entry["status"] not in (COMPLETE, SKIPPED, FAILED):
-                self._set_row(row, None, entry["status"])
+        for entry in self.records:
+            if entry["status"] not in (COMPLETE, SKIPPED, FAILED) and entry["path"] in self.rows:
+                self._set_row(self.rows[entry["path"]], None, entry["status"])
         self._stop()
         done = sum(entry["status"] in (COMPLETE, SKIPPED) for entry in self.records)
         failed = sum(entry["status"] == FAILED for entry in self.records)
