@@ -1,5 +1,6 @@
-"""The network alone: how fast each engine turns decoded frames into depth, how much work
-that is, how close to the cores it runs, and what reduced precision costs in accuracy.
+"""The network alone: how fast each engine turns decoded frames into depth on each backend
+(torch and the installed compiled runtimes, side by side), how much work that is, how close
+to the cores it runs, and what reduced precision costs in accuracy.
 
 For each input size, mode and precision the engine runs on the shared clip's 16:9 frames
 held in memory: no decoding and no writing, but the frame transform and the resize to frame
@@ -9,13 +10,16 @@ achieved GFLOP/s and its share of a large matrix product of the same precision t
 run. With --reference DIR the reference implementation runs on the same frames, weights,
 threads and precision, and our frames/s is given as a ratio of its. Last, the error of each
 precision against the shared parity fixtures (made by the reference in fp32), as the parity
-README defines it.
+README defines it, per backend. A compiled backend exports its graphs on first use (a minute
+or two, not timed).
 
-Usage: python bench/bench_model.py [--sizes 252,518] [--frames 70] [--threads 2] [--reference DIR]
+Usage: python bench/bench_model.py [--sizes 252,518] [--frames 70] [--threads 2] [--backends torch,openvino]
+                                   [--reference DIR]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -32,6 +36,7 @@ from reference import reference_fps  # noqa: E402
 
 from annolid.depth import runner  # noqa: E402
 from annolid.depth.engine import autocast, offline_depth, reuse_freed_memory, streaming_depth  # noqa: E402
+from annolid.depth.engine.backends import RUNTIMES, installed, pick_backend  # noqa: E402
 from annolid.depth.engine.device import DTYPES, cpu_runs_bf16  # noqa: E402
 from annolid.depth.io.source import VideoSource  # noqa: E402
 
@@ -68,8 +73,21 @@ def run_engine(model, mode: str, frames: list, size: int, precision: str) -> np.
         return np.stack([d for _, _, d in ENGINES[mode](model, enumerate(frames), size, torch.device("cpu"), precision)])
 
 
-def model_for(checkpoint: Path, precision: str):
-    return runner.load_model(str(checkpoint), checkpoint.stat().st_mtime_ns, "vits", False, "cpu", precision)
+def model_for(checkpoint: Path, precision: str, backend: str = "torch"):
+    return runner.load_model(str(checkpoint), checkpoint.stat().st_mtime_ns, "vits", False, "cpu", precision, backend)
+
+
+def backend_cases(backends: list[str], precisions: list[str]) -> list[tuple[str, str]]:
+    """(precision, backend) pairs this machine runs: each backend in each precision it takes."""
+    cases = []
+    for precision in precisions:
+        for backend in backends:
+            try:
+                if pick_backend(backend, torch.device("cpu"), precision) == backend:
+                    cases.append((precision, backend))
+            except ValueError:  # e.g. ONNX Runtime in bf16
+                pass
+    return cases
 
 
 def errors(a: np.ndarray, b: np.ndarray) -> str:
@@ -78,22 +96,24 @@ def errors(a: np.ndarray, b: np.ndarray) -> str:
     return f"max_rel {max_rel:.1e}, rel_l2 {np.linalg.norm(a64 - b64) / np.linalg.norm(b64):.1e}"
 
 
-def fixture_errors(checkpoint: Path, precisions: list[str]) -> None:
+def fixture_errors(checkpoint: Path, cases: list[tuple[str, str]]) -> None:
     if not PARITY.is_dir():
         print("\nparity fixtures not found: error table skipped")
         return
     print("\nerror against the parity fixtures (the reference in fp32)")
-    for precision in precisions:
-        model = model_for(checkpoint, precision)
-        z = np.load(PARITY / "vits_forward.npz")
-        with torch.no_grad(), autocast(torch.device("cpu"), precision):
-            forward = model(torch.from_numpy(z["x"])).float().numpy()
-        line = [f"forward {errors(forward, z['depth'])}"]
+    for precision, backend in cases:
+        model = model_for(checkpoint, precision, backend)
+        line = []
+        if backend == "torch":  # a compiled backend has no whole-clip forward
+            z = np.load(PARITY / "vits_forward.npz")
+            with torch.no_grad(), autocast(torch.device("cpu"), precision):
+                forward = model(torch.from_numpy(z["x"])).float().numpy()
+            line.append(f"forward {errors(forward, z['depth'])}")
         for mode, name in (("offline", "windows"), ("streaming", "stream")):
             z = np.load(PARITY / f"vits_{'offline' if mode == 'offline' else 'stream'}.npz")
             depth = run_engine(model, mode, list(z["frames"]), int(z["input_size"]), precision)
             line.append(f"{name} {errors(depth, z['depth'])}")
-        print(f"  {precision}: " + "; ".join(line))
+        print(f"  {precision} {backend}: " + "; ".join(line))
 
 
 def main() -> None:
@@ -102,10 +122,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="252,518")
     parser.add_argument("--frames", type=int, default=70)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--backends", default=",".join(["torch", *(r for r in RUNTIMES if installed(r))]))
     parser.add_argument("--reference", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     precisions = ["fp32", "bf16"] if cpu_runs_bf16() else ["fp32"]
+    cases = backend_cases(args.backends.split(","), precisions)
 
     with VideoSource(CLIP, max_frames=args.frames, max_res=-1) as source:
         frames = [rgb for _, rgb in source]
@@ -114,28 +136,30 @@ def main() -> None:
           f"({frames[0].shape[1]}x{frames[0].shape[0]}), network alone")
     print("matmul 2048^3: " + ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in peaks.items())
           + ("" if cpu_runs_bf16() else "; this CPU has no bf16 arithmetic (bf16 not run)"))
-    print(f"\n{'size':>5} {'mode':10} {'prec':5} {'frames/s':>9} {'GFLOP/frame':>12} {'GFLOP/s':>8} {'of peak':>8} {'reference':>10} {'ratio':>6}")
+    print(f"\n{'size':>5} {'mode':10} {'prec':5} {'backend':12} {'frames/s':>9} {'GFLOP/frame':>12} {'GFLOP/s':>8} {'of peak':>8} {'reference':>10} {'ratio':>6}")
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = write_checkpoint(Path(tmp) / "video_depth_anything_vits.pth")
+        os.environ["XDG_CACHE_HOME"] = str(Path(tmp) / "cache")  # graphs of this temporary checkpoint
         for size in map(int, args.sizes.split(",")):
             for mode in ENGINES:
-                flops = None
-                for precision in precisions:
-                    model = model_for(checkpoint, precision)
+                torch_model = model_for(checkpoint, "fp32")  # the same work in every precision and backend
+                flops = counted_flops(lambda: run_engine(torch_model, mode, frames, size, "fp32")) / len(frames)
+                reference = {}
+                for precision, backend in cases:
+                    model = model_for(checkpoint, precision, backend)
                     run_engine(model, mode, frames[:2], size, precision)  # warm-up
                     start = time.perf_counter()
                     run_engine(model, mode, frames, size, precision)
                     fps = len(frames) / (time.perf_counter() - start)
-                    if flops is None:  # the same work in every precision
-                        flops = counted_flops(lambda: run_engine(model, mode, frames, size, precision)) / len(frames)
                     rate = flops * fps / 1e9
                     ref = ratio = ""
                     if args.reference:
-                        ref_fps = reference_fps(args.reference, frames, size, mode == "streaming", fp32=precision == "fp32")
-                        ref, ratio = f"{ref_fps:.2f}", f"{fps / ref_fps:.2f}x"
-                    print(f"{size:>5} {mode:10} {precision:5} {fps:>9.2f} {flops / 1e9:>12.1f} {rate:>8.0f} "
+                        if precision not in reference:
+                            reference[precision] = reference_fps(args.reference, frames, size, mode == "streaming", fp32=precision == "fp32")
+                        ref, ratio = f"{reference[precision]:.2f}", f"{fps / reference[precision]:.2f}x"
+                    print(f"{size:>5} {mode:10} {precision:5} {backend:12} {fps:>9.2f} {flops / 1e9:>12.1f} {rate:>8.0f} "
                           f"{rate / peaks[precision]:>8.0%} {ref:>10} {ratio:>6}")
-        fixture_errors(checkpoint, precisions)
+        fixture_errors(checkpoint, cases)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def main() -> None:
             sink = PointCloudSink()
             sink.open(RunInfo(tmp / "v.mp4", tmp / f"{fmt}{regions}", "v", W, H, 30.0,
                               point_cloud_format=fmt, include_region_labels=regions))
-            seconds = best_of(functools.partial(sink.write, 0, rgb, depth))
+            seconds = best_of(functools.partial(sink.put, 0, rgb, depth))
             size = (sink.tmp / f"point_0000.{fmt}").stat().st_size
             rows.append((f"PointCloudSink {fmt}" + (" + regions" if regions else ""), seconds, size))
         z = 1.0 / depth.ravel()

@@ -79,6 +79,9 @@ def test_settings_dialog_saves_and_keeps_other_sections(qtbot, window, _isolated
     precision = dialog.widgets["precision"]
     assert precision.currentText() == "automatic"
     precision.setCurrentIndex(precision.findData("bf16"))
+    backend = dialog.widgets["backend"]
+    assert [backend.itemText(i) for i in range(backend.count())] == ["torch", "auto", "onnxruntime", "openvino"]
+    backend.setCurrentText("openvino")
     assert_not_blank(dialog, tmp_path / "settings_dialog.png")
     dialog.widgets["device"].setText("gpu")  # not a device
     dialog.accept()
@@ -91,7 +94,7 @@ def test_settings_dialog_saves_and_keeps_other_sections(qtbot, window, _isolated
     section = saved["video_depth_anything"]
     assert (section["encoder"], section["target_fps"], section["save_depth_video"], section["custom_key"]) == ("vitb", 15, True, 3)
     assert section["input_size"] == 512
-    assert section["precision"] == "bf16"
+    assert section["precision"] == "bf16" and section["backend"] == "openvino"
 
 
 def test_run_to_completion_then_browse_depth(qtbot, window, video, weights, _isolated_home):

@@ -191,6 +191,7 @@ def test_default_output_folders(video, weights_dir, _isolated_home):
         ({"streaming": "false"}, ValueError, "streaming must be true or false"),
         ({"device": "tpu"}, ValueError, "device"),
         ({"resume": "yes"}, ValueError, "resume must be true or false"),
+        ({"backend": "onnxruntime", "precision": "bf16"}, ValueError, "fp32"),
     ],
 )
 def test_bad_arguments_fail_before_any_work(video, weights_dir, tmp_path, options, error, message):

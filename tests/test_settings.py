@@ -32,11 +32,13 @@ DEFAULTS = {
     "save_npz": False,
     "save_exr": False,
     "include_region_labels": False,
+    "save_region_stats": False,
     "output_dir": "",
     "focal_length_x": 470.4,
     "focal_length_y": 470.4,
     "checkpoint_root": "",
     "device": "",
+    "backend": "torch",
 }
 
 # The Configuration example of the user documentation, verbatim.
@@ -87,6 +89,7 @@ def test_defaults():
         ("precision", "fp8", "precision must be \"\" (automatic) or one of fp32, bf16, fp16, got 'fp8'"),
         ("device", "cuda:", "device must be \"\" (automatic), cpu, cuda, cuda:N or mps, got 'cuda:'"),
         ("streaming", "yes", "streaming must be true or false, got 'yes'"),
+        ("backend", "tensorrt", "backend must be one of torch, auto, onnxruntime, openvino, got 'tensorrt'"),
         ("output_dir", None, "output_dir must be a string (empty for the default), got None"),
     ],
 )

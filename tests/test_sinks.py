@@ -31,7 +31,7 @@ from annolid.depth.io.sinks import (
 from annolid.depth.settings import DepthSettings
 
 H, W = 30, 41  # odd width: the video sink must pad it
-EVERY_OUTPUT = {f"save_{name}": True for name in ("depth_video", "depth_frames", "point_clouds", "npz", "exr")}
+EVERY_OUTPUT = {f"save_{name}": True for name in ("depth_video", "depth_frames", "point_clouds", "npz", "exr", "region_stats")}
 
 
 def depth_frames(count: int, low: float = 1.0) -> list[np.ndarray]:
@@ -129,7 +129,8 @@ def test_rerun_replaces_every_output(tmp_path):
 
 def test_a_cancelled_run_keeps_what_it_wrote_under_partial_names(tmp_path):
     results = run_sinks(tmp_path / "out", count=2, completed=False, **EVERY_OUTPUT)
-    assert set(results) == {"depth_ndjson", "depth_visualization", "depth_frames", "point_cloud_csv", "npz", "exr"}
+    assert set(results) == {"depth_ndjson", "depth_visualization", "depth_frames", "point_cloud_csv", "npz", "exr",
+                            "region_stats", "region_plot"}
     assert all(path.endswith(".partial") for path in results.values())
     assert [r["frame_index"] for r in iter_records(results["depth_ndjson"])] == [0, 2]
     assert sorted(p.name for p in Path(results["depth_frames"]).iterdir()) == []  # rendered only at the end
@@ -232,8 +233,8 @@ def test_point_cloud_region_labels_from_labelme(tmp_path):
     labels = tmp_path / "clip"  # <video folder>/<stem>/
     labels.mkdir()
     shapes = [
-        {"label": "arena", "shape_type": "rectangle", "points": [[20, 29], [0, 0]]},
         {"label": 'mouse, "left"', "shape_type": "polygon", "points": [[2, 2], [8, 2], [8, 8], [2, 8]]},
+        {"label": "arena", "shape_type": "rectangle", "points": [[20, 29], [0, 0]]},
         {"label": "tail", "shape_type": "line", "points": [[30, 5], [35, 5]]},  # not a region
     ]
     (labels / "clip_000000000.json").write_text(json.dumps({"version": "5.0", "shapes": shapes}))
@@ -242,7 +243,7 @@ def test_point_cloud_region_labels_from_labelme(tmp_path):
     lines = (folder / "point_0000.csv").read_text().splitlines()
     assert lines[0] == "x,y,z,intensity,region,red,green,blue"
     row = {(i % W, i // W): line for i, line in enumerate(lines[1:])}
-    assert '"mouse, ""left""",' in row[(5, 5)]  # later shapes win; quoted the CSV way
+    assert '"mouse, ""left""",' in row[(5, 5)]  # the first shape claims the pixel; quoted the CSV way
     assert row[(15, 20)].split(",")[4] == "arena" and row[(20, 29)].split(",")[4] == "arena"
     assert row[(30, 5)].split(",")[4] == "" and row[(21, 5)].split(",")[4] == ""
     # frame 2 has no annotation file: every region is empty

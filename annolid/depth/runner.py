@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from .engine import OfflineEngine, StreamingEngine, pick_device, pick_precision
+from .engine.backends import load_backend, pick_backend
 from .engine.device import DTYPES
 from .errors import OutputError
 from .io.records import KINDS
@@ -45,7 +46,7 @@ RECORD_EVERY_S = 2.0  # run.json's frame count is at most this old
 CHECKPOINT_MIN_S = 2.0  # resume points are saved at most this often ...
 CHECKPOINT_COST = 10  # ... and at most as often as keeps saving them under 1/10 of the run
 # Settings that change neither the numbers nor the outputs, so a resume may differ in them.
-NOT_IDENTITY = ("output_dir", "checkpoint_root", "device", "fp32", "precision")
+NOT_IDENTITY = ("output_dir", "checkpoint_root", "device", "fp32", "precision", "backend")
 
 
 def run_video_depth_anything(
@@ -76,6 +77,8 @@ def run_video_depth_anything(
     point_cloud_format: str = "csv",
     device: str | None = None,
     precision: str | None = None,
+    save_region_stats: bool = False,
+    backend: str = "torch",
     resume: bool = False,
     frame_callback: Callable[[dict], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
@@ -106,19 +109,20 @@ def run_video_depth_anything(
         precision=precision or "", grayscale=grayscale, save_depth_video=save_depth_video,
         save_depth_frames=save_depth_frames, save_point_clouds=save_point_clouds,
         point_cloud_format=point_cloud_format, save_npz=save_npz, save_exr=save_exr,
-        include_region_labels=include_region_labels, focal_length_x=focal_length_x, focal_length_y=focal_length_y,
-        checkpoint_root=str(checkpoint_root or ""), device=device or "",
+        include_region_labels=include_region_labels, save_region_stats=save_region_stats, focal_length_x=focal_length_x, focal_length_y=focal_length_y,
+        checkpoint_root=str(checkpoint_root or ""), device=device or "", backend=backend,
     ).normalized()
     if not isinstance(resume, bool):
         raise ValueError(f"resume must be true or false, got {resume!r}")
     torch_device = pick_device(settings.device or None)
     run_precision = pick_precision(torch_device, settings.fp32, settings.precision or None)
+    run_backend = pick_backend(settings.backend, torch_device, run_precision)
     with VideoSource(input_video, settings.target_fps, settings.max_frames, settings.max_res) as source:
         checkpoint = ensure_checkpoint(settings.encoder, settings.metric, settings.checkpoint_root or None)
         out = Path(output_dir) if output_dir else default_output_dir(source.path, load_settings().output_dir)
         prepare_output_dir(out)
         with RunFolder(out) as folder:
-            run = Run(folder, source, settings, checkpoint, torch_device, run_precision)
+            run = Run(folder, source, settings, checkpoint, torch_device, run_precision, run_backend)
             plan = folder.plan(run.identity(), resume)
             if not plan.done:
                 callbacks = Callbacks(progress_callback, preview_callback, frame_callback, source.frame_count, settings)
@@ -144,11 +148,11 @@ class Run:
     """One run of one video into its folder: what it is (identity), doing it, its result."""
 
     def __init__(self, folder: RunFolder, source: VideoSource, settings: DepthSettings, checkpoint: Path,
-                 device: torch.device, precision: str):
+                 device: torch.device, precision: str, backend: str):
         self.folder, self.source, self.settings = folder, source, settings
-        self.checkpoint, self.device, self.precision = checkpoint, device, precision
+        self.checkpoint, self.device, self.precision, self.backend = checkpoint, device, precision, backend
         self.info = RunInfo(Path(source.path), folder.path, Path(source.path).stem, source.width, source.height,
-                            source.output_fps, settings)
+                            source.output_fps, settings, source_fps=source.fps)
         self.warnings: list[str] = []
 
     def identity(self) -> dict:
@@ -216,7 +220,7 @@ class Run:
 
         try:
             model = load_model(str(self.checkpoint), self.checkpoint.stat().st_mtime_ns, self.settings.encoder,
-                               self.settings.metric, str(self.device), self.precision)
+                               self.settings.metric, str(self.device), self.precision, self.backend)
             engine = (StreamingEngine if self.settings.streaming else OfflineEngine)(
                 model, self.settings.input_size, self.device, self.precision)
             decoded = prefetched(source.frames(skip=plan.resume_at))
@@ -413,15 +417,18 @@ def preview_overlay(depth: np.ndarray, metric: bool, grayscale: bool) -> dict:
 
 @functools.lru_cache(maxsize=1)
 def load_model(
-    checkpoint: str, modified_ns: int, encoder: str, metric: bool, device: str, precision: str = "fp32"
+    checkpoint: str, modified_ns: int, encoder: str, metric: bool, device: str, precision: str = "fp32",
+    backend: str = "torch",
 ) -> VideoDepthAnything:
-    """The network with its weights, on `device`, ready for `precision`; kept for the next
-    run in this process (`modified_ns` makes a replaced checkpoint file load afresh).
-    Channels-last convolution weights run the head about 15 % faster on CPU, with
-    identical results."""
+    """The network with its weights, on `device`, ready for `precision`, run by `backend` (as
+    `pick_backend` chose it); kept for the next run in this process (`modified_ns` makes a
+    replaced checkpoint file load afresh). Channels-last convolution weights run the head
+    about 15 % faster on CPU, with identical results."""
     model = VideoDepthAnything(encoder, metric)
     load_weights(model, Path(checkpoint))
     model = model.eval().to(device, memory_format=torch.channels_last)
+    if backend != "torch":
+        return load_backend(model, backend, Path(checkpoint), precision)
     return model if precision == "fp32" else model.hold_weights_in(DTYPES[precision])
 
 

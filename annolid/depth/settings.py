@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 SECTION = "video_depth_anything"
 ENCODERS = ("vits", "vitb", "vitl")
 PRECISIONS = ("fp32", "bf16", "fp16")
+BACKENDS = ("torch", "auto", "onnxruntime", "openvino")
 POINT_CLOUD_FORMATS = ("csv", "ply")
 MAX_INPUT_SIZE = 2044  # 146 patches a side: a vitl window there already needs tens of GB
 ALIASES = {"max_len": "max_frames"}  # the reference scripts' name
@@ -89,6 +90,10 @@ class DepthSettings:
     include_region_labels: bool = option(False, "Region labels in point clouds",
                                          "label point cloud points with Annolid's tracking shapes of the video "
                                          "(<video folder>/<stem>/)", "outputs")
+    save_region_stats: bool = option(False, "Save depth per region (CSV and plot)",
+                                     "write depth_regions.csv (depth statistics per tracked shape and frame, from "
+                                     "Annolid's <video folder>/<stem>/ annotations) and its plot depth_regions.png",
+                                     "outputs")
     output_dir: str = option("", "Output folder",
                              "folder for the outputs: <folder>/<video stem>/ (empty: next to the video, "
                              "in a folder named after it)", "outputs")
@@ -101,6 +106,10 @@ class DepthSettings:
     device: str = option("", "Device", "cpu, cuda, cuda:N or mps (empty: cuda, then mps, then cpu)", "advanced",
                          accepts=lambda v: re.fullmatch(r"(cpu|mps|cuda(:\d+)?)?", v) is not None,
                          accepted='"" (automatic), cpu, cuda, cuda:N or mps')
+    backend: str = option("torch", "Backend",
+                          "what runs the network: torch, or on a CPU a compiled runtime (onnxruntime, openvino: "
+                          "pip install 'annolid-depth[onnx]' or '[openvino]'; exported once, then cached); "
+                          "auto: the fastest installed", "advanced", choices=tuple((b, "") for b in BACKENDS))
 
     def validate(self) -> None:
         """Raise ValueError for the first option that is out of range or of the wrong type."""

@@ -22,5 +22,14 @@ def depth_image(depth: np.ndarray, metric: bool = False, size: tuple[int, int] |
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def colour_ramp(low: float, high: float, metric: bool, steps: int = 256) -> tuple[np.ndarray, float, float]:
+    """(RGB column [steps, 1, 3] from nearest at the top to farthest at the bottom, in the
+    depth view's colours; the value at the top; the value at the bottom). Nearer is larger
+    disparity but smaller metres."""
+    near, far = (low, high) if metric else (high, low)
+    values = np.linspace(near, far, steps, dtype=np.float32)[:, None]
+    return cv2.cvtColor(colorize(values, low, high, metric, grayscale=False), cv2.COLOR_BGR2RGB), near, far
+
+
 def blend(frame: np.ndarray, overlay: np.ndarray, opacity: float) -> np.ndarray:
     return cv2.addWeighted(overlay, opacity, frame, 1.0 - opacity, 0.0)

@@ -24,12 +24,14 @@ from annolid.depth.batch import VIDEO_EXTENSIONS
 from annolid.depth.errors import DepthError
 from annolid.depth.io.records import RecordIndex
 from annolid.depth.io.run_folder import shown_outputs, unfinished_run
+from annolid.depth.io.sinks import REGIONS_CSV, partial
 from annolid.depth.io.source import FrameReader
 from annolid.depth.settings import DepthSettings, default_output_dir, load_settings
 from annolid.depth.weights import checkpoint_key, checkpoint_path
 
 from .batch_dialog import BatchDialog
-from .images import blend, depth_image, to_pixmap
+from .images import blend, colour_ramp, depth_image, to_pixmap
+from .region_panel import RegionPanel
 from .run_dialog import RunDialog, depth_job, download_job
 from .settings_dialog import SettingsDialog
 
@@ -70,6 +72,38 @@ class ImageView(QWidget):
         y = int((pos.y() - rect.y()) * self.pixmap.height() / max(rect.height(), 1))
         inside = 0 <= x < self.pixmap.width() and 0 <= y < self.pixmap.height()
         self.hovered.emit(x if inside else -1, y if inside else -1)
+
+
+class ColourBar(QWidget):
+    """The depth view's colour scale, nearest at the top, its ends labelled in the run's
+    unit (metres, or relative disparity, which has none)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setFixedWidth(84)
+        self.ramp: QPixmap | None = None
+        self.texts = ("", "", "")
+
+    def set_range(self, low: float, high: float, metric: bool) -> None:
+        ramp, near, far = colour_ramp(low, high, metric)
+        self.ramp = to_pixmap(ramp)
+        unit = "m" if metric else "disparity"
+        self.texts = (f"{near:.3g} near", f"{far:.3g} far", unit)
+        self.update()
+
+    def bar(self) -> QRect:
+        return QRect(6, 20, 18, max(self.height() - 40, 1))
+
+    def paintEvent(self, event) -> None:
+        if self.ramp is None:
+            return
+        painter = QPainter(self)
+        bar = self.bar()
+        painter.drawPixmap(bar, self.ramp)
+        near, far, unit = self.texts
+        painter.drawText(QRect(0, 0, self.width(), 18), Qt.AlignLeft | Qt.AlignVCenter, unit)
+        painter.drawText(QRect(bar.right() + 4, bar.top(), 60, 16), Qt.AlignLeft | Qt.AlignTop, near)
+        painter.drawText(QRect(bar.right() + 4, bar.bottom() - 15, 60, 16), Qt.AlignLeft | Qt.AlignBottom, far)
 
 
 def describe_run(record: dict | None, depth: RecordIndex | None) -> str:
@@ -121,6 +155,8 @@ class MainWindow(QMainWindow):
         views = QHBoxLayout()
         views.addWidget(self.video_view, 1)
         views.addWidget(self.depth_view, 1)
+        self.colour_bar = ColourBar()
+        views.addWidget(self.colour_bar)
         controls = QHBoxLayout()
         for widget in (self.play_button, self.slider, self.position):
             controls.addWidget(widget)
@@ -134,6 +170,9 @@ class MainWindow(QMainWindow):
         layout.addLayout(controls)
         layout.addLayout(depth_controls)
         self.setCentralWidget(central)
+        self.region_panel = RegionPanel(self)
+        self.region_panel.seek.connect(self.slider.setValue)
+        self.addDockWidget(Qt.BottomDockWidgetArea, self.region_panel)
         self._menus()
         self.statusBar().showMessage("Open a video (File → Open Video…) or drop one here")
         self.resize(1100, 520)
@@ -151,6 +190,7 @@ class MainWindow(QMainWindow):
         self.run_action = QAction("Video Depth Anything…", self, triggered=self.run_depth)
         view_menu.addAction(self.settings_action)
         view_menu.addAction(self.run_action)
+        view_menu.addAction(self.region_panel.toggleViewAction())
 
     # ------------------------------------------------------------------ messages
 
@@ -214,10 +254,15 @@ class MainWindow(QMainWindow):
         what that run is (complete, or stopped at N of M frames)."""
         self.depth, self.run_record, self.run_state = None, None, ""
         if self.video is not None:
-            ndjson, self.run_record = shown_outputs(self.output_folder())
+            folder = self.output_folder()
+            ndjson, self.run_record = shown_outputs(folder)
             if ndjson is not None:
                 self.depth = RecordIndex(ndjson)
             self.run_state = describe_run(self.run_record, self.depth)
+            table = folder / REGIONS_CSV  # the run's own, like its depth: partial while unfinished
+            if ndjson is not None and ndjson.name.endswith(".partial"):
+                table = partial(table)
+            self.region_panel.load(table, self.video, (self.reader.width, self.reader.height))
         self._update_depth_controls()
 
     def output_folder(self) -> Path:
@@ -236,6 +281,7 @@ class MainWindow(QMainWindow):
         self.blend_box.setEnabled(has_depth)
         self.opacity.setEnabled(has_depth)
         self.depth_view.setVisible(has_depth and not self.blend_box.isChecked())
+        self.colour_bar.setVisible(has_depth)
 
     def show_frame(self, index: int) -> None:
         if self.reader is None:
@@ -253,6 +299,7 @@ class MainWindow(QMainWindow):
             note = "   no depth for this frame" if shown is None else ""
         seconds = index / self.reader.fps if self.reader.fps else 0.0
         self.position.setText(f"Frame {index} / {max(self.reader.frame_count - 1, 0)}   {seconds:.2f} s{note}")
+        self.region_panel.plot.set_frame(index)
         self.redraw()
 
     def redraw(self) -> None:
@@ -262,7 +309,9 @@ class MainWindow(QMainWindow):
         size = (self.frame.shape[1], self.frame.shape[0])
         colour = None
         if self.depth_map is not None:
-            colour = depth_image(self.depth_map, self.depth.kind == "metric_depth", size)
+            metric = self.depth.kind == "metric_depth"
+            colour = depth_image(self.depth_map, metric, size)
+            self.colour_bar.set_range(float(self.depth_map.min()), float(self.depth_map.max()), metric)
         if colour is not None and self.blend_box.isChecked():
             self.video_view.set_image(blend(self.frame, colour, self.opacity.value() / 100))
         else:
@@ -281,7 +330,8 @@ class MainWindow(QMainWindow):
         dx = min(int(x * self.depth_map.shape[1] / self.frame.shape[1]), self.depth_map.shape[1] - 1)
         value = float(self.depth_map[dy, dx])
         label = f"{value:.3f} m" if self.depth.kind == "metric_depth" else f"{value:.4f} (relative disparity, larger = nearer)"
-        self.statusBar().showMessage(f"x {x}, y {y}: depth {label}")
+        shape = self.region_panel.describe(self.slider.value(), x, y)
+        self.statusBar().showMessage(f"x {x}, y {y}: depth {label}" + (f"; {shape}" if shape else ""))
 
     def toggle_play(self) -> None:
         if self.reader is None:

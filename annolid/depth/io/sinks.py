@@ -12,6 +12,8 @@ sink list.
 """
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import logging
 import os
@@ -30,10 +32,15 @@ import numpy as np
 
 from ..errors import OutputError
 from ..settings import DepthSettings
+from .annotations import VideoAnnotations
+from .camera import back_project, pinhole_rays, usable
 from .records import FRAME_INDEX, HEAD, decode_depth, encode_png, encode_record, iter_records, scan_range
+from .regions import PLOT_MISSING, header, plot_regions, region_rows
 
 log = logging.getLogger(__name__)
 NDJSON = "depth.ndjson"
+REGIONS_CSV = "depth_regions.csv"
+REGIONS_PNG = "depth_regions.png"
 HEAD_SCAN = 1 << 24  # bytes read back to find the last record of a resumed depth.ndjson
 
 
@@ -59,6 +66,7 @@ class RunInfo:
     fps: float  # of the processed frames
     settings: DepthSettings = field(default_factory=DepthSettings)
     resume: ResumePoint | None = None
+    source_fps: float | None = None  # of the video itself, for timestamps (None: fps)
 
     def __getattr__(self, name):  # the run's options read as its own: info.metric, info.grayscale, ...
         if name in DepthSettings.__dataclass_fields__:
@@ -68,6 +76,11 @@ class RunInfo:
     @property
     def kind(self) -> str:
         return "metric_depth" if self.metric else "relative_disparity"
+
+    @functools.cached_property
+    def annotations(self) -> VideoAnnotations:
+        """The video's tracked shapes, indexed once for all the sinks that use them."""
+        return VideoAnnotations(self.video_path, self.width, self.height)
 
 
 # --------------------------------------------------------------------------- files
@@ -428,44 +441,17 @@ def decimals_for(z: np.ndarray, largest: float) -> int:
 # --------------------------------------------------------------------------- point clouds
 
 
-def region_labels(json_path: Path, height: int, width: int) -> tuple[np.ndarray, list[str]]:
-    """LabelMe polygons and rectangles rasterised: (label index per pixel, 0 = none; names,
-    names[0] = ""). Later shapes are drawn over earlier ones."""
-    names = [""]
-    label_map = np.zeros((height, width), np.int32)
-    if not json_path.exists():
-        return label_map, names
-    try:
-        shapes = json.loads(json_path.read_text(encoding="utf-8")).get("shapes", [])
-    except (OSError, ValueError, AttributeError) as exc:
-        log.warning("ignoring region labels in %s: %s", json_path, exc)
-        return label_map, names
-    for shape in shapes:
-        kind = shape.get("shape_type") or "polygon"
-        points = np.asarray(shape.get("points", []), np.float64).reshape(-1, 2)
-        if kind not in ("polygon", "rectangle") or len(points) < 2:
-            continue
-        label = str(shape.get("label", ""))
-        if label not in names:
-            names.append(label)
-        value = names.index(label)
-        if kind == "rectangle":
-            (x0, y0), (x1, y1) = (tuple(map(int, np.round(corner))) for corner in (points.min(0), points.max(0)))
-            cv2.rectangle(label_map, (x0, y0), (x1, y1), value, thickness=-1)
-        else:
-            cv2.fillPoly(label_map, [np.round(points).astype(np.int32)], value)
-    return label_map, names
-
-
-RELATIVE_EPS = 1e-6  # disparities below this fraction of the frame's largest have no usable depth
-TINY = float(np.finfo(np.float32).tiny)  # and none so small that 1 / disparity overflows
 CSV_CHUNK = 16384  # rows formatted at a time: the character matrix stays in cache
+
+
+def rays_of(info: RunInfo) -> tuple[np.ndarray, np.ndarray]:
+    return pinhole_rays(info.width, info.height, info.focal_length_x, info.focal_length_y)
 
 
 class PointCloudSink(FolderSink):
     """`point_clouds/point_NNNN.csv` (or `.ply`): each frame back-projected through a pinhole
-    camera with the given focal lengths and the principal point at the image centre:
-    x = (u - W/2) z / fx, y = (v - H/2) z / fy, one point per pixel.
+    camera with the given focal lengths and the principal point at the image centre
+    (`camera.py`): x = (u - W/2) z / fx, y = (v - H/2) z / fy, one point per pixel.
 
     Metric models: z is the depth in metres. Relative models: z = 1 / disparity, a depth
     known only up to an unknown scale, and only approximately, since the disparity also has
@@ -473,9 +459,10 @@ class PointCloudSink(FolderSink):
     disparity <= 1e-6 of the frame's largest, non-finite) are left out. `intensity` is the
     pixel's luminance (0-255), as in camera point clouds; the model's own value is z itself
     (metric) or 1 / z (relative). `region` (with `include_region_labels`) is the label of the
-    LabelMe polygon or rectangle in `<video folder>/<stem>/<stem>_<frame:09d>.json` that
-    holds the pixel, "" elsewhere. PLY files are binary little endian with the same
-    properties; `region` is an int32 there, named by `comment region <index> <label>` lines.
+    tracked polygon or rectangle that holds the pixel (from Annolid's per-frame LabelMe files
+    or its annotation store, see `annotations.py`), "" elsewhere. PLY files are binary little
+    endian with the same properties; `region` is an int32 there, named by
+    `comment region <index> <label>` lines.
     """
 
     result_key = "point_cloud_csv"  # also for .ply: the key users already look up
@@ -487,30 +474,25 @@ class PointCloudSink(FolderSink):
         if info.point_cloud_format not in ("csv", "ply"):
             raise ValueError(f"point_cloud_format must be 'csv' or 'ply', not {info.point_cloud_format!r}")
         super().open(info)
-        v, u = np.mgrid[0 : info.height, 0 : info.width].astype(np.float32)
-        self.rays = ((u - info.width / 2) / info.focal_length_x).ravel(), ((v - info.height / 2) / info.focal_length_y).ravel()
+        self.rays = rays_of(info)
+        if info.include_region_labels:
+            self.annotations = info.annotations  # indexed now, before the model loads
 
     def prepare(self, frame_index, rgb, depth):
         """Each frame is a file of its own, written whole here under a temporary name."""
         info = self.info
-        values = depth.ravel()
-        finite = np.isfinite(values)
-        floor = 0.0 if info.metric else max(RELATIVE_EPS * float(values.max(where=finite, initial=0.0)), TINY)
-        keep = np.flatnonzero(finite & (values > floor))
-        z = values[keep].astype(np.float32)
-        if not info.metric:
-            z = 1.0 / z
+        keep = np.flatnonzero(usable(depth, info.metric))
+        _, (x, y, z) = back_project(depth, keep, self.rays, info.metric)
         points = {
-            "x": self.rays[0][keep] * z,
-            "y": self.rays[1][keep] * z,
+            "x": x,
+            "y": y,
             "z": z,
             "intensity": cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).ravel()[keep],
             "rgb": rgb.reshape(-1, 3)[keep],
         }
         names = None
         if info.include_region_labels:
-            json_path = info.video_path.parent / info.stem / f"{info.stem}_{frame_index:09d}.json"
-            label_map, names = region_labels(json_path, info.height, info.width)
+            label_map, names = self.annotations.labels(frame_index) or (np.zeros(depth.shape, np.int32), [""])
             points["region"] = label_map.ravel()[keep]
         writer = write_ply if info.point_cloud_format == "ply" else write_csv
         with self.saving(f"point_{frame_index:04d}.{info.point_cloud_format}") as path:
@@ -553,6 +535,81 @@ def write_ply(path: Path, points: dict[str, np.ndarray], names: list[str] | None
     with open(path, "wb") as out:
         out.write(("\n".join(header) + "\n").encode())
         vertices.tofile(out)
+
+
+class RegionStatsSink(Sink):
+    """`depth_regions.csv`: depth statistics per tracked region and frame (columns in
+    `regions.py`), a row per label of each annotated frame, streamed as frames arrive and cut
+    back to the resume point on resume. Frames without annotations give no rows. Annotations
+    of frames the run did not process are ignored and counted in one warning at the end."""
+
+    result_key = "region_stats"
+
+    def name(self, info):
+        return REGIONS_CSV
+
+    def open(self, info):
+        super().open(info)
+        self.annotations = info.annotations
+        self.rays = rays_of(info)
+        if not self.annotations.frames:
+            log.warning(
+                "no annotations for %s: neither %s_NNNNNNNNN.json files nor %s exist; depth_regions.csv will have no rows",
+                info.video_path, self.annotations.folder / info.stem, self.annotations.store_path,
+            )
+        self.file = open(self.tmp, "r+b")  # noqa: SIM115 (closed in close())
+        mark = info.resume.marks.get(self.result_key) if info.resume is not None else None
+        size, self.annotated = mark or (0, 0)  # bytes and annotated frames at the resume point
+        self.file.truncate(size)
+        self.file.seek(size)
+        if not size:
+            self.file.write(header().encode())
+
+    def mark(self):
+        return [self.file.tell(), self.annotated]
+
+    def prepare(self, frame_index, rgb, depth):
+        """The frame's CSV rows ("" without annotations)."""
+        found = self.annotations.labels(frame_index)
+        if found is None:
+            return ""
+        time_s = frame_index / (self.info.source_fps or self.info.fps)
+        return region_rows(frame_index, time_s, *found, depth, self.rays, self.info.metric)
+
+    def write(self, frame_index, rows):
+        self.file.write(rows.encode())
+        self.file.flush()
+        self.annotated += frame_index in self.annotations.frames
+        super().write(frame_index, rows)
+
+    def close(self, completed):
+        self.file.close()
+        missed = len(self.annotations.frames) - self.annotated
+        if completed and missed:
+            log.warning(
+                "%d annotated frames in %s were not processed by this run (target_fps, max_frames or the end of "
+                "the video); their annotations are ignored",
+                missed, self.annotations.folder,
+            )
+
+
+class RegionPlotSink(Sink):
+    """`depth_regions.png`: each label's median over time, drawn when the run completes from
+    its `depth_regions.csv` (so it comes after RegionStatsSink). Needs matplotlib."""
+
+    result_key = "region_plot"
+
+    def name(self, info):
+        return REGIONS_PNG
+
+    def open(self, info):
+        if importlib.util.find_spec("matplotlib") is None:
+            raise OutputError(f"{PLOT_MISSING} (or turn save_region_stats off)")
+        super().open(info)
+
+    def close(self, completed):
+        if completed and self.count:
+            plot_regions(partial(self.info.output_dir / REGIONS_CSV), self.tmp, title=self.info.stem)
 
 
 # --------------------------------------------------------------------------- float arrays
@@ -651,12 +708,14 @@ class ExrSink(FolderSink):
 
 
 # Every output, with the setting that asks for it (None: always). depth.ndjson comes first,
-# since the rendered outputs read it back when they close.
+# since the rendered outputs read it back when they close; the region plot reads the table.
 SINKS = [
     (None, NdjsonSink),
     ("save_npz", NpzSink),
     ("save_exr", ExrSink),
     ("save_point_clouds", PointCloudSink),
+    ("save_region_stats", RegionStatsSink),
+    ("save_region_stats", RegionPlotSink),
     ("save_depth_video", DepthVideoSink),
     ("save_depth_frames", DepthFramesSink),
 ]

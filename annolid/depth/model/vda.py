@@ -43,8 +43,9 @@ ENCODERS = {
 def per_call(device: torch.device, item_tokens: int, items: int) -> int:
     """How many of `items` (images, pixel sequences) to process in one call: all of them on
     a GPU; on a CPU about CPU_TOKENS tokens' worth, since larger activations fall out of the
-    caches (a 22-frame window ran 30 % slower through the encoder in one call)."""
-    if device.type != "cpu":
+    caches (a 22-frame window ran 30 % slower through the encoder in one call). An exported
+    graph takes all: its runtime schedules the work itself."""
+    if device.type != "cpu" or torch.onnx.is_in_onnx_export():
         return items
     return max(1, min(items, CPU_TOKENS // item_tokens))
 
@@ -161,11 +162,15 @@ class DinoV2(nn.Module):
         grid = grid.permute(0, 2, 3, 1).reshape(1, ph * pw, dim)
         return torch.cat([table[:, :1], grid], dim=1).to(self.pos_embed.dtype)
 
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, images: torch.Tensor, position: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """`position`: the `position_table` for this size, when computed beforehand (an
+        exported graph takes it as an input, since the resampling fixes the size)."""
         n, _, h, w = images.shape
+        if position is None:
+            position = self.position_table(h // PATCH, w // PATCH)
         x = self.patch_embed(images)
         x = torch.cat([self.cls_token.expand(n, -1, -1), x], dim=1)
-        x = x + self.position_table(h // PATCH, w // PATCH).to(x.dtype)
+        x = x + position.to(x.dtype)
         outputs = []
         for i, block in enumerate(self.blocks):
             x = block(x)
@@ -220,23 +225,37 @@ class StreamMemory:
         stored_values[:, :, current] = values
         return stored_keys, stored_values
 
-    def export(self, model: nn.Module, slots: list[int]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """The keys and values held in `slots`, by block name, copied to the CPU: the state a
-        resumed stream needs."""
-        names = {module: name for name, module in model.named_modules()}
-        index = torch.tensor(slots)
-        return {names[block]: (k[:, :, index.to(k.device)].cpu(), v[:, :, index.to(v.device)].cpu())
-                for block, (k, v) in self.stores.items()}
+    def export(self, model, slots: list[int]) -> dict:
+        """What `slots` hold, by block name (by number for a compiled backend's stores, which
+        are numpy arrays), copied to the CPU as tensors: the state a resumed stream needs."""
+        names = {module: name for name, module in model.named_modules()} if isinstance(model, nn.Module) else {}
 
-    def restore(self, model: nn.Module, saved: dict, slots: list[int], device: torch.device) -> None:
-        """Put back what `export` saved of `slots` (in the model's dtype, on `device`)."""
-        blocks = dict(model.named_modules())
-        self.stores = {}
-        for name, (keys, values) in saved.items():
-            shape = (keys.shape[0], keys.shape[1], self.slots, keys.shape[3])
-            stores = keys.new_zeros(shape, device=device), values.new_zeros(shape, device=device)
-            stores[0][:, :, slots], stores[1][:, :, slots] = keys.to(device), values.to(device)
-            self.stores[blocks[name]] = stores
+        def pick(held):
+            held = torch.as_tensor(held)
+            return held[:, :, torch.tensor(slots, device=held.device)].cpu()
+
+        return {str(names.get(block, block)): tuple(map(pick, held)) if isinstance(held, tuple) else pick(held)
+                for block, held in self.stores.items()}
+
+    def restore(self, model, saved: dict, slots: list[int], device: torch.device) -> None:
+        """Put back what `export` saved of `slots`: tensors on `device` for torch's blocks,
+        numpy arrays for a compiled backend's numbered stores."""
+        blocks = dict(model.named_modules()) if isinstance(model, nn.Module) else {}
+
+        def ring(part):
+            full = part.new_zeros((part.shape[0], part.shape[1], self.slots, part.shape[3]))
+            full[:, :, slots] = part
+            return full.to(device) if blocks else full.numpy()
+
+        self.stores = {blocks[name] if blocks else int(name): tuple(map(ring, held)) if isinstance(held, tuple) else ring(held)
+                       for name, held in saved.items()}
+
+
+def held_parts(held) -> tuple[torch.Tensor, ...]:
+    """A memory's keys or values: one tensor over all slots, or parts side by side along the
+    slots (an exported step graph keeps earlier and current frames apart, never copying the
+    memory to join them)."""
+    return held if isinstance(held, tuple) else (held,)
 
 
 class TemporalAttention(nn.Module):
@@ -280,14 +299,18 @@ class TemporalAttention(nn.Module):
             return y.view(p, t, heads, d).transpose(1, 2)
 
         keys, values = memory.store(self, split(self.to_k(x)), split(self.to_v(x)))  # [P, heads, slots, d]
+        keys, values = held_parts(keys), held_parts(values)
         q = split(self.to_q(x + pe[-1]) * d**-0.5)
         positions = memory.window.expand(p, heads, t, n)  # each frame's window, as slots
-        frame_scores = torch.matmul(q, keys.transpose(-1, -2))  # [P, heads, T, slots]
+        scores = [torch.matmul(q, k.transpose(-1, -2)) for k in keys]
+        frame_scores = scores[0] if len(scores) == 1 else torch.cat(scores, -1)  # [P, heads, T, slots]
         pos_keys = self.to_k(pe).view(n, heads, d).permute(1, 2, 0)  # [heads, d, n]
         attn = (frame_scores.gather(3, positions) + torch.matmul(q, pos_keys)).softmax(-1)  # [P, heads, T, n]
         per_slot = attn.new_zeros(frame_scores.shape).scatter_add_(3, positions, attn)  # softmax may run in fp32
         pos_values = self.to_v(pe).view(n, heads, d).transpose(0, 1)  # [heads, n, d]
-        out = torch.matmul(per_slot, values) + torch.matmul(attn, pos_values)  # [P, heads, T, d]
+        out = torch.matmul(attn, pos_values)  # [P, heads, T, d]
+        for weights, part in zip(per_slot.split([v.shape[2] for v in values], -1), values):
+            out = out + torch.matmul(weights, part)
         return self.to_out[0](out.transpose(1, 2).reshape(p, t, c))
 
 
@@ -349,7 +372,9 @@ class TemporalModule(nn.Module):
         y = tt.norm(x).permute(0, 2, 3, 1)  # [B*T, h, w, C]
         y = y.reshape(b, frames, h * w, c).transpose(1, 2).reshape(b * h * w, frames, c)
         step = per_call(y.device, frames, len(y)) if memory is None else len(y)  # pixels are independent here
-        y = in_chunks(lambda part: tt.proj_out(tt.transformer_blocks[0](tt.proj_in(part), memory)), y, step)
+        block = tt.transformer_blocks[0]
+        chunks = [y] if step >= len(y) else y.split(step)  # (a traced graph sees one chunk of any length)
+        y = torch.cat([tt.proj_out(block(tt.proj_in(chunk), memory)) for chunk in chunks])
         y = y.reshape(b, h * w, frames, c).transpose(1, 2)
         return x + y.reshape(n, h, w, c).permute(0, 3, 1, 2)
 
@@ -420,29 +445,35 @@ class DPTHead(nn.Module):
         others still lend temporal context, but skip the per-image, full-resolution tail.
         """
 
-        def level(i, x):  # tokens -> the feature map of level i
-            x = x.transpose(1, 2).reshape(x.shape[0], -1, ph, pw)
-            return self.resize_layers[i](self.projects[i](x))
-
-        mm, s = self.motion_modules, self.scratch
-        layer_3 = mm[0](level(2, tokens[2]), frames, memory)
-        layer_4 = mm[1](level(3, tokens[3]), frames, memory)
-        layer_3_rn, layer_4_rn = s.layer3_rn(layer_3), s.layer4_rn(layer_4)
-        path_4 = mm[2](s.refinenet4(layer_4_rn, size=layer_3_rn.shape[2:]), frames, memory)
-        path_3 = mm[3](s.refinenet3(path_4, layer_3_rn, size=(2 * ph, 2 * pw)), frames, memory)
-
+        path_3 = self.temporal(tokens[2], tokens[3], frames, ph, pw, memory)
         # The rest is per image, up to full resolution: in chunks, for the images asked for.
         outputs = len(path_3) if outputs is None else outputs
-        out = []
-        for c in range(0, outputs, HEAD_MICRO_BATCH):
-            part = slice(c, min(c + HEAD_MICRO_BATCH, outputs))
-            layer_1_rn, layer_2_rn = s.layer1_rn(level(0, tokens[0][part])), s.layer2_rn(level(1, tokens[1][part]))
-            path_2 = s.refinenet2(path_3[part], layer_2_rn, size=layer_1_rn.shape[2:])
-            path_1 = s.refinenet1(path_2, layer_1_rn)
-            y = F.interpolate(s.output_conv1(path_1), (ph * PATCH, pw * PATCH), mode="bilinear", align_corners=True)
-            with torch.autocast(device_type=y.device.type, enabled=False):
-                out.append(s.output_conv2(y.float()).to(y.dtype))
-        return torch.cat(out)
+        parts = [slice(c, min(c + HEAD_MICRO_BATCH, outputs)) for c in range(0, outputs, HEAD_MICRO_BATCH)]
+        return torch.cat([self.per_image(tokens[0][p], tokens[1][p], path_3[p], ph, pw) for p in parts])
+
+    def level(self, i: int, x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
+        """Tokens [N, ph*pw, C] -> the feature map of level i."""
+        x = x.transpose(1, 2).reshape(x.shape[0], -1, ph, pw)
+        return self.resize_layers[i](self.projects[i](x))
+
+    def temporal(self, tokens_2, tokens_3, frames: int, ph: int, pw: int, memory: StreamMemory | None = None):
+        """The two coarsest levels, where the frames attend to each other -> path_3 [N, F, 2ph, 2pw]."""
+        mm, s = self.motion_modules, self.scratch
+        layer_3 = mm[0](self.level(2, tokens_2, ph, pw), frames, memory)
+        layer_4 = mm[1](self.level(3, tokens_3, ph, pw), frames, memory)
+        layer_3_rn, layer_4_rn = s.layer3_rn(layer_3), s.layer4_rn(layer_4)
+        path_4 = mm[2](s.refinenet4(layer_4_rn, size=layer_3_rn.shape[2:]), frames, memory)
+        return mm[3](s.refinenet3(path_4, layer_3_rn, size=(2 * ph, 2 * pw)), frames, memory)
+
+    def per_image(self, tokens_0, tokens_1, path_3, ph: int, pw: int) -> torch.Tensor:
+        """Images independently, up to full resolution -> depth [n, 1, 14*ph, 14*pw] before the relu."""
+        s = self.scratch
+        layer_1_rn, layer_2_rn = s.layer1_rn(self.level(0, tokens_0, ph, pw)), s.layer2_rn(self.level(1, tokens_1, ph, pw))
+        path_2 = s.refinenet2(path_3, layer_2_rn, size=layer_1_rn.shape[2:])
+        path_1 = s.refinenet1(path_2, layer_1_rn)
+        y = F.interpolate(s.output_conv1(path_1), (ph * PATCH, pw * PATCH), mode="bilinear", align_corners=True)
+        with torch.autocast(device_type=y.device.type, enabled=False):
+            return s.output_conv2(y.float()).to(y.dtype)
 
 
 # --------------------------------------------------------------------------- the model
@@ -494,10 +525,14 @@ class VideoDepthAnything(nn.Module):
         """Encoder features of T frames (per video) -> relu depth [N or outputs, h, w]. With `memory`
         (streaming), T consecutive frames whose temporal attention reads and extends that
         memory; `outputs` limits the depth to the first frames of one clip (see DPTHead)."""
-        depth = self.head(tokens, frames, h // PATCH, w // PATCH, memory, outputs)
-        if depth.shape[-2:] != (h, w):
-            depth = F.interpolate(depth, size=(h, w), mode="bilinear", align_corners=True)
-        return F.relu(depth).squeeze(1)
+        return finish_depth(self.head(tokens, frames, h // PATCH, w // PATCH, memory, outputs), h, w)
+
+
+def finish_depth(depth: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """The head's output [N, 1, h', w'] -> relu depth [N, h, w]."""
+    if depth.shape[-2:] != (h, w):
+        depth = F.interpolate(depth, size=(h, w), mode="bilinear", align_corners=True)
+    return F.relu(depth).squeeze(1)
 
 
 def check_clip(x: torch.Tensor) -> None:

@@ -1,0 +1,218 @@
+"""What runs the network: torch, or a compiled CPU runtime (ONNX Runtime, OpenVINO).
+
+A compiled backend is an object with the network's own interface (`encode`, `decode`,
+`images_per_call`, `metric`), so the engines, sinks and resume do not know which one runs.
+It runs the graphs of `annolid.depth.export`, made once per checkpoint and kept under
+~/.cache/annolid/depth/compiled/ (or $XDG_CACHE_HOME/annolid/depth/compiled/), so a
+second run starts in seconds. Features travel between the graphs as [N, ph, pw, C] arrays;
+the streaming memory keeps each attention block's keys and values in numpy arrays held by
+the engine's `StreamMemory`, written in place, slot by slot, as torch does.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DepthError
+from ..model import PATCH, VideoDepthAnything
+from ..model.vda import HEAD_MICRO_BATCH, StreamMemory, finish_depth
+from ..settings import BACKENDS
+
+EXTRAS = {"onnxruntime": "onnx", "openvino": "openvino"}
+GRAPHS = ("encoder", "temporal", "step", "per_image")
+# The runtimes each precision runs on, in auto's order on a CPU, fastest first: at input 252,
+# 2 threads, vits ran offline at 2.0x torch's frames/s with OpenVINO and 1.2x with ONNX Runtime
+# (bench_speed.py), within the parity tolerance. OpenVINO in bf16 ran slower than torch in
+# bf16 there, so auto keeps torch for bf16.
+RUNTIME_PRECISIONS = {"onnxruntime": ("fp32",), "openvino": ("fp32", "bf16")}
+AUTO_ORDER = {"fp32": ("openvino", "onnxruntime"), "bf16": ()}
+
+log = logging.getLogger(__name__)
+
+
+class BackendError(DepthError):
+    """A backend whose runtime is not installed."""
+
+
+def installed(runtime: str) -> bool:
+    return importlib.util.find_spec(runtime) is not None and importlib.util.find_spec("onnx") is not None
+
+
+def pick_backend(requested: str, device: torch.device, precision: str) -> str:
+    """The backend to use: `requested`, checked; for auto, the fastest installed one on a CPU
+    (torch on GPUs)."""
+    if requested not in BACKENDS:
+        raise ValueError(f"unknown backend {requested!r}; choose one of {', '.join(BACKENDS)}")
+    if requested == "auto":
+        if device.type != "cpu":
+            return "torch"
+        return next((r for r in AUTO_ORDER.get(precision, ()) if installed(r)), "torch")
+    if requested == "torch":
+        return requested
+    if device.type != "cpu":
+        raise ValueError(f"backend {requested} runs on the CPU; use backend torch on {device.type}")
+    if precision not in RUNTIME_PRECISIONS[requested]:
+        runs = " and ".join(RUNTIME_PRECISIONS[requested])
+        raise ValueError(f"backend {requested} runs {runs} only; choose one of those precisions, or backend torch")
+    if not installed(requested):
+        raise BackendError(f"backend {requested} needs the {requested} package: pip install 'annolid-depth[{EXTRAS[requested]}]'")
+    return requested
+
+
+def cache_root() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "annolid" / "depth" / "compiled"
+
+
+def cache_dir(model: VideoDepthAnything, checkpoint: Path) -> Path:
+    """One folder per checkpoint file (path, size and date) and export format."""
+    from ..export import FORMAT
+    from ..weights import checkpoint_key
+
+    stat = checkpoint.stat()
+    identity = f"{checkpoint.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{FORMAT}"
+    return cache_root() / f"{checkpoint_key(model.encoder, model.metric)}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
+
+
+def exported(model: VideoDepthAnything, checkpoint: Path, folder: Path | None = None) -> Path:
+    """A folder with the graphs of `model`: `folder` as given (refused when it does not match
+    the checkpoint), else the cache's, exported there first when missing or stale."""
+    from ..export import ExportError, export_onnx, read_spec
+
+    if folder is not None:
+        read_spec(folder, model.encoder, model.metric, checkpoint)
+        return folder
+    folder = cache_dir(model, checkpoint)
+    try:
+        read_spec(folder, model.encoder, model.metric, checkpoint)
+    except ExportError as exc:
+        log.info("exporting %s to %s (%s)", checkpoint.name, folder, exc)
+        export_onnx(model, folder, checkpoint)
+    return folder
+
+
+# --------------------------------------------------------------------------- runtimes
+
+
+class OnnxRuntimeGraphs:
+    def __init__(self, folder: Path, precision: str):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.sessions = {
+            name: ort.InferenceSession(str(folder / f"{name}.onnx"), options, providers=["CPUExecutionProvider"])
+            for name in GRAPHS
+        }
+
+    def run(self, name: str, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.sessions[name].run(None, inputs)
+
+
+class OpenVinoGraphs:
+    def __init__(self, folder: Path, precision: str):
+        import openvino as ov
+
+        core = ov.Core()
+        config = {
+            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+            "PERFORMANCE_HINT": "LATENCY",
+            "CACHE_DIR": str(folder / "openvino"),
+        }
+        self.graphs = {name: core.compile_model(str(folder / f"{name}.onnx"), "CPU", config) for name in GRAPHS}
+
+    def run(self, name: str, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        graph = self.graphs[name]
+        result = graph(inputs)  # copies the outputs out of the request's buffers
+        return [result[output] for output in graph.outputs]
+
+
+RUNTIMES = {"onnxruntime": OnnxRuntimeGraphs, "openvino": OpenVinoGraphs}
+
+
+# --------------------------------------------------------------------------- the model's interface
+
+
+class CompiledModel:
+    """The network's interface (see `VideoDepthAnything`) over the exported graphs."""
+
+    def __init__(self, model: VideoDepthAnything, graphs, runtime: str):
+        self.model, self.graphs, self.runtime = model, graphs, runtime
+        self.metric = model.metric
+        self.positions: dict[tuple[int, int], np.ndarray] = {}
+
+    def images_per_call(self, h: int, w: int, device: torch.device, most: int) -> int:
+        return self.model.images_per_call(h, w, device, most)
+
+    def position(self, ph: int, pw: int) -> np.ndarray:
+        if (ph, pw) not in self.positions:
+            with torch.no_grad():
+                table = self.model.pretrained.position_table(ph, pw)[:, 1:].float()
+            self.positions[(ph, pw)] = table.unflatten(1, (ph, pw)).numpy()
+        return self.positions[(ph, pw)]
+
+    def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Images [N, 3, h, w] -> 4 features [N, ph, pw, C], as many images a call as torch takes."""
+        n, _, h, w = images.shape
+        step = self.images_per_call(h, w, images.device, n)
+        position = self.position(h // PATCH, w // PATCH)
+        images = images.float().contiguous().numpy()
+        parts = [self.graphs.run("encoder", {"images": images[i : i + step], "position": position}) for i in range(0, n, step)]
+        return [torch.from_numpy(np.concatenate(level)) if len(parts) > 1 else torch.from_numpy(level[0]) for level in zip(*parts)]
+
+    def decode(self, tokens, frames: int, h: int, w: int, memory: StreamMemory | None = None, outputs: int | None = None):
+        """As `VideoDepthAnything.decode`, features from `encode`."""
+        f0, f1, f2, f3 = (np.ascontiguousarray(t.numpy()) for t in tokens)
+        if memory is None:
+            path_3 = np.concatenate([
+                self.graphs.run("temporal", {"features_2": f2[v : v + frames], "features_3": f3[v : v + frames]})[0]
+                for v in range(0, len(f2), frames)
+            ])
+        else:
+            path_3 = self.step(f2, f3, memory)
+        outputs = len(path_3) if outputs is None else outputs
+        parts = [slice(c, min(c + HEAD_MICRO_BATCH, outputs)) for c in range(0, outputs, HEAD_MICRO_BATCH)]
+        depth = [self.graphs.run("per_image", {"features_0": f0[p], "features_1": f1[p], "path_3": path_3[p]})[0] for p in parts]
+        return finish_depth(torch.from_numpy(np.concatenate(depth)), h, w)
+
+    def step(self, f2: np.ndarray, f3: np.ndarray, memory: StreamMemory) -> np.ndarray:
+        """The current frames through the temporal levels, reading and extending `memory`."""
+        from ..export import state_shapes
+
+        if not memory.stores:
+            shapes = state_shapes(self.model, f2.shape[1], f2.shape[2], memory.slots)
+            memory.stores = {i: np.zeros(shape, np.float32) for i, shape in enumerate(shapes)}
+        window = memory.window.cpu().numpy()
+        current = window[:, -1]
+        graph_window = window.copy()  # a current frame's slot -> its place after the stored slots
+        for j, s in enumerate(current):
+            graph_window[window == s] = memory.slots + j
+        state = {f"{('keys', 'values')[i % 2]}_{i // 2}": store for i, store in memory.stores.items()}
+        path_3, *new = self.graphs.run("step", {"features_2": f2, "features_3": f3, "window": graph_window, **state})
+        for i, values in enumerate(new):
+            memory.stores[i][:, :, current] = values
+        return path_3
+
+
+def load_backend(model: VideoDepthAnything, runtime: str, checkpoint: Path, precision: str, onnx_dir: Path | None = None):
+    """`model` (float32, on the CPU) run by `runtime`, one of `RUNTIMES`: its graphs from
+    `onnx_dir`, else from the cache. A runtime that fails to compile them gives way to torch,
+    with a warning saying which and why."""
+    try:
+        folder = exported(model, Path(checkpoint), onnx_dir)
+        return CompiledModel(model, RUNTIMES[runtime](folder, precision), runtime)
+    except DepthError:
+        raise
+    except Exception as exc:  # a runtime's own error: torch still runs the same network
+        warnings.warn(f"backend {runtime} could not compile the network ({type(exc).__name__}: {exc}); running on torch")
+        return model

@@ -1,0 +1,210 @@
+"""ONNX export and the compiled CPU backends: the same depth as torch, through the same engines."""
+import json
+import shutil
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from annolid.depth.engine.backends import RUNTIMES as RUNTIME_CLASSES
+from annolid.depth.engine.backends import BackendError, CompiledModel, exported, installed, load_backend, pick_backend
+from annolid.depth.export import SPEC, ExportError, export_onnx
+from annolid.depth.export import main as export_main
+from annolid.depth.model import VideoDepthAnything
+from annolid.depth.runner import load_model, run_video_depth_anything
+from parity_recipe import recipe_state_dict, write_checkpoint
+from test_engine import ENGINES, synthetic_frames
+from test_model import errors
+
+RUNTIMES = [r for r in ("onnxruntime", "openvino") if installed(r)]
+pytestmark = pytest.mark.skipif(not RUNTIMES, reason="no ONNX runtime installed (pip install 'annolid-depth[onnx]')")
+
+
+def load(checkpoint, encoder="vits"):
+    return load_model(str(checkpoint), checkpoint.stat().st_mtime_ns, encoder, False, "cpu")
+
+
+@pytest.fixture(scope="module")
+def vits_export(tmp_path_factory):
+    """The recipe's vits weights, exported once into a cache of the module's own."""
+    root = tmp_path_factory.mktemp("vits")
+    checkpoint = write_checkpoint(root / "checkpoints" / "video_depth_anything_vits.pth")
+    model = load(checkpoint)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(root / "cache"))
+        folder = exported(model, checkpoint)
+    return SimpleNamespace(model=model, checkpoint=checkpoint, folder=folder, cache=root / "cache")
+
+
+def depth_of(model, kind, frames, input_size=28):
+    return np.stack([d for _, _, d in ENGINES[kind](model, enumerate(frames), input_size=input_size)])
+
+
+def assert_same_depth(compiled, model, frames):
+    for kind in ENGINES:
+        max_rel, rel_l2 = errors(depth_of(compiled, kind, frames), depth_of(model, kind, frames))
+        assert max_rel <= 3e-5 and rel_l2 <= 1e-5, (kind, max_rel, rel_l2)
+
+
+def test_export_folder_describes_its_graphs(vits_export):
+    spec = json.loads((vits_export.folder / SPEC).read_text())
+    assert spec["model"] == "video_depth_anything_vits" and spec["encoder"] == "vits" and spec["format"] == 1
+    assert spec["checkpoint"]["size"] == vits_export.checkpoint.stat().st_size
+    assert len(spec["checkpoint"]["sha256"]) == 64
+    assert list(spec["graphs"]) == ["encoder", "temporal", "step", "per_image"]
+    step = spec["graphs"]["step"]
+    assert list(step["inputs"])[:3] == ["features_2", "features_3", "window"]
+    assert step["inputs"]["keys_0"] == ["P0", 8, "slots", 24] and step["outputs"]["new_values_7"] == ["P7", 8, "N", 8]
+    import onnx
+
+    for name, graph in spec["graphs"].items():
+        proto = onnx.load(str(vits_export.folder / graph["file"]), load_external_data=False)
+        assert [i.name for i in proto.graph.input] == list(graph["inputs"])
+        assert [o.name for o in proto.graph.output] == list(graph["outputs"])
+        sizes = [d.dim_param for d in proto.graph.input[0].type.tensor_type.shape.dim]
+        assert sizes[0], f"{name}: the frame count must be dynamic"
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("kind", ["offline", "stream"])
+def test_backend_reproduces_the_fixtures(parity_dir, vits_export, runtime, kind):
+    compiled = load_backend(vits_export.model, runtime, vits_export.checkpoint, "fp32", vits_export.folder)
+    assert isinstance(compiled, CompiledModel) and compiled.runtime == runtime
+    fixture = np.load(parity_dir / f"vits_{kind}.npz")
+    depth = depth_of(compiled, kind, fixture["frames"], int(fixture["input_size"]))
+    max_rel, rel_l2 = errors(depth, fixture["depth"])
+    assert max_rel <= 3e-5 and rel_l2 <= 1e-5, (max_rel, rel_l2)
+
+
+def test_export_command_round_trip_for_vitb(tmp_path):
+    checkpoint = write_checkpoint(tmp_path / "video_depth_anything_vitb.pth", "vitb")
+    assert export_main(["--model", "video_depth_anything_vitb", "--onnx", str(tmp_path / "onnx"),
+                        "--checkpoint-root", str(tmp_path)]) == 0
+    model = load(checkpoint, "vitb")
+    compiled = load_backend(model, RUNTIMES[0], checkpoint, "fp32", tmp_path / "onnx")
+    assert_same_depth(compiled, model, [rgb for _, rgb in synthetic_frames(4, 28, 42)])
+
+
+def test_export_round_trip_for_vitl(tmp_path):
+    model = VideoDepthAnything("vitl")
+    model.load_state_dict(recipe_state_dict("vitl"), strict=True)
+    model.eval()
+    export_onnx(model, tmp_path / "onnx")
+    compiled = CompiledModel(model, RUNTIME_CLASSES[RUNTIMES[0]](tmp_path / "onnx", "fp32"), RUNTIMES[0])
+    assert_same_depth(compiled, model, [rgb for _, rgb in synthetic_frames(4, 28, 42)])
+
+
+def test_streaming_state_stays_in_its_slots(vits_export):
+    """Longer than the ring of slots, with groups of several frames: the state written back
+    from the step graph must be what torch keeps."""
+    compiled = load_backend(vits_export.model, RUNTIMES[0], vits_export.checkpoint, "fp32", vits_export.folder)
+    frames = [rgb for _, rgb in synthetic_frames(60, 20, 28)]
+    max_rel, rel_l2 = errors(depth_of(compiled, "stream", frames), depth_of(vits_export.model, "stream", frames))
+    assert max_rel <= 3e-5 and rel_l2 <= 1e-5, (max_rel, rel_l2)
+
+
+def test_cache_is_reused(vits_export, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(vits_export.cache))
+    before = {p.name: p.stat().st_mtime_ns for p in vits_export.folder.iterdir()}
+    compiled = load_backend(vits_export.model, RUNTIMES[0], vits_export.checkpoint, "fp32")
+    assert isinstance(compiled, CompiledModel)
+    assert {p.name: p.stat().st_mtime_ns for p in vits_export.folder.iterdir() if p.name in before} == before
+    assert [p.name for p in vits_export.cache.glob("annolid/depth/compiled/*")] == [vits_export.folder.name]
+
+
+def test_a_stale_cache_is_exported_again(vits_export, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    folder = cache / vits_export.folder.relative_to(vits_export.cache)
+    shutil.copytree(vits_export.folder, folder, ignore=shutil.ignore_patterns("openvino"))
+    spec = json.loads((folder / SPEC).read_text())
+    (folder / SPEC).write_text(json.dumps({**spec, "format": 0}))  # as an older version left it
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    assert isinstance(load_backend(vits_export.model, RUNTIMES[0], vits_export.checkpoint, "fp32"), CompiledModel)
+    assert json.loads((folder / SPEC).read_text())["format"] == 1
+
+
+def test_runner_runs_on_a_compiled_backend(vits_export, video, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(vits_export.cache))
+    options = dict(checkpoint_root=vits_export.checkpoint.parent, input_size=28, max_res=64, max_frames=3, save_npz=True)
+    on_torch = run_video_depth_anything(video, tmp_path / "torch", **options)
+    compiled = run_video_depth_anything(video, tmp_path / "compiled", backend=RUNTIMES[0], **options)
+    assert compiled["frames"] == on_torch["frames"] == 3
+    a, b = np.load(on_torch["npz"])["depths"], np.load(compiled["npz"])["depths"]
+    assert errors(b, a)[0] <= 3e-5
+
+
+def test_export_of_another_checkpoint_is_refused(vits_export, tmp_path):
+    spec = json.loads((vits_export.folder / SPEC).read_text())
+    cases = {
+        "vitb": ({**spec, "encoder": "vitb", "model": "video_depth_anything_vitb"}, "exported from video_depth_anything_vitb"),
+        "old": ({**spec, "format": 0}, "format 0, this version reads 1"),
+        "other": ({**spec, "checkpoint": {**spec["checkpoint"], "size": 1, "sha256": "0" * 64}}, "from another"),
+    }
+    for name, (changed, message) in cases.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / SPEC).write_text(json.dumps(changed))
+        with pytest.raises(ExportError, match=message):
+            load_backend(vits_export.model, RUNTIMES[0], vits_export.checkpoint, "fp32", tmp_path / name)
+    with pytest.raises(ExportError, match="holds no ONNX export"):
+        load_backend(vits_export.model, RUNTIMES[0], vits_export.checkpoint, "fp32", tmp_path / "empty")
+
+
+def test_a_graph_that_does_not_compile_falls_back_to_torch(vits_export, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(vits_export.folder, broken, ignore=shutil.ignore_patterns("openvino"))
+    (broken / "encoder.onnx").write_bytes(b"not a graph")
+    with pytest.warns(UserWarning, match=f"backend {RUNTIMES[0]} could not compile the network .*running on torch"):
+        model = load_backend(vits_export.model, RUNTIMES[0], vits_export.checkpoint, "fp32", broken)
+    assert model is vits_export.model
+
+
+def test_auto_and_a_missing_runtime(monkeypatch):
+    cpu = torch.device("cpu")
+    assert pick_backend("auto", cpu, "fp32") == ("openvino" if installed("openvino") else "onnxruntime")
+    assert pick_backend("auto", cpu, "bf16") == "torch"  # OpenVINO's bf16 measured slower than torch's
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
+    with pytest.raises(BackendError, match=r"pip install 'annolid-depth\[onnx\]'"):
+        pick_backend("onnxruntime", cpu, "fp32")
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    assert pick_backend("auto", cpu, "fp32") == "torch"
+    assert pick_backend("auto", torch.device("meta"), "fp32") == "torch"  # not a CPU: torch
+    with pytest.raises(ValueError, match="runs fp32 only"):
+        pick_backend("onnxruntime", cpu, "bf16")
+    with pytest.raises(ValueError, match="unknown backend"):
+        pick_backend("tensorrt", cpu, "fp32")
+
+
+def test_runner_names_a_missing_runtime_before_any_work(video, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    with pytest.raises(BackendError, match="annolid-depth\\[openvino\\]"):
+        run_video_depth_anything(video, tmp_path / "out", backend="openvino", max_frames=1)
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_command_reports_bad_input(tmp_path, capsys):
+    assert export_main(["--model", "video_depth_anything_vitx", "--onnx", str(tmp_path / "o")]) == 1
+    assert "unknown model" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+
+def test_a_compiled_stream_resumes_from_its_snapshot(vits_export, tmp_path):
+    """The streaming state of a compiled backend (numpy stores) goes through a snapshot on
+    disk and resumes to the same depth, as torch's does."""
+    from annolid.depth.engine import StreamingEngine
+
+    compiled = load_backend(vits_export.model, RUNTIMES[0], vits_export.checkpoint, "fp32", vits_export.folder)
+    frames = list(synthetic_frames(30, 20, 28))
+    whole = [d for _, _, d in StreamingEngine(compiled, input_size=28).run(frames)]
+    engine = StreamingEngine(compiled, input_size=28)
+    for _ in engine.run(frames):
+        if (state := engine.snapshot()) is not None and state["frames"] >= 8:
+            break
+    torch.save(state, tmp_path / "state.pt")
+    state = torch.load(tmp_path / "state.pt", weights_only=True)
+    rest = list(StreamingEngine(compiled, input_size=28).run(frames[state["frames"]:], state))
+    assert [i for i, _, _ in rest] == [i for i, _ in frames[state["frames"]:]]
+    for (_, _, d), expected in zip(rest, whole[state["frames"]:]):
+        assert np.abs(d - expected).max() <= 1e-5 * float(expected.max() - expected.min())
