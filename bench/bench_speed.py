@@ -33,7 +33,7 @@ from reference import reference_fps  # noqa: E402
 
 from annolid.depth import runner  # noqa: E402
 from annolid.depth.engine.backends import RUNTIMES, CompiledModel, installed  # noqa: E402
-from annolid.depth.engine.device import cpu_runs_bf16  # noqa: E402
+from annolid.depth.engine.device import cpu_runs_bf16, reuse_freed_memory  # noqa: E402
 from annolid.depth.io.source import VideoSource  # noqa: E402
 from annolid.depth.model import VideoDepthAnything  # noqa: E402
 
@@ -78,7 +78,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, reuse_freed_memory():  # as the CLI runs
         tmp = Path(tmp)
         checkpoint = write_checkpoint(tmp / "ckpt" / "video_depth_anything_vits.pth", "vits")
         os.environ["XDG_CACHE_HOME"] = str(Path(tmp) / "cache")  # graphs of this temporary checkpoint
