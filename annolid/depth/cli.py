@@ -1,22 +1,28 @@
-"""`annolid-depth VIDEO [VIDEO ...]`: depth for videos from the command line.
+"""`annolid-depth PATH [PATH ...]`: depth for videos and folders of videos from the command line.
 
 Defaults come from the `video_depth_anything` section of ~/.labelmerc, so the command
 line, the GUI and the settings file agree; every flag is generated from the options'
-declarations in `settings.py`. Exit codes: 0 done, 1 failed, 130 interrupted.
+declarations in `settings.py`. The videos run as one batch (`batch.run_many`), here or on
+a Ray cluster, and end with a summary table. Exit codes: 0 every video done, 1 any failed,
+130 interrupted.
 
 Ctrl-C (or SIGTERM, as sent by `timeout`, `docker stop` and job schedulers) stops after
 the frames already computed and saves a resume point; a second one stops at once. Either
-way `--resume` continues the run.
+way `--resume` continues the run. On Ray, the first Ctrl-C stops the batch at once.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
 import threading
 from pathlib import Path
 
+from .batch import (
+    CANCELLED, COMPLETE, CPUS_PER_WORKER, FAILED, INSTALL_RAY, SKIPPED, BatchInterrupted, read_list, run_many,
+)
 from .errors import DepthError
 from .settings import FIELDS, OPTIONS, DepthSettings, config_path, load_settings
 
@@ -29,7 +35,8 @@ def build_parser(defaults: DepthSettings) -> argparse.ArgumentParser:
         description="Per-frame depth for videos with Video Depth Anything. "
         f"Defaults come from the video_depth_anything section of {config_path()}.",
     )
-    parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files to process")
+    parser.add_argument("paths", nargs="*", metavar="PATH",
+                        help="video files, or folders searched (with their subfolders) for video files")
     for name, option in OPTIONS.items():
         flag = "--" + name.replace("_", "-")
         kind, default = FIELDS[name], getattr(defaults, name)
@@ -46,8 +53,19 @@ def build_parser(defaults: DepthSettings) -> argparse.ArgumentParser:
             choices = [value for value, _ in option.choices if value] or None
             parser.add_argument(flag, type=kind, choices=choices, default=default, help=text)
     parser.add_argument("--resume", action="store_true",
-                        help="continue an unfinished run in the output folder (a complete one is kept as is)")
+                        help="continue an unfinished run in the output folder; a complete one with the same "
+                        "video and settings is kept as is and skipped without loading the model")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    batch = parser.add_argument_group("batches")
+    batch.add_argument("--from-list", metavar="FILE", action="append", default=[],
+                       help="a text file of video or folder paths, one a line (relative to the file's folder)")
+    batch.add_argument("--report", metavar="FILE", help="append one JSON line per video to FILE as each ends")
+    batch.add_argument("--ray", metavar="ADDRESS",
+                       help="run the videos on a Ray cluster: auto, ray://HOST:PORT, HOST:PORT or local "
+                       f"(needs {INSTALL_RAY}; every node must see the videos and output folders)")
+    batch.add_argument("--gpus-per-worker", type=float, metavar="N", help="GPUs per Ray worker (default on GPU clusters: 1)")
+    batch.add_argument("--cpus-per-worker", type=float, metavar="N",
+                       help=f"CPUs per Ray worker (default on CPU clusters: {CPUS_PER_WORKER}, at most a node's CPUs)")
     return parser
 
 
@@ -97,6 +115,57 @@ class Interrupts:
             signal.signal(sig, handler)
 
 
+class BatchBars:
+    """One progress bar per video of a batch, each closed when the next video starts."""
+
+    def __init__(self, quiet: bool):
+        self.quiet, self.bar = quiet, None
+
+    def __call__(self, number: int, video: Path, payload: dict | None) -> None:
+        if payload is None:  # the next video starts
+            self.close()
+            self.bar = ProgressBar(video, self.quiet)
+        else:
+            self.bar(payload)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def summary(records: list[dict]) -> str:
+    """The table printed after a batch: video, status, frames, seconds, output folder or error."""
+    rows = [("video", "status", "frames", "seconds", "output folder or error")]
+    for entry in records:
+        where = entry["error"] if entry["status"] == FAILED else entry["output_dir"] or ""
+        if entry["error"] and entry["status"] != FAILED:
+            where = f"{where} ({entry['error']})"
+        frames = "" if entry["frames"] is None else str(entry["frames"])
+        seconds = "" if entry["seconds"] is None else f"{entry['seconds']:.1f}"
+        rows.append((entry["path"], entry["status"], frames, seconds, where))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [
+        f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]:>{widths[3]}}  {row[4]}"
+        for row in rows
+    ]
+    counts: dict[str, int] = {}
+    for entry in records:
+        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+    lines.append(", ".join(f"{n} {status}" for status, n in counts.items()))
+    return "\n".join(lines)
+
+
+def announce(entry: dict, bars: BatchBars | None) -> None:
+    """Failures on stderr as they happen; on Ray, which shows no bars, every video as it ends."""
+    if entry["status"] == FAILED:
+        if bars is not None:
+            bars.close()
+        print(f"annolid-depth: {entry['path']}: {entry['error']}", file=sys.stderr)
+    elif bars is None:
+        print(f"annolid-depth: {entry['path']}: {entry['status']}, {entry['frames']} frames", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
@@ -105,42 +174,41 @@ def main(argv: list[str] | None = None) -> int:
         print(f"annolid-depth: {exc}", file=sys.stderr)
         return EXIT_FAILED
     args = build_parser(defaults).parse_args(argv)
+    if not args.paths and not args.from_list:
+        print("annolid-depth: give at least one video or folder (or --from-list FILE)", file=sys.stderr)
+        return EXIT_USAGE
 
     from .engine import reuse_freed_memory  # torch loads only once the arguments parse
-    from .runner import run_video_depth_anything
 
     options = {name: getattr(args, name) for name in OPTIONS}
     output_root = options.pop("output_dir")
     options = {k: (v if v != "" else None) for k, v in options.items()}
-    status = EXIT_OK
-    with Interrupts() as interrupts, reuse_freed_memory():  # this process is ours: tune its allocator
-        for name in args.videos:
-            video = Path(name)
-            out = None
-            if output_root:
-                out = Path(output_root) / video.stem if len(args.videos) > 1 else Path(output_root)
-            bar = ProgressBar(video, args.quiet)
-            try:
-                result = run_video_depth_anything(video, out, frame_callback=bar, stop_event=interrupts.stop,
-                                                  resume=args.resume, **options)
-            except KeyboardInterrupt:
-                bar.close()
-                print("annolid-depth: interrupted; run again with --resume to go on", file=sys.stderr)
-                return EXIT_INTERRUPTED
-            except (DepthError, ValueError) as exc:
-                bar.close()
-                print(f"annolid-depth: {video}: {exc}", file=sys.stderr)
-                status = EXIT_FAILED
-                continue
-            bar.close()
-            where = result["output_dir"][0]
-            if result["status"] == "cancelled":
-                print(f"{video}: stopped after {result['frames']} frames -> {where}; run again with --resume to go on",
-                      file=sys.stderr)
-                return EXIT_INTERRUPTED
-            rate = f" at {result['frames_per_second']:.2f} frames/s" if result.get("frames_per_second") else ""
-            print(f"{video}: {result['frames']} frames{rate} -> {where}")
-    return status
+    here = args.ray is None
+    bars = BatchBars(args.quiet) if here else None
+    interrupted = False
+    # this process is ours: tune its allocator (on Ray, the workers do)
+    with Interrupts() if here else contextlib.nullcontext() as interrupts, reuse_freed_memory():
+        try:
+            paths = [*args.paths, *(p for name in args.from_list for p in read_list(name))]
+            records = run_many(
+                paths, output_dir=output_root, resume=args.resume, report=args.report, ray_address=args.ray,
+                gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker, progress=bars,
+                should_cancel=interrupts.stop.is_set if here else None,
+                on_record=lambda entry: announce(entry, bars), **options,
+            )
+        except BatchInterrupted as stop:
+            records, interrupted = stop.records, True
+        except (DepthError, ValueError) as exc:
+            print(f"annolid-depth: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        finally:
+            if bars is not None:
+                bars.close()
+    print(summary(records))
+    if interrupted or any(entry["status"] == CANCELLED for entry in records):
+        print("annolid-depth: interrupted; run again with --resume to go on", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK if all(entry["status"] in (COMPLETE, SKIPPED) for entry in records) else EXIT_FAILED
 
 
 if __name__ == "__main__":

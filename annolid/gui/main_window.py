@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from annolid.depth.batch import VIDEO_EXTENSIONS
 from annolid.depth.errors import DepthError
 from annolid.depth.io.records import RecordIndex
 from annolid.depth.io.run_folder import shown_outputs, unfinished_run
@@ -28,12 +29,13 @@ from annolid.depth.io.source import FrameReader
 from annolid.depth.settings import DepthSettings, default_output_dir, load_settings
 from annolid.depth.weights import checkpoint_key, checkpoint_path
 
+from .batch_dialog import BatchDialog
 from .images import blend, colour_ramp, depth_image, to_pixmap
 from .region_panel import RegionPanel
 from .run_dialog import RunDialog, depth_job, download_job
 from .settings_dialog import SettingsDialog
 
-VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.m4v *.webm *.mpg *.mpeg);;All files (*)"
+VIDEO_FILTER = f"Videos ({' '.join('*' + ext for ext in VIDEO_EXTENSIONS)});;All files (*)"
 DISPLAY_MAX_RES = 1280  # frames are shown at most this large, as depth runs by default
 
 
@@ -128,6 +130,7 @@ class MainWindow(QMainWindow):
         self.frame = self.depth_map = None
         self.last_message: QMessageBox | None = None
         self.run_dialog: RunDialog | None = None
+        self.batch_dialog: BatchDialog | None = None
         self.run_record: dict | None = None
         self.run_state = ""
 
@@ -179,6 +182,8 @@ class MainWindow(QMainWindow):
         file_menu = self.menuBar().addMenu("&File")
         self.open_action = QAction("Open Video…", self, shortcut=QKeySequence.Open, triggered=self.choose_video)
         file_menu.addAction(self.open_action)
+        self.folder_action = QAction("Process Folder…", self, triggered=self.choose_folder)
+        file_menu.addAction(self.folder_action)
         file_menu.addAction(QAction("Quit", self, shortcut=QKeySequence.Quit, triggered=self.close))
         view_menu = self.menuBar().addMenu("&View")
         self.settings_action = QAction("Depth Settings…", self, triggered=self.edit_settings)
@@ -209,6 +214,19 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getOpenFileName(self, "Open Video", "", VIDEO_FILTER)
         if path:
             self.open_video(path)
+
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Process Folder")
+        if folder:
+            self.process_folder(folder)
+
+    def process_folder(self, folder: str | Path) -> BatchDialog:
+        """Depth for every video in `folder` with the current settings."""
+        self.batch_dialog = BatchDialog(folder, self.settings(), self)
+        self.batch_dialog.finished.connect(self.load_depth)  # the open video may be one of the folder's
+        self.batch_dialog.finished.connect(lambda: self.show_frame(self.slider.value()))
+        self.batch_dialog.open()
+        return self.batch_dialog
 
     def open_video(self, path: str | Path) -> bool:
         try:
@@ -415,6 +433,9 @@ class MainWindow(QMainWindow):
         if self.run_dialog is not None and self.run_dialog.thread.isRunning():
             self.run_dialog.cancel()
             self.run_dialog.thread.wait()
+        if self.batch_dialog is not None and self.batch_dialog.running():
+            self.batch_dialog.reject()  # cancels; the current video stops at its next frame
+            self.batch_dialog.thread.wait()
         if self.reader is not None:
             self.reader.close()
         super().closeEvent(event)

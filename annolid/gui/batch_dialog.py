@@ -1,0 +1,171 @@
+"""File → Process Folder…: every video of a folder with the current settings, one after another.
+
+The batch runs `annolid.depth.batch.run_many` in a worker thread (on this machine; clusters
+are for the command line and Python), with a row per video, the current video's progress
+and Cancel, which stops the current video where it is (it can be resumed) and the rest.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QThread, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+)
+
+from annolid.depth.batch import COMPLETE, FAILED, SKIPPED, plan, run_many
+from annolid.depth.settings import DepthSettings
+
+from .run_dialog import Job, format_seconds
+
+COLUMNS = ("Video", "Status", "Frames", "Output folder or error")
+
+
+class BatchJob(Job):
+    """A batch for a QThread; reports which video runs and each video's record as it ends."""
+
+    video_started = Signal(str)  # the video's path
+    video_ended = Signal(dict)  # its record
+
+
+def batch_job(folder: Path, settings: DepthSettings, resume: bool) -> BatchJob:
+    def work(job: BatchJob) -> dict:
+        def progress(number, video, payload):
+            if payload is None:
+                job.video_started.emit(str(video))
+            else:
+                job.progress.emit(payload["frames_done"], payload["frames_total"] or 0)
+
+        records = run_many(
+            [folder], output_dir=settings.output_dir, resume=resume, progress=progress,
+            should_cancel=job.cancel.is_set, on_record=job.video_ended.emit, **settings.run_kwargs(),
+        )
+        return {"records": records}
+
+    return BatchJob(work)
+
+
+class BatchDialog(QDialog):
+    """The folder's videos in a table; Start runs them, Cancel stops the batch."""
+
+    def __init__(self, folder: str | Path, settings: DepthSettings, parent=None):
+        super().__init__(parent)
+        self.folder, self.settings = Path(folder), settings
+        self.job: BatchJob | None = None
+        self.records: list[dict] | None = None
+        self.error: str | None = None
+        self.setWindowTitle(f"Process folder {self.folder.name}")
+        self.jobs = plan([self.folder], settings.output_dir)
+        self.rows = {str(job.video): row for row, job in enumerate(self.jobs)}  # the batch reports by path
+        self.table = QTableWidget(len(self.jobs), len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        for row, job in enumerate(self.jobs):
+            name = str(job.video.relative_to(self.folder)) if job.video != self.folder else str(job.video)
+            status = FAILED if job.error else "queued"
+            self._set_row(row, name, status, "", job.error or str(job.output_dir))
+        self.resume_box = QCheckBox("Skip videos already done with these settings; continue unfinished ones")
+        self.resume_box.setChecked(True)
+        self.bar = QProgressBar()
+        self.status = QLabel(f"{len(self.jobs)} videos" if not self.jobs[0].error else self.jobs[0].error)
+        self.start_button = QPushButton("Start")
+        self.start_button.clicked.connect(self.start)
+        self.start_button.setEnabled(not self.jobs[0].error)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.reject)
+        buttons = QHBoxLayout()
+        buttons.addStretch()
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        for widget in (self.table, self.resume_box, self.bar, self.status):
+            layout.addWidget(widget)
+        layout.addLayout(buttons)
+        self.resize(760, 360)
+
+    def _set_row(self, row: int, *cells: str) -> None:
+        for column, text in enumerate(cells):
+            if text is not None:
+                self.table.setItem(row, column, QTableWidgetItem(text))
+
+    def start(self) -> None:
+        self.start_button.setEnabled(False)
+        self.resume_box.setEnabled(False)
+        self.job = batch_job(self.folder, self.settings, self.resume_box.isChecked())
+        self.thread = QThread(self)
+        self.job.moveToThread(self.thread)
+        self.thread.started.connect(self.job.run)
+        self.job.video_started.connect(self.on_started)
+        self.job.progress.connect(self.on_progress)
+        self.job.video_ended.connect(self.on_ended)
+        self.job.finished.connect(self.on_finished)
+        self.job.failed.connect(self.on_failed)
+        for ended in (self.job.finished, self.job.failed):  # the thread ends with the job, even while the
+            ended.connect(self.thread.quit, Qt.DirectConnection)  # window waits for it on closing
+        self.thread.start()
+
+    def on_started(self, path: str) -> None:
+        self.bar.setRange(0, 0)
+        row = self.rows.get(path)  # None: a video added to the folder since it was listed
+        if row is not None:
+            self._set_row(row, None, "running")
+        where = f"video {row + 1} of {len(self.jobs)}" if row is not None else "a video found since"
+        self.status.setText(f"Running {where}: {Path(path).name}")
+
+    def on_progress(self, done: int, total: int) -> None:
+        if total:
+            self.bar.setRange(0, max(total, done))
+            self.bar.setValue(done)
+
+    def on_ended(self, entry: dict) -> None:
+        if entry["path"] in self.rows:
+            frames = "" if entry["frames"] is None else str(entry["frames"])
+            where = entry["error"] if entry["status"] == FAILED else entry["output_dir"]
+            self._set_row(self.rows[entry["path"]], None, entry["status"], frames, where)
+
+    def on_finished(self, result: dict) -> None:
+        self.records = result["records"]
+        for entry in self.records:
+            if entry["status"] not in (COMPLETE, SKIPPED, FAILED) and entry["path"] in self.rows:
+                self._set_row(self.rows[entry["path"]], None, entry["status"])
+        self._stop()
+        done = sum(entry["status"] in (COMPLETE, SKIPPED) for entry in self.records)
+        failed = sum(entry["status"] == FAILED for entry in self.records)
+        seconds = sum(entry["seconds"] or 0 for entry in self.records)
+        self.status.setText(f"{done} done, {failed} failed, {len(self.records) - done - failed} not finished "
+                            f"in {format_seconds(seconds)}")
+
+    def on_failed(self, message: str) -> None:
+        self.error = message
+        self._stop()
+        self.status.setText(f"The batch stopped: {message}")
+
+    def _stop(self) -> None:
+        self.thread.quit()
+        self.thread.wait()
+        self.bar.setRange(0, 1)
+        self.bar.setValue(1)
+        self.cancel_button.setText("Close")
+        self.cancel_button.setEnabled(True)
+
+    def running(self) -> bool:
+        return self.job is not None and self.thread.isRunning()
+
+    def reject(self) -> None:
+        """Cancel while running (the current video stops at its next frame), close otherwise."""
+        if self.running():
+            self.job.cancel.set()
+            self.cancel_button.setEnabled(False)
+            self.status.setText("Cancelling… (the current video stops at its next frame)")
+            return
+        super().reject()

@@ -1,0 +1,86 @@
+"""File → Process Folder…: a folder's videos in a table, run with progress and Cancel."""
+import pytest
+
+pytest.importorskip("pytestqt")
+from annolid.depth.io.records import iter_records  # noqa: E402
+from annolid.depth.settings import DepthSettings  # noqa: E402
+from annolid.gui.main_window import MainWindow  # noqa: E402
+from conftest import MEDIA_CLIP  # noqa: E402
+from test_batch import clips, copy, folder, weights_dir  # noqa: E402,F401 (fixtures)
+
+
+def table(dialog) -> list[list[str]]:
+    return [[dialog.table.item(row, column).text() for column in range(3)] for row in range(dialog.table.rowCount())]
+
+
+@pytest.fixture
+def window(qtbot):
+    win = MainWindow()
+    qtbot.addWidget(win)
+    return win
+
+
+def settings(weights_dir) -> DepthSettings:
+    return DepthSettings(input_size=56, max_res=160, checkpoint_root=str(weights_dir))
+
+
+def test_a_folder_runs_video_by_video(qtbot, window, folder, weights_dir, monkeypatch):
+    monkeypatch.setattr(window, "settings", lambda: settings(weights_dir))
+    dialog = window.process_folder(folder)
+    assert table(dialog) == [["a.mp4", "queued", ""], ["broken.mp4", "queued", ""],
+                             ["sub/b.mp4", "queued", ""], ["sub/c.mov", "queued", ""]]
+    assert dialog.table.item(2, 3).text() == str(folder / "sub" / "b")
+    dialog.start_button.click()
+    qtbot.waitUntil(lambda: dialog.records is not None, timeout=120_000)
+
+    assert table(dialog) == [["a.mp4", "complete", "3"], ["broken.mp4", "failed", ""],
+                             ["sub/b.mp4", "complete", "4"], ["sub/c.mov", "complete", "2"]]
+    assert "cannot read" in dialog.table.item(1, 3).text()
+    assert dialog.status.text().startswith("3 done, 1 failed, 0 not finished")
+    assert len(list(iter_records(folder / "sub" / "c" / "depth.ndjson"))) == 2
+    assert dialog.cancel_button.text() == "Close"
+
+
+def test_cancel_stops_the_current_video_and_the_rest(qtbot, window, clips, weights_dir, tmp_path, monkeypatch):
+    copy(MEDIA_CLIP, tmp_path / "videos" / "a_long.mp4")  # 70 frames: still running when Cancel is clicked
+    copy(clips[2], tmp_path / "videos" / "b.mp4")
+    monkeypatch.setattr(window, "settings", lambda: settings(weights_dir))
+    dialog = window.process_folder(tmp_path / "videos")
+    dialog.start_button.click()
+    qtbot.waitUntil(lambda: dialog.bar.value() >= 1, timeout=120_000)
+    dialog.cancel_button.click()
+    qtbot.waitUntil(lambda: dialog.records is not None, timeout=120_000)
+
+    assert [row[1] for row in table(dialog)] == ["cancelled", "not started"]
+    assert dialog.status.text().startswith("0 done, 0 failed, 2 not finished")
+    assert not (tmp_path / "videos" / "b").exists()
+
+
+def test_a_folder_without_videos_cannot_start(qtbot, window, tmp_path):
+    dialog = window.process_folder(tmp_path)
+    assert not dialog.start_button.isEnabled()
+    assert "no video files" in dialog.status.text()
+
+
+def test_closing_the_window_stops_a_running_batch(qtbot, window, weights_dir, tmp_path, monkeypatch):
+    copy(MEDIA_CLIP, tmp_path / "videos" / "long.mp4")
+    monkeypatch.setattr(window, "settings", lambda: settings(weights_dir))
+    dialog = window.process_folder(tmp_path / "videos")
+    dialog.start_button.click()
+    qtbot.waitUntil(lambda: dialog.bar.value() >= 1, timeout=120_000)
+    window.close()
+    assert not dialog.thread.isRunning()
+    qtbot.waitUntil(lambda: dialog.records is not None)  # the batch's result arrives as it ends
+    assert [entry["status"] for entry in dialog.records] == ["cancelled"]
+
+
+def test_the_open_video_shows_the_depth_its_batch_made(qtbot, window, clips, weights_dir, tmp_path, monkeypatch):
+    video = copy(clips[3], tmp_path / "videos" / "mice.mp4")
+    monkeypatch.setattr(window, "settings", lambda: settings(weights_dir))
+    assert window.open_video(video) and not window.depth
+    dialog = window.process_folder(tmp_path / "videos")
+    dialog.start_button.click()
+    qtbot.waitUntil(lambda: dialog.records is not None, timeout=120_000)
+    dialog.cancel_button.click()  # now "Close"
+
+    assert len(window.depth) == 3
