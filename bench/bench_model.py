@@ -143,7 +143,7 @@ def main() -> None:
         for size in map(int, args.sizes.split(",")):
             for mode in ENGINES:
                 torch_model = model_for(checkpoint, "fp32")  # the same work in every precision and backend
-                flops = counted_flops(lambda: run_engine(torch_model, mode, frames, size, "fp32")) / len(frames)
+                flops = counted_flops(lambda: run_engine(torch_model, mode, frames, size, "fp32")) / len(frames)  # noqa: B023 (called in this iteration)
                 reference = {}
                 for precision, backend in cases:
                     model = model_for(checkpoint, precision, backend)

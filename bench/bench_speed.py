@@ -27,8 +27,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from parity_recipe import SHARED, write_checkpoint  # noqa: E402
 from bench_model import backend_cases  # noqa: E402
+from parity_recipe import SHARED, write_checkpoint  # noqa: E402
 from reference import reference_fps  # noqa: E402
 
 from annolid.depth import runner  # noqa: E402

@@ -14,7 +14,6 @@ import types
 from pathlib import Path
 
 import numpy as np
-
 from parity_recipe import recipe_state_dict
 
 

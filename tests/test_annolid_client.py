@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from parity_recipe import write_checkpoint
 
 from annolid.depth import run_video_depth_anything as depth_run
 from annolid.depth.io.records import decode_depth, iter_records
-from parity_recipe import write_checkpoint
 
 ANNOLID_ORDER = [
     "input_video", "output_dir", "encoder", "input_size", "max_res", "max_len", "target_fps", "metric", "fp32",

@@ -7,6 +7,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from parity_recipe import recipe_state_dict, write_checkpoint
+from test_engine import ENGINES, synthetic_frames
+from test_model import errors
 
 from annolid.depth.engine.backends import RUNTIMES as RUNTIME_CLASSES
 from annolid.depth.engine.backends import BackendError, CompiledModel, exported, installed, load_backend, pick_backend
@@ -14,9 +17,6 @@ from annolid.depth.export import SPEC, ExportError, export_onnx
 from annolid.depth.export import main as export_main
 from annolid.depth.model import VideoDepthAnything
 from annolid.depth.runner import load_model, run_video_depth_anything
-from parity_recipe import recipe_state_dict, write_checkpoint
-from test_engine import ENGINES, synthetic_frames
-from test_model import errors
 
 RUNTIMES = [r for r in ("onnxruntime", "openvino") if installed(r)]
 pytestmark = pytest.mark.skipif(not RUNTIMES, reason="no ONNX runtime installed (pip install 'annolid-depth[onnx]')")

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from annolid.depth import batch, cli, run_video_depth_anything, runner
-from annolid.depth.io.records import decode_depth, iter_records
 from conftest import MEDIA_CLIP
 from parity_recipe import write_checkpoint
 from test_pipeline import cut_clip
+
+from annolid.depth import batch, cli, run_video_depth_anything, runner
+from annolid.depth.io.records import decode_depth, iter_records
 
 SMALL = ["--input-size", "56", "--max-res", "160", "--quiet"]
 

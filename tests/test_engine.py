@@ -4,15 +4,14 @@ import itertools
 import numpy as np
 import pytest
 import torch
-
-from annolid.depth.engine import OfflineEngine, StreamingEngine, offline_depth, pick_device, pick_precision, streaming_depth
-from annolid.depth.engine.transform import to_frame_size
-from annolid.depth.engine.device import cpu_runs_bf16
-from annolid.depth.engine.streaming import MAX_AHEAD, SLOTS, context_frames, slot
-from annolid.depth.engine.transform import FrameTransform, effective_input_size, network_shape
-from annolid.depth.model import VideoDepthAnything
 from parity_recipe import recipe_state_dict
 from test_model import errors
+
+from annolid.depth.engine import OfflineEngine, StreamingEngine, offline_depth, pick_device, pick_precision, streaming_depth
+from annolid.depth.engine.device import cpu_runs_bf16
+from annolid.depth.engine.streaming import MAX_AHEAD, SLOTS, context_frames, slot
+from annolid.depth.engine.transform import FrameTransform, effective_input_size, network_shape, to_frame_size
+from annolid.depth.model import VideoDepthAnything
 
 ENGINES = {"offline": offline_depth, "stream": streaming_depth}
 

@@ -7,12 +7,12 @@ import pytest
 import yaml
 
 pytest.importorskip("pytestqt")
+from parity_recipe import write_checkpoint  # noqa: E402
 from PySide6.QtCore import QPoint, Qt  # noqa: E402
 from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
 from annolid.depth.io.records import iter_records  # noqa: E402
 from annolid.gui.main_window import MainWindow  # noqa: E402
-from parity_recipe import write_checkpoint  # noqa: E402
 
 FAST = {"encoder": "vits", "input_size": 56, "max_res": 128, "max_frames": 12, "streaming": True}
 

@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from parity_recipe import recipe_state_dict
 
 from annolid.depth.model import ENCODERS, VideoDepthAnything
-from parity_recipe import recipe_state_dict
 
 
 def errors(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:

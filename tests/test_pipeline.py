@@ -10,12 +10,12 @@ import av
 import numpy as np
 import pytest
 import yaml
+from parity_recipe import write_checkpoint
+from test_records import read_seed_snippet
 
 from annolid.depth import run_video_depth_anything, runner
 from annolid.depth.errors import OutputError, VideoError, WeightsError
 from annolid.depth.io.records import iter_records
-from parity_recipe import write_checkpoint
-from test_records import read_seed_snippet
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"input_size": 56, "max_res": 160}

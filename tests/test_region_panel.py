@@ -7,11 +7,11 @@ import pytest
 pytest.importorskip("pytestqt")
 from PySide6.QtCore import QPoint, Qt  # noqa: E402
 from PySide6.QtGui import QColor  # noqa: E402
+from test_regions import make_video, read_table, square, write_json  # noqa: E402
+from test_sinks import H, W, run_sinks  # noqa: E402
 
 from annolid.gui.main_window import MainWindow  # noqa: E402
 from annolid.gui.region_panel import PALETTE, RegionPanel  # noqa: E402
-from test_regions import make_video, read_table, square, write_json  # noqa: E402
-from test_sinks import H, W, run_sinks  # noqa: E402
 
 
 @pytest.fixture

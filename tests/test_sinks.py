@@ -28,7 +28,6 @@ from annolid.depth.io.sinks import (
     build_sinks,
     csv_rows,
     label_cells,
-    partial,
     publish,
 )
 from annolid.depth.settings import DepthSettings

@@ -21,7 +21,15 @@ import threading
 from pathlib import Path
 
 from .batch import (
-    CANCELLED, COMPLETE, CPUS_PER_WORKER, FAILED, INSTALL_RAY, SKIPPED, BatchInterrupted, read_list, run_many,
+    CANCELLED,
+    COMPLETE,
+    CPUS_PER_WORKER,
+    FAILED,
+    INSTALL_RAY,
+    SKIPPED,
+    BatchInterrupted,
+    read_list,
+    run_many,
 )
 from .errors import DepthError
 from .settings import FIELDS, OPTIONS, DepthSettings, config_path, load_settings
@@ -45,6 +53,8 @@ def build_parser(defaults: DepthSettings) -> argparse.ArgumentParser:
             text += f"; 0 or -1: {option.off}"
         if name == "output_dir":
             default = None  # the runner applies the settings file's output_dir per video
+            text = ("output folder: for a single video file, exactly this folder; for several, "
+                    "<folder>/<video stem>/ (default: the settings file's output_dir/<stem>, else next to the video)")
         elif default not in ("", None):
             text += f" (default: {str(default).lower() if kind is bool else default})"
         if kind is bool:

@@ -96,6 +96,8 @@ class RunDialog(QDialog):
         job.preview.connect(self.on_preview)
         job.finished.connect(self.on_finished)
         job.failed.connect(self.on_failed)
+        for ended in (job.finished, job.failed):  # in the worker's thread: quits even while the GUI waits on it
+            ended.connect(self.thread.quit, Qt.DirectConnection)
         self.thread.start()
 
     def on_progress(self, done: int, total: int) -> None:

@@ -214,5 +214,5 @@ def load_backend(model: VideoDepthAnything, runtime: str, checkpoint: Path, prec
     except DepthError:
         raise
     except Exception as exc:  # a runtime's own error: torch still runs the same network
-        warnings.warn(f"backend {runtime} could not compile the network ({type(exc).__name__}: {exc}); running on torch")
+        warnings.warn(f"backend {runtime} could not compile the network ({type(exc).__name__}: {exc}); running on torch", stacklevel=2)
         return model

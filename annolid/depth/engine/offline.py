@@ -151,7 +151,7 @@ class OfflineEngine:
 
             images = transform.batch(new_slots or [last_rgb], device)
 
-            def run_window(needed=needed, real=real, used=used, keyframes=keyframe_features):
+            def run_window(images=images, needed=needed, real=real, used=used, keyframes=keyframe_features):
                 features = model.encode(images)
                 features = [torch.cat([f[:real], f[-1:].expand(needed - real, *f.shape[1:])]) for f in features]
                 if keyframes is not None:

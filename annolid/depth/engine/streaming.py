@@ -87,8 +87,8 @@ class StreamingEngine:
             self.memory.window = torch.tensor([[slot(f) for f in window] for window in windows], device=device)
             images = transform.batch([rgb for _, rgb in group], device)
 
-            def run_group():  # a rerun overwrites the group's own keys and values in the memory
-                return model.decode(model.encode(images), len(group), net_h, net_w, self.memory), None
+            def run_group(images=images, frames=len(group)):  # a rerun overwrites the group's own keys and values
+                return model.decode(model.encode(images), frames, net_h, net_w, self.memory), None
 
             low, high = group[0][0], group[-1][0]
             depth, _ = network(run_group, f"frames {low}-{high}" if high != low else f"frame {low}")
