@@ -8,7 +8,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from parity_recipe import PARITY, SHARED  # noqa: E402
+from parity_recipe import PARITY, SHARED, write_checkpoint  # noqa: E402
 
 MEDIA_CLIP = SHARED / "media" / "davis_rollercoaster.mp4"
 
@@ -45,3 +45,11 @@ def video(tmp_path, media_clip) -> Path:
     target.parent.mkdir()
     shutil.copy(media_clip, target)
     return target
+
+
+@pytest.fixture(scope="session")
+def weights_dir(tmp_path_factory) -> Path:
+    """A checkpoint folder holding the parity recipe's vits weights under the published name."""
+    folder = tmp_path_factory.mktemp("weights")
+    write_checkpoint(folder / "video_depth_anything_vits.pth")
+    return folder

@@ -13,20 +13,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import MEDIA_CLIP
-from parity_recipe import write_checkpoint
 from test_pipeline import cut_clip
 
 from annolid.depth import batch, cli, run_video_depth_anything, runner
 from annolid.depth.io.records import decode_depth, iter_records
 
 SMALL = ["--input-size", "56", "--max-res", "160", "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def weights_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("weights")
-    write_checkpoint(folder / "video_depth_anything_vits.pth")
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 from conftest import MEDIA_CLIP  # noqa: E402
-from test_batch import clips, copy, folder, weights_dir  # noqa: E402,F401 (fixtures)
+from test_batch import clips, copy, folder  # noqa: E402,F401 (fixtures)
 
 from annolid.depth.io.records import iter_records  # noqa: E402
 from annolid.depth.settings import DepthSettings  # noqa: E402

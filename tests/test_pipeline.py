@@ -10,7 +10,6 @@ import av
 import numpy as np
 import pytest
 import yaml
-from parity_recipe import write_checkpoint
 from test_records import read_seed_snippet
 
 from annolid.depth import run_video_depth_anything, runner
@@ -19,13 +18,6 @@ from annolid.depth.io.records import iter_records
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"input_size": 56, "max_res": 160}
-
-
-@pytest.fixture(scope="module")
-def weights_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("weights")
-    write_checkpoint(folder / "video_depth_anything_vits.pth")
-    return folder
 
 
 def cut_clip(source: Path, target: Path, frames: int) -> Path:

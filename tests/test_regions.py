@@ -10,7 +10,6 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
-from test_pipeline import weights_dir  # noqa: F401 (a fixture)
 from test_sinks import H, W, run_info, run_sinks
 
 from annolid.depth.errors import OutputError
@@ -286,7 +285,7 @@ def make_video(path: Path, frames: int = 6, size=(64, 48), fps: int = 10) -> Pat
     return path
 
 
-def test_regions_on_a_video_that_max_res_shrinks(tmp_path, weights_dir, caplog):  # noqa: F811
+def test_regions_on_a_video_that_max_res_shrinks(tmp_path, weights_dir, caplog):
     video = make_video(tmp_path / "videos" / "mice.mp4")
     labels = tmp_path / "videos" / "mice"  # Annolid's folder; also the run's default output folder
     write_json(labels / "mice_000000000.json",

@@ -14,7 +14,6 @@ import av
 import cv2
 import numpy as np
 import pytest
-from parity_recipe import write_checkpoint
 
 from annolid.depth import run_video_depth_anything, runner
 from annolid.depth.errors import OutputError
@@ -28,13 +27,6 @@ OUTPUTS = {"save_depth_video": True, "save_depth_frames": True, "save_point_clou
            "save_exr": True}
 FLAGS = ["--input-size", "28", "--max-res", "128", "--max-frames", str(FRAMES), "--save-depth-video",
          "--save-depth-frames", "--save-point-clouds", "--save-npz", "--save-exr", "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def weights_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("weights")
-    write_checkpoint(folder / "video_depth_anything_vits.pth")
-    return folder
 
 
 @pytest.fixture(scope="module")
