@@ -444,3 +444,17 @@ def test_ndjson_comes_first():
     kinds = [type(s).__name__ for s in build_sinks(run_info(Path("out"), **EVERY_OUTPUT))]
     assert kinds[0] == "NdjsonSink" and len(kinds) == len(SINKS)
     assert isinstance(build_sinks(run_info(Path("out"), save_point_clouds=True))[1], PointCloudSink)
+
+
+def test_depth_video_carries_a_colour_bar_with_its_unit(tmp_path):
+    from annolid.depth.io.sinks import colorize, with_colour_bar
+
+    frame = np.zeros((360, 640, 3), np.uint8)
+    for metric in (False, True):
+        drawn = with_colour_bar(frame, 1.0, 5.0, metric, grayscale=False)
+        assert frame.sum() == 0 and drawn[:, 600:].any() and not drawn[:, :560].any()  # a copy, drawn at the right edge
+        column = drawn[72:288, 620]  # the ramp (13 pixels wide from x 617, rows 72-287), top to bottom
+        nearest = colorize(np.float32([[1.0 if metric else 5.0]]), 1.0, 5.0, metric, False)[0, 0]
+        np.testing.assert_array_equal(column[0], nearest)  # nearest at the top, as the depth view
+        assert column[0].sum() > column[-1].sum()  # brighter (nearer) above
+    assert with_colour_bar(np.zeros((8, 8, 3), np.uint8), 0, 1, False, False).sum() == 0  # no room: unchanged

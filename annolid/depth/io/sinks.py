@@ -397,10 +397,34 @@ VIDEO_QUALITY = {
 }
 
 
+def with_colour_bar(bgr: np.ndarray, lo: float, hi: float, metric: bool, grayscale: bool) -> np.ndarray:
+    """A copy of a drawn frame with the colour bar of [lo, hi] at its right edge, nearest at
+    the top, its ends labelled in the run's unit (metres, or relative disparity)."""
+    height, width = bgr.shape[:2]
+    bar_w, bar_h = max(4, width // 48), max(8, height * 3 // 5)
+    x, y = width - bar_w - max(2, width // 64), (height - bar_h) // 2
+    if x < width // 2:  # too small a frame to hold a bar
+        return bgr
+    out = bgr.copy()
+    near, far = (lo, hi) if metric else (hi, lo)
+    ramp = np.linspace(near, far, bar_h, dtype=np.float32)[:, None].repeat(bar_w, 1)
+    out[y : y + bar_h, x : x + bar_w] = colorize(ramp, lo, hi, metric, grayscale)
+    unit = " m" if metric else " (disparity)"
+    scale = max(0.3, height / 1400)
+    for value, row in ((near, y - 4), (far, y + bar_h + int(14 * scale / 0.45))):
+        text = f"{value:.3g}{unit}"
+        size = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0]
+        for colour, thickness in (((0, 0, 0), 3), ((255, 255, 255), 1)):  # outlined: readable on any colour
+            cv2.putText(out, text, (max(0, x + bar_w - size[0]), row), cv2.FONT_HERSHEY_SIMPLEX, scale, colour,
+                        thickness, cv2.LINE_AA)
+    return out
+
+
 class DepthVideoSink(RenderedSink):
     """`<stem>_vis.mp4` at the processed fps (a fractional rate kept exact), H.264 where
     PyAV has libx264, else MPEG-4 Part 2, encoded as frames arrive (a resumed run encodes
-    the frames before its resume point again, from depth.ndjson). yuv420p needs even sizes,
+    the frames before its resume point again, from depth.ndjson), with the colour bar of the
+    run's range at the right edge (`with_colour_bar`). yuv420p needs even sizes,
     so an odd width or height gains one replicated last column or row."""
 
     result_key = "depth_visualization"
@@ -430,6 +454,7 @@ class DepthVideoSink(RenderedSink):
         self.encoded = 0
 
     def render(self, frame_index, bgr):
+        bgr = with_colour_bar(bgr, *self.range, self.info.metric, self.info.grayscale)
         if any(after for _, after in self.pad):
             bgr = np.pad(bgr, self.pad, mode="edge")
         frame = av.VideoFrame.from_ndarray(bgr, format="bgr24")
