@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+from bench_regions import cpu_model  # noqa: E402 (the benches' one CPU-model helper)
 from parity_recipe import SHARED, write_checkpoint  # noqa: E402
 from test_pipeline import cut_clip  # noqa: E402
 
@@ -28,16 +28,6 @@ from annolid.depth import run_video_depth_anything  # noqa: E402
 from annolid.depth.batch import run_many  # noqa: E402
 
 CLIP = SHARED / "media" / "davis_rollercoaster.mp4"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def timed(work) -> float:

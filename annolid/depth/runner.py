@@ -125,7 +125,7 @@ def run_video_depth_anything(
             run = Run(folder, source, settings, checkpoint, torch_device, run_precision, run_backend)
             plan = folder.plan(run.identity(), resume)
             if not plan.done:
-                callbacks = Callbacks(progress_callback, preview_callback, frame_callback, source.frame_count, settings)
+                callbacks = Callbacks(progress_callback, preview_callback, frame_callback, source.frame_count, run.info)
                 stop = (should_cancel or (lambda: False), stop_event or threading.Event())
                 run.execute(plan, callbacks, lambda: stop[0]() or stop[1].is_set())
             return run.result(plan.record)
@@ -372,9 +372,9 @@ class Callbacks:
     """Annolid's progress (percent) and preview (payload) callbacks and this package's
     per-frame callback, all fed from one place."""
 
-    def __init__(self, progress, preview, frame, total: int | None, settings: DepthSettings):
+    def __init__(self, progress, preview, frame, total: int | None, info: RunInfo):
         self.progress, self.preview, self.on_frame = progress, preview, frame
-        self.total, self.settings = total, settings
+        self.total, self.info = total, info
         self.percent = -1
 
     def frame(self, done: int, frame_index: int, rgb: np.ndarray, depth: np.ndarray) -> None:
@@ -384,11 +384,11 @@ class Callbacks:
         if self.on_frame is None and self.preview is None:
             return
         payload = {"frame_index": int(frame_index), "frames_done": done, "frames_total": total, "rgb": rgb,
-                   "depth": depth, "depth_kind": "metric_depth" if self.settings.metric else "relative_disparity"}
+                   "depth": depth, "depth_kind": self.info.kind}
         if self.on_frame is not None:
             self.on_frame(payload)
         if self.preview is not None:
-            self.preview({**payload, **preview_overlay(depth, self.settings.metric, self.settings.grayscale)})
+            self.preview({**payload, **preview_overlay(depth, self.info.metric, self.info.grayscale)})
 
     def finished(self) -> None:
         if self.progress is not None:
