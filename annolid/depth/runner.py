@@ -16,7 +16,6 @@ import errno
 import functools
 import itertools
 import logging
-import queue
 import signal
 import threading
 import time
@@ -223,7 +222,7 @@ class Run:
                                self.settings.metric, str(self.device), self.precision, self.backend)
             engine = (StreamingEngine if self.settings.streaming else OfflineEngine)(
                 model, self.settings.input_size, self.device, self.precision)
-            decoded = prefetched(source.frames(skip=plan.resume_at))
+            decoded = source.frames(skip=plan.resume_at)  # read ahead by the engine
             frames = engine.run(decoded, plan.state)
             for item in frames:
                 hand_out(*item)
@@ -430,45 +429,3 @@ def load_model(
     if backend != "torch":
         return load_backend(model, backend, Path(checkpoint), precision)
     return model if precision == "fp32" else model.hold_weights_in(DTYPES[precision])
-
-
-def prefetched(items, ahead: int = 8):
-    """Iterate `items` from a background thread, up to `ahead` items early.
-
-    Decoding (PyAV and OpenCV release the GIL) then overlaps inference. Errors from the
-    producer surface here; closing the generator stops the producer.
-    """
-    buffer: queue.Queue = queue.Queue(ahead)
-    stop = threading.Event()
-    end = object()
-
-    def produce():
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        buffer.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            buffer.put(end)
-        except BaseException as exc:  # handed to the consumer, which raises it
-            buffer.put(exc)
-
-    thread = threading.Thread(target=produce, name="decode", daemon=True)
-    thread.start()
-    try:
-        while (item := buffer.get()) is not end:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():
-            try:
-                buffer.get(timeout=0.1)
-            except queue.Empty:
-                pass
-        thread.join()
