@@ -122,8 +122,10 @@ def quantize(depth: np.ndarray) -> Quantised:
         raise NonFiniteDepthError(f"{np.count_nonzero(~np.isfinite(depth))} depth values are NaN or infinite")
     if hi <= lo:
         return Quantised(np.zeros(depth.shape, np.uint16), lo, hi)
-    q = (depth - np.float32(lo)) * np.float32(LEVELS / (hi - lo))
-    return Quantised(np.rint(q, out=q).clip(0, LEVELS, out=q).astype(np.uint16), lo, hi)
+    q = np.subtract(depth, np.float32(lo))  # >= 0: every value is at least lo
+    q *= np.float32(LEVELS / (hi - lo))
+    np.rint(q, out=q)
+    return Quantised(np.minimum(q, LEVELS, out=q).astype(np.uint16), lo, hi)
 
 
 def encode_record(depth: np.ndarray, frame_index: int, video_name: str, stem: str, kind: str) -> dict:
