@@ -167,7 +167,9 @@ class Run:
             },
         }
 
-    def execute(self, plan, callbacks: Callbacks, cancel_requested: Callable[[], bool]) -> None:
+    def begin(self, plan) -> list:
+        """Open the sinks where the plan says (at its resume point, or afresh: also when the
+        partial outputs cannot resume) and record what this run is and will write."""
         source, folder, record = self.source, self.folder, plan.record
         self.warnings += plan.notes
         if plan.resume_at:
@@ -195,6 +197,11 @@ class Run:
         record["replaces"] = sorted((set(output_names(self.info)) | set((record["previous"] or {}).get("outputs", {}).values()))
                                     - set(record["outputs"].values()))
         folder.write(record)
+        return opened
+
+    def execute(self, plan, callbacks: Callbacks, cancel_requested: Callable[[], bool]) -> None:
+        source, folder, record = self.source, self.folder, plan.record
+        opened = self.begin(plan)
         started, status, error = time.perf_counter(), "failed", None
         done, last_index = plan.resume_at, plan.last_index
         writer = OrderedWriter(opened, workers=spare_cores(self.device))
