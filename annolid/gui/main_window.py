@@ -309,7 +309,7 @@ class MainWindow(QMainWindow):
         size = (self.frame.shape[1], self.frame.shape[0])
         colour = None
         if self.depth_map is not None:
-            metric = self.depth.kind == "metric_depth"
+            metric = self.depth.metric
             colour = depth_image(self.depth_map, metric, size)
             self.colour_bar.set_range(float(self.depth_map.min()), float(self.depth_map.max()), metric)
         if colour is not None and self.blend_box.isChecked():
@@ -329,7 +329,7 @@ class MainWindow(QMainWindow):
         dy = min(int(y * self.depth_map.shape[0] / self.frame.shape[0]), self.depth_map.shape[0] - 1)
         dx = min(int(x * self.depth_map.shape[1] / self.frame.shape[1]), self.depth_map.shape[1] - 1)
         value = float(self.depth_map[dy, dx])
-        label = f"{value:.3f} m" if self.depth.kind == "metric_depth" else f"{value:.4f} (relative disparity, larger = nearer)"
+        label = f"{value:.3f} m" if self.depth.metric else f"{value:.4f} (relative disparity, larger = nearer)"
         shape = self.region_panel.describe(self.slider.value(), x, y)
         self.statusBar().showMessage(f"x {x}, y {y}: depth {label}" + (f"; {shape}" if shape else ""))
 
