@@ -1,7 +1,7 @@
 """Video Depth Anything: a DINOv2 ViT encoder and a DPT head with temporal attention.
 
 One network class for the whole family; the encoders differ only in a row of
-`ENCODERS`. Module names follow the published checkpoints exactly, so their state
+`config.ENCODERS`. Module names follow the published checkpoints exactly, so their state
 dicts load with `strict=True`. Read `VideoDepthAnything.forward` top to bottom for
 the whole pass: encoder (`encode`), then head (`decode`).
 
@@ -11,33 +11,16 @@ C channels.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-PATCH = 14
+from .config import PATCH, EncoderConfig, encoder_config
+
 TEMPORAL_LEN = 32  # longest frame sequence the temporal position table covers
 HEAD_MICRO_BATCH = 4  # images per chunk in the full-resolution part of the head
 CPU_TOKENS = 4096  # tokens per call on a CPU: GEMMs run near their peak and activations stay in cache
-
-
-@dataclass(frozen=True)
-class EncoderConfig:
-    embed_dim: int
-    depth: int
-    heads: int
-    features: int
-    out_channels: tuple[int, int, int, int]
-    layers: tuple[int, int, int, int]  # blocks whose outputs feed the head
-
-
-ENCODERS = {
-    "vits": EncoderConfig(384, 12, 6, 64, (48, 96, 192, 384), (2, 5, 8, 11)),
-    "vitb": EncoderConfig(768, 12, 12, 128, (96, 192, 384, 768), (2, 5, 8, 11)),
-    "vitl": EncoderConfig(1024, 24, 16, 256, (256, 512, 1024, 1024), (4, 11, 17, 23)),
-}
 
 
 def per_call(device: torch.device, item_tokens: int, items: int) -> int:
@@ -57,13 +40,6 @@ def in_chunks(fn, x: torch.Tensor, step: int):
         return fn(x)
     parts = [fn(x[i : i + step]) for i in range(0, len(x), step)]
     return torch.cat(parts) if isinstance(parts[0], torch.Tensor) else [torch.cat(level) for level in zip(*parts)]
-
-
-def encoder_config(encoder: str) -> EncoderConfig:
-    try:
-        return ENCODERS[encoder]
-    except KeyError:
-        raise ValueError(f"unknown encoder {encoder!r}; choose one of {', '.join(ENCODERS)}") from None
 
 
 # --------------------------------------------------------------------------- encoder
