@@ -8,10 +8,10 @@ from parity_recipe import recipe_state_dict
 from test_model import errors
 
 from annolid.depth.engine import OfflineEngine, StreamingEngine, offline_depth, pick_device, pick_precision, streaming_depth
-from annolid.depth.engine.device import cpu_runs_bf16
+from annolid.depth.engine.device import cpu_runs_bf16, per_call
 from annolid.depth.engine.streaming import MAX_AHEAD, SLOTS, context_frames, slot
 from annolid.depth.engine.transform import FrameTransform, effective_input_size, network_shape, to_frame_size
-from annolid.depth.model import VideoDepthAnything
+from annolid.depth.model import VideoDepthAnything, image_tokens
 
 ENGINES = {"offline": offline_depth, "stream": streaming_depth}
 
@@ -138,11 +138,17 @@ def test_offline_reads_about_one_window_ahead(vits):
 
 def test_streaming_reads_at_most_one_encoder_batch_ahead(vits):
     source = CountingSource(60)
-    ahead = vits.images_per_call(14, 28, torch.device("cpu"), 8)  # 20 x 28 frames -> 14 x 28 input
+    ahead = min(MAX_AHEAD, per_call(torch.device("cpu"), image_tokens(14, 28)))  # 20 x 28 frames -> 14 x 28 input
     assert ahead == 8  # small frames: the most the engine reads ahead
     for produced, _ in enumerate(streaming_depth(vits, source, input_size=14), start=1):
         assert produced <= source.taken <= produced + ahead - 1
     assert source.taken == 60
+
+
+def test_a_cpu_call_takes_about_cpu_tokens_and_a_gpu_call_all():
+    assert per_call(torch.device("cpu"), 145) == 28  # 4096 // 145: a 168 x 168 image's tokens
+    assert per_call(torch.device("cpu"), 5000) == 1
+    assert per_call(torch.device("cuda"), 145) is None
 
 
 def test_streaming_window_is_the_reference_cache_rule():

@@ -80,6 +80,13 @@ def test_forward_is_deterministic_and_batch_independent(vits):
     torch.testing.assert_close(both[1:], second_alone, rtol=1e-5, atol=1e-5)
 
 
+def test_calls_of_fewer_images_or_pixels_give_the_same_depth(vits):
+    x = torch.randn(1, 5, 3, 28, 42, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        whole, split = vits(x), vits(x, images_per_call=2, pixels_per_call=3)
+    torch.testing.assert_close(split, whole, rtol=1e-5, atol=1e-5)
+
+
 def test_temporal_modules_mix_frames(vits):
     """Changing one frame changes the depth of the others: the head really looks across time."""
     x = torch.randn(1, 4, 3, 28, 28, generator=torch.Generator().manual_seed(2))

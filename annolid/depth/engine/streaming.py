@@ -21,8 +21,8 @@ from itertools import islice
 import numpy as np
 import torch
 
-from ..model import StreamMemory, VideoDepthAnything
-from .device import FiniteDepth
+from ..model import StreamMemory, VideoDepthAnything, image_tokens
+from .device import FiniteDepth, per_call
 from .transform import FrameTransform, to_frame_size
 
 RECENT = 29  # most recent frames in the attention window
@@ -77,7 +77,7 @@ class StreamingEngine:
             return
         transform = FrameTransform(*first[1].shape[:2], self.input_size)
         net_h, net_w = transform.net_shape
-        ahead = model.images_per_call(net_h, net_w, device, MAX_AHEAD)
+        ahead = min(MAX_AHEAD, per_call(device, image_tokens(net_h, net_w)) or MAX_AHEAD)  # a group is one encoder call
         network = FiniteDepth(model, device, self.precision)
         group = [first]  # frame 0 sees only itself, a window of another length: alone
         if k:

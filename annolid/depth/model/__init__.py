@@ -3,9 +3,9 @@
 The configurations (`config`: the encoders' names, the patch size) import without torch; the
 network loads it when first named.
 """
-from .config import ENCODERS, PATCH, EncoderConfig, encoder_config
+from .config import ENCODERS, PATCH, EncoderConfig, encoder_config, image_tokens
 
-__all__ = ["ENCODERS", "PATCH", "TEMPORAL_LEN", "EncoderConfig", "StreamMemory", "VideoDepthAnything", "encoder_config"]
+__all__ = ["ENCODERS", "PATCH", "TEMPORAL_LEN", "EncoderConfig", "StreamMemory", "VideoDepthAnything", "encoder_config", "image_tokens"]
 
 
 def __getattr__(name):

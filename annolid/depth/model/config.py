@@ -33,3 +33,7 @@ def encoder_config(encoder: str) -> EncoderConfig:
     except KeyError:
         raise ValueError(f"unknown encoder {encoder!r}; choose one of {', '.join(ENCODERS)}") from None
 
+
+def image_tokens(h: int, w: int) -> int:
+    """The encoder's tokens for an h x w image: its patches and the class token."""
+    return (h // PATCH) * (w // PATCH) + 1
