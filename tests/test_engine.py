@@ -4,8 +4,8 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from parity_recipe import recipe_state_dict
-from test_model import errors
+from helpers import ENGINES, synthetic_frames
+from parity_recipe import errors, recipe_state_dict
 
 from annolid.depth.engine import OfflineEngine, StreamingEngine, offline_depth, pick_device, pick_precision, streaming_depth
 from annolid.depth.engine.device import cpu_runs_bf16, per_call
@@ -13,21 +13,12 @@ from annolid.depth.engine.streaming import MAX_AHEAD, SLOTS, context_frames, slo
 from annolid.depth.engine.transform import FrameTransform, effective_input_size, network_shape, to_frame_size
 from annolid.depth.model import VideoDepthAnything, image_tokens
 
-ENGINES = {"offline": offline_depth, "stream": streaming_depth}
-
 
 @pytest.fixture(scope="module")
 def vits():
     model = VideoDepthAnything("vits")
     model.load_state_dict(recipe_state_dict("vits"), strict=True)
     return model.eval()
-
-
-def synthetic_frames(count: int, height: int = 20, width: int = 28):
-    rng = np.random.default_rng(0)
-    base = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-    for i in range(count):
-        yield i * 3, np.roll(base, i, axis=1)  # frame_index as in a video sampled every 3rd frame
 
 
 class CountingSource:

@@ -3,15 +3,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from parity_recipe import recipe_state_dict
+from parity_recipe import errors, recipe_state_dict
 
 from annolid.depth.model import ENCODERS, VideoDepthAnything
-
-
-def errors(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """The parity README's figures: max error over the range, and relative L2."""
-    a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    return float(np.abs(a64 - b64).max() / (b64.max() - b64.min())), float(np.linalg.norm(a64 - b64) / np.linalg.norm(b64))
 
 
 @pytest.fixture(scope="module")
