@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 from annolid.depth.batch import VIDEO_EXTENSIONS
 from annolid.depth.errors import DepthError
 from annolid.depth.io.records import RecordIndex
+from annolid.depth.io.regions import units
 from annolid.depth.io.run_folder import shown_outputs, unfinished_run
 from annolid.depth.io.sinks import REGIONS_CSV, partial
 from annolid.depth.io.source import FrameReader
@@ -87,8 +88,7 @@ class ColourBar(QWidget):
     def set_range(self, low: float, high: float, metric: bool) -> None:
         ramp, near, far = colour_ramp(low, high, metric)
         self.ramp = to_pixmap(ramp)
-        unit = "m" if metric else "disparity"
-        self.texts = (f"{near:.3g} near", f"{far:.3g} far", unit)
+        self.texts = (f"{near:.3g} near", f"{far:.3g} far", units(metric))
         self.update()
 
     def bar(self) -> QRect:
