@@ -8,9 +8,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from parity_recipe import PARITY, SHARED, write_checkpoint  # noqa: E402
-
-MEDIA_CLIP = SHARED / "media" / "davis_rollercoaster.mp4"
+from fake_hub import FakeHub  # noqa: E402
+from helpers import MEDIA_CLIP, copy_file, cut_clip  # noqa: E402
+from parity_recipe import PARITY, write_checkpoint  # noqa: E402
 
 
 @pytest.fixture
@@ -53,3 +53,38 @@ def weights_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("weights")
     write_checkpoint(folder / "video_depth_anything_vits.pth")
     return folder
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """A running FakeHub with the environment pointed at it, set after huggingface_hub's import."""
+    server = FakeHub()
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_TOKEN", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    yield server
+    server.stall.set()
+    server.server.shutdown()
+    server.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[int, Path]:
+    """Short real videos cut once for the module, by frame count."""
+    if not MEDIA_CLIP.exists():
+        pytest.skip(f"test clip not found at {MEDIA_CLIP}")
+    folder = tmp_path_factory.mktemp("clips")
+    return {n: cut_clip(MEDIA_CLIP, folder / f"clip{n}.mp4", n) for n in (2, 3, 4)}
+
+
+@pytest.fixture
+def folder(tmp_path, clips) -> Path:
+    """videos/: three short videos (one in a subfolder, one .mov), a text file named .mp4, and notes."""
+    root = tmp_path / "videos"
+    copy_file(clips[3], root / "a.mp4")
+    copy_file(clips[4], root / "sub" / "b.mp4")
+    copy_file(clips[2], root / "sub" / "c.mov")
+    (root / "broken.mp4").write_text("not a video")
+    (root / "notes.txt").write_text("ignored: not a video extension")
+    return root

@@ -12,6 +12,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from annolid.depth.model.vda import sinusoid_table  # checked against fixed_buffers.npz in test_model
@@ -65,3 +66,9 @@ def write_checkpoint(path: Path, encoder: str = "vits") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(recipe_state_dict(encoder), path)
     return path
+
+
+def errors(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """The parity README's figures: max error over the range, and relative L2."""
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    return float(np.abs(a64 - b64).max() / (b64.max() - b64.min())), float(np.linalg.norm(a64 - b64) / np.linalg.norm(b64))

@@ -7,9 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from parity_recipe import recipe_state_dict, write_checkpoint
-from test_engine import ENGINES, synthetic_frames
-from test_model import errors
+from helpers import ENGINES, synthetic_frames
+from parity_recipe import errors, recipe_state_dict, write_checkpoint
 
 from annolid.depth.engine.backends import RUNTIMES as RUNTIME_CLASSES
 from annolid.depth.engine.backends import BackendError, CompiledModel, exported, installed, load_backend, pick_backend

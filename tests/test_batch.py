@@ -12,40 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import MEDIA_CLIP
-from test_pipeline import cut_clip
+from helpers import MEDIA_CLIP, copy_file
 
 from annolid.depth import batch, cli, run_video_depth_anything, runner
 from annolid.depth.io.records import decode_depth, iter_records
 
 SMALL = ["--input-size", "56", "--max-res", "160", "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory) -> dict[int, Path]:
-    """Short real videos cut once for the module, by frame count."""
-    if not MEDIA_CLIP.exists():
-        pytest.skip(f"test clip not found at {MEDIA_CLIP}")
-    folder = tmp_path_factory.mktemp("clips")
-    return {n: cut_clip(MEDIA_CLIP, folder / f"clip{n}.mp4", n) for n in (2, 3, 4)}
-
-
-def copy(source: Path, target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(source.read_bytes())
-    return target
-
-
-@pytest.fixture
-def folder(tmp_path, clips) -> Path:
-    """videos/: three short videos (one in a subfolder, one .mov), a text file named .mp4, and notes."""
-    root = tmp_path / "videos"
-    copy(clips[3], root / "a.mp4")
-    copy(clips[4], root / "sub" / "b.mp4")
-    copy(clips[2], root / "sub" / "c.mov")
-    (root / "broken.mp4").write_text("not a video")
-    (root / "notes.txt").write_text("ignored: not a video extension")
-    return root
 
 
 def run_cli(capsys, *args) -> tuple[int, str, str]:
@@ -88,9 +60,9 @@ def test_a_folder_goes_on_past_a_bad_video(folder, weights_dir, tmp_path, capsys
 
 
 def test_same_stems_into_one_output_folder_are_told_apart(clips, weights_dir, tmp_path, capsys):
-    first = copy(clips[2], tmp_path / "day1" / "cage" / "mice.mp4")
-    second = copy(clips[3], tmp_path / "day2" / "cage" / "mice.mp4")
-    third = copy(clips[2], tmp_path / "day2" / "mice.avi")
+    first = copy_file(clips[2], tmp_path / "day1" / "cage" / "mice.mp4")
+    second = copy_file(clips[3], tmp_path / "day2" / "cage" / "mice.mp4")
+    third = copy_file(clips[2], tmp_path / "day2" / "mice.avi")
     code, out, _ = run_cli(capsys, first, second, third, "--output-dir", tmp_path / "out", "--checkpoint-root", weights_dir)
 
     assert code == 0, out
@@ -241,7 +213,7 @@ def test_an_unreachable_cluster_fails_fast(folder, capsys):
 def test_a_worker_killed_mid_video_is_retried_to_the_same_outputs(cluster, weights_dir, tmp_path, resume):
     """Ray restarts the killed actor and retries its video, which takes over the dead
     process's lock and starts over (or, with resume, goes on from its last resume point)."""
-    video = copy(MEDIA_CLIP, tmp_path / "videos" / "long.mp4")  # 70 frames
+    video = copy_file(MEDIA_CLIP, tmp_path / "videos" / "long.mp4")  # 70 frames
     size = {"input_size": 112, "max_res": 320} if resume else {"input_size": 56, "max_res": 160}  # slow enough
     options = {"checkpoint_root": weights_dir, **size}  # for a resume point (saved every 2 s at most) before the end
     out = tmp_path / "videos" / "long"
@@ -280,7 +252,7 @@ def test_a_worker_killed_mid_video_is_retried_to_the_same_outputs(cluster, weigh
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the worker (Ray gives a 1-CPU actor one thread), so the arithmetic is the same
     try:
-        run_video_depth_anything(copy(MEDIA_CLIP, tmp_path / "here" / "long.mp4"), tmp_path / "single", **options)
+        run_video_depth_anything(copy_file(MEDIA_CLIP, tmp_path / "here" / "long.mp4"), tmp_path / "single", **options)
     finally:
         torch.set_num_threads(threads)
     retried = list(iter_records(out / "depth.ndjson"))
@@ -294,8 +266,8 @@ def test_a_worker_killed_mid_video_is_retried_to_the_same_outputs(cluster, weigh
 
 def test_ctrl_c_stops_the_batch_and_resume_finishes_it(clips, weights_dir, tmp_path):
     folder = tmp_path / "videos"
-    copy(MEDIA_CLIP, folder / "a_long.mp4")  # 70 frames: still running when Ctrl-C comes
-    copy(clips[2], folder / "b.mp4")
+    copy_file(MEDIA_CLIP, folder / "a_long.mp4")  # 70 frames: still running when Ctrl-C comes
+    copy_file(clips[2], folder / "b.mp4")
     command = [sys.executable, "-m", "annolid.depth", str(folder), "--quiet", "--report", str(tmp_path / "r.jsonl"),
                "--checkpoint-root", str(weights_dir), "--input-size", "56", "--max-res", "160"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -2,8 +2,7 @@
 import pytest
 
 pytest.importorskip("pytestqt")
-from conftest import MEDIA_CLIP  # noqa: E402
-from test_batch import clips, copy, folder  # noqa: E402,F401 (fixtures)
+from helpers import MEDIA_CLIP, copy_file  # noqa: E402
 
 from annolid.depth.io.records import iter_records  # noqa: E402
 from annolid.depth.settings import DepthSettings  # noqa: E402
@@ -43,8 +42,8 @@ def test_a_folder_runs_video_by_video(qtbot, window, folder, weights_dir, monkey
 
 
 def test_cancel_stops_the_current_video_and_the_rest(qtbot, window, clips, weights_dir, tmp_path, monkeypatch):
-    copy(MEDIA_CLIP, tmp_path / "videos" / "a_long.mp4")  # 70 frames: still running when Cancel is clicked
-    copy(clips[2], tmp_path / "videos" / "b.mp4")
+    copy_file(MEDIA_CLIP, tmp_path / "videos" / "a_long.mp4")  # 70 frames: still running when Cancel is clicked
+    copy_file(clips[2], tmp_path / "videos" / "b.mp4")
     monkeypatch.setattr(window, "settings", lambda: settings(weights_dir))
     dialog = window.process_folder(tmp_path / "videos")
     dialog.start_button.click()
@@ -64,7 +63,7 @@ def test_a_folder_without_videos_cannot_start(qtbot, window, tmp_path):
 
 
 def test_closing_the_window_stops_a_running_batch(qtbot, window, weights_dir, tmp_path, monkeypatch):
-    copy(MEDIA_CLIP, tmp_path / "videos" / "long.mp4")
+    copy_file(MEDIA_CLIP, tmp_path / "videos" / "long.mp4")
     monkeypatch.setattr(window, "settings", lambda: settings(weights_dir))
     dialog = window.process_folder(tmp_path / "videos")
     dialog.start_button.click()
@@ -76,7 +75,7 @@ def test_closing_the_window_stops_a_running_batch(qtbot, window, weights_dir, tm
 
 
 def test_the_open_video_shows_the_depth_its_batch_made(qtbot, window, clips, weights_dir, tmp_path, monkeypatch):
-    video = copy(clips[3], tmp_path / "videos" / "mice.mp4")
+    video = copy_file(clips[3], tmp_path / "videos" / "mice.mp4")
     monkeypatch.setattr(window, "settings", lambda: settings(weights_dir))
     assert window.open_video(video) and not window.depth
     dialog = window.process_folder(tmp_path / "videos")

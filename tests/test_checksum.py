@@ -5,7 +5,7 @@ import os
 
 import pytest
 import torch
-from test_weights import PAYLOAD, VITS, hub, leftovers  # noqa: F401 (hub is a fixture)
+from fake_hub import PAYLOAD, VITS, leftovers
 
 from annolid.depth.errors import WeightsError
 from annolid.depth.weights import checkpoint_sha256, download_checkpoint, read_state_dict

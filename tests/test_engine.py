@@ -4,16 +4,14 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from parity_recipe import recipe_state_dict
-from test_model import errors
+from helpers import ENGINES, synthetic_frames
+from parity_recipe import errors, recipe_state_dict
 
 from annolid.depth.engine import OfflineEngine, StreamingEngine, offline_depth, pick_device, pick_precision, streaming_depth
-from annolid.depth.engine.device import cpu_runs_bf16
+from annolid.depth.engine.device import cpu_runs_bf16, per_call
 from annolid.depth.engine.streaming import MAX_AHEAD, SLOTS, context_frames, slot
 from annolid.depth.engine.transform import READ_AHEAD, FrameTransform, effective_input_size, network_shape, to_frame_size
-from annolid.depth.model import VideoDepthAnything
-
-ENGINES = {"offline": offline_depth, "stream": streaming_depth}
+from annolid.depth.model import VideoDepthAnything, image_tokens
 
 
 @pytest.fixture(scope="module")
@@ -21,13 +19,6 @@ def vits():
     model = VideoDepthAnything("vits")
     model.load_state_dict(recipe_state_dict("vits"), strict=True)
     return model.eval()
-
-
-def synthetic_frames(count: int, height: int = 20, width: int = 28):
-    rng = np.random.default_rng(0)
-    base = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-    for i in range(count):
-        yield i * 3, np.roll(base, i, axis=1)  # frame_index as in a video sampled every 3rd frame
 
 
 class CountingSource:
@@ -139,11 +130,17 @@ def test_offline_reads_about_one_window_ahead(vits):
 
 def test_streaming_reads_at_most_one_encoder_batch_ahead(vits):
     source = CountingSource(60)
-    ahead = vits.images_per_call(14, 28, torch.device("cpu"), 8)  # 20 x 28 frames -> 14 x 28 input
+    ahead = min(MAX_AHEAD, per_call(torch.device("cpu"), image_tokens(14, 28)))  # 20 x 28 frames -> 14 x 28 input
     assert ahead == 8  # small frames: the most the engine reads ahead
     for produced, _ in enumerate(streaming_depth(vits, source, input_size=14), start=1):
         assert produced <= source.taken <= produced + ahead - 1 + READ_AHEAD + 1
     assert source.taken == 60
+
+
+def test_a_cpu_call_takes_about_cpu_tokens_and_a_gpu_call_all():
+    assert per_call(torch.device("cpu"), 145) == 28  # 4096 // 145: a 168 x 168 image's tokens
+    assert per_call(torch.device("cpu"), 5000) == 1
+    assert per_call(torch.device("cuda"), 145) is None
 
 
 def test_streaming_window_is_the_reference_cache_rule():

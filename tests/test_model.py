@@ -3,15 +3,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from parity_recipe import recipe_state_dict
+from parity_recipe import errors, recipe_state_dict
 
 from annolid.depth.model import ENCODERS, VideoDepthAnything
-
-
-def errors(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """The parity README's figures: max error over the range, and relative L2."""
-    a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    return float(np.abs(a64 - b64).max() / (b64.max() - b64.min())), float(np.linalg.norm(a64 - b64) / np.linalg.norm(b64))
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +72,13 @@ def test_forward_is_deterministic_and_batch_independent(vits):
         second_alone = vits(x[1:])
     torch.testing.assert_close(both, again, rtol=0, atol=0)
     torch.testing.assert_close(both[1:], second_alone, rtol=1e-5, atol=1e-5)
+
+
+def test_calls_of_fewer_images_or_pixels_give_the_same_depth(vits):
+    x = torch.randn(1, 5, 3, 28, 42, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        whole, split = vits(x), vits(x, images_per_call=2, pixels_per_call=3)
+    torch.testing.assert_close(split, whole, rtol=1e-5, atol=1e-5)
 
 
 def test_temporal_modules_mix_frames(vits):

@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 import yaml
-from test_records import read_seed_snippet
+from helpers import cut_clip, read_seed_snippet
 
 from annolid.depth import run_video_depth_anything, runner
 from annolid.depth.errors import OutputError, VideoError, WeightsError
@@ -18,21 +18,6 @@ from annolid.depth.io.records import iter_records
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"input_size": 56, "max_res": 160}
-
-
-def cut_clip(source: Path, target: Path, frames: int) -> Path:
-    """The first frames of a video, re-encoded (keeps the documented snippet fast)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(source)) as src, av.open(str(target), "w") as dst:
-        stream = dst.add_stream("libx264", rate=24)
-        stream.width, stream.height, stream.pix_fmt = 320, 180, "yuv420p"
-        for i, frame in enumerate(src.decode(video=0)):
-            if i == frames:
-                break
-            small = frame.reformat(width=320, height=180, format="yuv420p")
-            dst.mux(stream.encode(small))
-        dst.mux(stream.encode())
-    return target
 
 
 def test_documented_snippet_verbatim(tmp_path, media_clip, weights_dir, monkeypatch):

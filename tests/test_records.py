@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import read_seed_snippet
 from PIL import Image
 
 from annolid.depth import __version__
@@ -41,18 +42,6 @@ def write_ndjson(path: Path, depths: list[np.ndarray], kind: str = "relative_dis
     records = (encode_record(depth, 3 * i, "clip.mp4", "clip", kind) for i, depth in enumerate(depths))
     path.write_text("".join(json.dumps(record) + "\n" for record in records))
     return path
-
-
-def read_seed_snippet(path: Path, line: int) -> np.ndarray:
-    """The reader from the user documentation, as written there (with the line chosen)."""
-    record = json.loads(Path(path).read_text().splitlines()[line])
-    encoded = record["otherData"]["depth_map"]["image_data"]
-    scale = record["otherData"]["depth_map"]["scale"]  # {"min": ..., "max": ...}
-
-    image = Image.open(io.BytesIO(base64.b64decode(encoded)))
-    quant = np.array(image, dtype=np.float32)
-    depth = (quant / 65535.0) * (scale["max"] - scale["min"]) + scale["min"]
-    return depth
 
 
 def test_record_is_labelme_shaped():

@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 
 pytest.importorskip("pytestqt")
+from helpers import H, W, make_video, read_table, run_sinks, square, write_json  # noqa: E402
 from PySide6.QtCore import QPoint, Qt  # noqa: E402
 from PySide6.QtGui import QColor  # noqa: E402
-from test_regions import make_video, read_table, square, write_json  # noqa: E402
-from test_sinks import H, W, run_sinks  # noqa: E402
 
 from annolid.gui.main_window import MainWindow  # noqa: E402
 from annolid.gui.region_panel import PALETTE, RegionPanel  # noqa: E402

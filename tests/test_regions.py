@@ -1,16 +1,14 @@
 """Region labels from Annolid's tracking output and the per-region depth table built on them."""
-import csv
 import json
 import logging
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
+from helpers import H, W, make_video, read_table, run_info, run_sinks, square, write_json
 from PIL import Image
-from test_sinks import H, W, run_info, run_sinks
 
 from annolid.depth.errors import OutputError
 from annolid.depth.io.annotations import VideoAnnotations
@@ -23,26 +21,9 @@ from annolid.depth.runner import run_video_depth_anything
 FOCAL = 470.4
 
 
-def write_json(path: Path, payload) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload), encoding="utf-8")
-
-
 def store_line(record: dict) -> str:
     """A store record as Annolid appends it."""
     return json.dumps(record, separators=(",", ":")) + "\n"
-
-
-def read_table(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as rows:
-        reader = csv.DictReader(rows)
-        assert tuple(reader.fieldnames) == COLUMNS
-        return list(reader)
-
-
-def square(label, x0, y0, x1, y1, kind="polygon"):
-    points = [[x0, y0], [x1, y1]] if kind == "rectangle" else [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
-    return {"label": label, "shape_type": kind, "points": points}
 
 
 # --------------------------------------------------------------------------- reading annotations
@@ -268,21 +249,6 @@ def test_plot_needs_matplotlib_and_says_what_to_install(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------- end to end
-
-
-def make_video(path: Path, frames: int = 6, size=(64, 48), fps: int = 10) -> Path:
-    """A real H.264 file: a moving gradient, so the depth network sees structure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    y, x = np.mgrid[0 : size[1], 0 : size[0]]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
-        for i in range(frames):
-            gray = ((x * 3 + y * 2 + i * 10) % 256).astype(np.uint8)
-            rgb = np.stack([gray, 255 - gray, gray // 2], axis=-1)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
-        container.mux(stream.encode())
-    return path
 
 
 def test_regions_on_a_video_that_max_res_shrinks(tmp_path, weights_dir, caplog):

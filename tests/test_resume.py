@@ -14,6 +14,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+from helpers import MEDIA_CLIP
 
 from annolid.depth import run_video_depth_anything, runner
 from annolid.depth.errors import OutputError
@@ -30,9 +31,7 @@ FLAGS = ["--input-size", "28", "--max-res", "128", "--max-frames", str(FRAMES), 
 
 
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory, media_clip_path=None) -> Path:
-    from conftest import MEDIA_CLIP
-
+def clip(tmp_path_factory) -> Path:
     if not MEDIA_CLIP.exists():
         pytest.skip(f"test clip not found at {MEDIA_CLIP}")
     target = tmp_path_factory.mktemp("videos") / "mice.mp4"

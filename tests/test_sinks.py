@@ -11,8 +11,8 @@ import av
 import cv2
 import numpy as np
 import pytest
+from helpers import H, W, depth_frames, finish, read_seed_snippet, rgb_frame, run_info, run_sinks
 from PIL import Image
-from test_records import read_seed_snippet
 
 from annolid.depth.errors import OutputError
 from annolid.depth.io import sinks
@@ -26,59 +26,12 @@ from annolid.depth.io.sinks import (
     NdjsonSink,
     PointCloudSink,
     ResumePoint,
-    RunInfo,
     build_sinks,
     csv_rows,
     label_cells,
-    publish,
 )
-from annolid.depth.settings import DepthSettings
 
-H, W = 30, 41  # odd width: the video sink must pad it
 EVERY_OUTPUT = {f"save_{name}": True for name in ("depth_video", "depth_frames", "point_clouds", "npz", "exr", "region_stats")}
-
-
-def depth_frames(count: int, low: float = 1.0) -> list[np.ndarray]:
-    """Smooth gradients that grow frame by frame."""
-    y, x = np.mgrid[0:H, 0:W].astype(np.float32)
-    return [(low + x / W + y / H + 0.1 * i).astype(np.float32) for i in range(count)]
-
-
-def rgb_frame(i: int) -> np.ndarray:
-    return np.random.default_rng(i).integers(0, 256, (H, W, 3), dtype=np.uint8)
-
-
-def run_info(out: Path, stem: str = "clip", **settings) -> RunInfo:
-    return RunInfo(video_path=out.parent / f"{stem}.mp4", output_dir=out, stem=stem, width=W, height=H, fps=12.5,
-                   settings=DepthSettings(**settings))
-
-
-def finish(sinks, completed: bool = True) -> dict:
-    """Close every sink and, for a completed run that wrote frames, publish its outputs as the
-    run folder does; returns each output's path (the partial one when not published)."""
-    results = {}
-    for sink in sinks:
-        sink.close(completed)
-    for sink in sinks:
-        if completed and sink.count:
-            publish(sink.tmp, sink.final)
-        path = sink.final if completed else sink.tmp
-        if path.exists():
-            results[sink.result_key] = str(path)
-    return results
-
-
-def run_sinks(out: Path, count: int = 5, depths: list[np.ndarray] | None = None, completed: bool = True, **options) -> dict:
-    """One run as the runner makes it: open all, write each frame to each, close in order."""
-    out.mkdir(parents=True, exist_ok=True)
-    info = run_info(out, **options)
-    sinks = build_sinks(info)
-    for sink in sinks:
-        sink.open(info)
-    for i, depth in enumerate(depth_frames(count) if depths is None else depths):
-        for sink in sinks:
-            sink.put(2 * i, rgb_frame(i), depth)
-    return finish(sinks, completed)
 
 
 def step(depth: np.ndarray) -> float:

@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg")
 INSTALL_RAY = "pip install 'annolid-depth[cluster]'"
-OUTPUT_MARKERS = ("run.json", "depth.ndjson")  # what every output folder of a run holds
 CONNECT_TIMEOUT_S = 5.0
 CPUS_PER_WORKER = 4  # a CPU actor's share when --cpus-per-worker is not given (capped at a node's CPUs)
 
@@ -97,7 +96,11 @@ def find_videos(folder: Path) -> list[Path]:
 
 
 def is_output_folder(folder: Path) -> bool:
-    return any((folder / name).exists() for name in OUTPUT_MARKERS)
+    """Whether a run wrote into `folder`: every run leaves its description and its records there."""
+    from .io.records import NDJSON
+    from .io.run_folder import RUN_JSON
+
+    return any((folder / name).exists() for name in (RUN_JSON, NDJSON))
 
 
 def plan(paths: Iterable[str | Path], output_dir: str | Path | None = None) -> list[Job]:

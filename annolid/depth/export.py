@@ -173,7 +173,7 @@ def graph_specs(model: VideoDepthAnything) -> dict:
             new[f"new_{kind}_{i}"] = [f"P{i}", block.heads, "N", d]
     return {
         "encoder": {
-            "inputs": {"images": ["N", 3, "14*ph", "14*pw"], "position": [1, "ph", "pw", c]},
+            "inputs": {"images": ["N", 3, f"{PATCH}*ph", f"{PATCH}*pw"], "position": [1, "ph", "pw", c]},
             "outputs": {f"features_{i}": feature for i in range(4)},
         },
         "temporal": {"inputs": {"features_2": feature, "features_3": feature}, "outputs": {"path_3": path_3}},
@@ -183,7 +183,7 @@ def graph_specs(model: VideoDepthAnything) -> dict:
         },
         "per_image": {
             "inputs": {"features_0": feature, "features_1": feature, "path_3": path_3},
-            "outputs": {"depth": ["N", 1, "14*ph", "14*pw"]},
+            "outputs": {"depth": ["N", 1, f"{PATCH}*ph", f"{PATCH}*pw"]},
         },
     }
 

@@ -10,9 +10,9 @@ import itertools
 from pathlib import Path
 
 from .errors import OutputError
-from .io.records import decode_depth, iter_records
+from .io.records import METRIC_DEPTH, NDJSON, decode_depth, iter_records
 from .io.run_folder import FolderLock, read_record
-from .io.sinks import NDJSON, RegionPlotSink, RegionStatsSink, RunInfo, publish
+from .io.sinks import RegionPlotSink, RegionStatsSink, RunInfo, publish
 from .io.source import VideoSource
 from .settings import DepthSettings
 
@@ -59,7 +59,7 @@ def recompute_region_stats(
         fps=fps,
         source_fps=fps,
         settings=DepthSettings(
-            metric=first["otherData"]["depth_map"].get("kind") == "metric_depth",
+            metric=first["otherData"]["depth_map"].get("kind") == METRIC_DEPTH,
             focal_length_x=focal_length_x or run_settings.get("focal_length_x", 470.4),
             focal_length_y=focal_length_y or run_settings.get("focal_length_y", 470.4),
             save_region_stats=True,

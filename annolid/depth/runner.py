@@ -32,7 +32,7 @@ from .engine.device import DTYPES
 from .errors import OutputError
 from .io.pipeline import OrderedWriter, spare_cores
 from .io.records import KINDS
-from .io.run_folder import RunFolder, now, video_fingerprint
+from .io.run_folder import RUN_JSON, RunFolder, now, video_fingerprint
 from .io.sinks import ResumePoint, RunInfo, build_sinks, colorize, output_names, partial
 from .io.source import VideoSource
 from .model import VideoDepthAnything
@@ -275,7 +275,7 @@ class Run:
                 try:
                     folder.complete(record) if status == "complete" else folder.write(record)
                 except OSError as exc:  # run.json keeps its last state, which is resumable
-                    log.warning("%s could not be updated: %s", folder.path / "run.json", exc.strerror or exc)
+                    log.warning("%s could not be updated: %s", folder.path / RUN_JSON, exc.strerror or exc)
                     if status == "complete":
                         status, close_error = "failed", close_error or exc
                         error = out_of_space(exc, folder.path, done)
@@ -316,7 +316,7 @@ class Run:
             **paths,
             "status": record["status"],
             "cancelled": record["status"] == "cancelled",
-            "run_json": str(out / "run.json"),
+            "run_json": str(out / RUN_JSON),
             "video": str(self.source.path),
             "frames": record.get("frames_done", 0),
             "skipped_frames": record.get("skipped_frames", 0),

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import yaml
 
+from .model.config import ENCODERS, PATCH
+
 log = logging.getLogger(__name__)
 
 SECTION = "video_depth_anything"
-ENCODERS = ("vits", "vitb", "vitl")
 PRECISIONS = ("fp32", "bf16", "fp16")
 BACKENDS = ("torch", "auto", "onnxruntime", "openvino")
 POINT_CLOUD_FORMATS = ("csv", "ply")
@@ -58,7 +59,7 @@ class DepthSettings:
     metric: bool = option(False, "Metric depth (metres)",
                           "use the metric checkpoints (depth in metres) instead of relative disparity", "model")
     input_size: int = option(518, "Input size",
-                             "network input size for the short side, rounded to the 14-pixel patch grid "
+                             f"network input size for the short side, rounded to the {PATCH}-pixel patch grid "
                              "as the reference does (518 is the trained size)", "model",
                              accepts=lambda v: 1 <= v <= MAX_INPUT_SIZE,
                              accepted=f"an integer from 1 to {MAX_INPUT_SIZE} (518 is the trained size)")

@@ -24,15 +24,16 @@ from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
 from safetensors.torch import load_file as load_safetensors
 
 from .errors import WeightsError
-from .model import ENCODERS
+from .model import ENCODERS, encoder_config
 
 HUB_URL = "https://huggingface.co"
 FOLDER_ENV = "ANNOLID_DEPTH_CHECKPOINTS"
 PACKAGE_CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 DOWNLOAD_COMMAND = "python -m annolid.depth.download_weights"
 
-_HUB_SIZE_NAMES = {"vits": "Small", "vitb": "Base", "vitl": "Large"}
-_SIZES_MB = {"vits": 116, "vitb": 458, "vitl": 1538}  # float32 parameters: 29 M, 115 M, 385 M
+# Each encoder's size as the Hub names it, and its checkpoint's size in MB (float32 parameters:
+# 29 M, 115 M, 385 M), in the order of the model's ENCODERS.
+_PUBLISHED = dict(zip(ENCODERS, (("Small", 116), ("Base", 458), ("Large", 1538)), strict=True))
 _ENCODER_BY_WIDTH = {cfg.embed_dim: name for name, cfg in ENCODERS.items()}
 _TRUE_VALUES = {"1", "on", "yes", "true"}  # as huggingface_hub reads boolean variables
 _SHA256 = re.compile(r"[0-9a-f]{64}")  # the Hub's etag of a file kept in Git LFS is its SHA-256
@@ -60,19 +61,19 @@ class Checkpoint:
 
 def checkpoint_key(encoder: str, metric: bool = False) -> str:
     """Registry key of the checkpoint for this encoder and depth kind."""
-    if encoder not in _HUB_SIZE_NAMES:
-        raise ValueError(f"unknown encoder {encoder!r}; choose one of {', '.join(_HUB_SIZE_NAMES)}")
+    encoder_config(encoder)  # an unknown name gets the model's error, which lists the known ones
     return f"{'metric_' if metric else ''}video_depth_anything_{encoder}"
 
 
 def _registry_entry(encoder: str, metric: bool) -> Checkpoint:
     key = checkpoint_key(encoder, metric)
-    repo_id = f"depth-anything/{'Metric-' if metric else ''}Video-Depth-Anything-{_HUB_SIZE_NAMES[encoder]}"
-    return Checkpoint(key, repo_id, f"{key}.pth", encoder, metric, _SIZES_MB[encoder])
+    hub_size, size_mb = _PUBLISHED[encoder]
+    repo_id = f"depth-anything/{'Metric-' if metric else ''}Video-Depth-Anything-{hub_size}"
+    return Checkpoint(key, repo_id, f"{key}.pth", encoder, metric, size_mb)
 
 
 CHECKPOINTS: dict[str, Checkpoint] = {
-    entry.key: entry for entry in (_registry_entry(e, m) for m in (False, True) for e in _HUB_SIZE_NAMES)
+    entry.key: entry for entry in (_registry_entry(e, m) for m in (False, True) for e in ENCODERS)
 }
 
 

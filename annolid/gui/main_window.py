@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 from annolid.depth.batch import VIDEO_EXTENSIONS
 from annolid.depth.errors import DepthError
 from annolid.depth.io.records import RecordIndex
+from annolid.depth.io.regions import units
 from annolid.depth.io.run_folder import shown_outputs, unfinished_run
 from annolid.depth.io.sinks import REGIONS_CSV, partial
 from annolid.depth.io.source import FrameReader
@@ -87,8 +88,7 @@ class ColourBar(QWidget):
     def set_range(self, low: float, high: float, metric: bool) -> None:
         ramp, near, far = colour_ramp(low, high, metric)
         self.ramp = to_pixmap(ramp)
-        unit = "m" if metric else "disparity"
-        self.texts = (f"{near:.3g} near", f"{far:.3g} far", unit)
+        self.texts = (f"{near:.3g} near", f"{far:.3g} far", units(metric))
         self.update()
 
     def bar(self) -> QRect:
@@ -309,7 +309,7 @@ class MainWindow(QMainWindow):
         size = (self.frame.shape[1], self.frame.shape[0])
         colour = None
         if self.depth_map is not None:
-            metric = self.depth.kind == "metric_depth"
+            metric = self.depth.metric
             colour = depth_image(self.depth_map, metric, size)
             self.colour_bar.set_range(float(self.depth_map.min()), float(self.depth_map.max()), metric)
         if colour is not None and self.blend_box.isChecked():
@@ -329,7 +329,7 @@ class MainWindow(QMainWindow):
         dy = min(int(y * self.depth_map.shape[0] / self.frame.shape[0]), self.depth_map.shape[0] - 1)
         dx = min(int(x * self.depth_map.shape[1] / self.frame.shape[1]), self.depth_map.shape[1] - 1)
         value = float(self.depth_map[dy, dx])
-        label = f"{value:.3f} m" if self.depth.kind == "metric_depth" else f"{value:.4f} (relative disparity, larger = nearer)"
+        label = f"{value:.3f} m" if self.depth.metric else f"{value:.4f} (relative disparity, larger = nearer)"
         shape = self.region_panel.describe(self.slider.value(), x, y)
         self.statusBar().showMessage(f"x {x}, y {y}: depth {label}" + (f"; {shape}" if shape else ""))
 

@@ -13,7 +13,7 @@ from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QDockWidget, QWidget
 
 from annolid.depth.io.annotations import VideoAnnotations
-from annolid.depth.io.regions import median_axis_title, read_medians
+from annolid.depth.io.regions import median_axis_title, read_medians, units
 
 # Tableau's ten colours: distinct, and readable on a dark background
 PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]
@@ -29,7 +29,7 @@ class RegionPlot(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.series: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        self.unit = "disparity"
+        self.unit = units(metric=False)
         self.frame = 0
         self.setMinimumSize(320, 140)
 
@@ -128,7 +128,7 @@ class RegionPanel(QDockWidget):
         try:
             series, unit = read_medians(csv_path)
         except (OSError, ValueError, KeyError):
-            series, unit = {}, "disparity"
+            series, unit = {}, units(metric=False)
         self.plot.set_series(series, unit)
         self.annotations = VideoAnnotations(video, *size) if series and video is not None else None
         self.shown: tuple[int, tuple | None] = (-1, None)  # the last frame's label map, kept for mouse moves

@@ -1,7 +1,7 @@
 """What runs the network: torch, or a compiled CPU runtime (ONNX Runtime, OpenVINO).
 
 A compiled backend is an object with the network's own interface (`encode`, `decode`,
-`images_per_call`, `metric`), so the engines, sinks and resume do not know which one runs.
+`metric`), so the engines, sinks and resume do not know which one runs.
 It runs the graphs of `annolid.depth.export`, made once per checkpoint and kept under
 ~/.cache/annolid/depth/compiled/ (or $XDG_CACHE_HOME/annolid/depth/compiled/), so a
 second run starts in seconds. Features travel between the graphs as [N, ph, pw, C] arrays;
@@ -151,9 +151,6 @@ class CompiledModel:
         self.metric = model.metric
         self.positions: dict[tuple[int, int], np.ndarray] = {}
 
-    def images_per_call(self, h: int, w: int, device: torch.device, most: int) -> int:
-        return self.model.images_per_call(h, w, device, most)
-
     def position(self, ph: int, pw: int) -> np.ndarray:
         if (ph, pw) not in self.positions:
             with torch.no_grad():
@@ -161,17 +158,19 @@ class CompiledModel:
             self.positions[(ph, pw)] = table.unflatten(1, (ph, pw)).numpy()
         return self.positions[(ph, pw)]
 
-    def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """Images [N, 3, h, w] -> 4 features [N, ph, pw, C], as many images a call as torch takes."""
+    def encode(self, images: torch.Tensor, images_per_call: int | None = None) -> list[torch.Tensor]:
+        """Images [N, 3, h, w] -> 4 features [N, ph, pw, C], `images_per_call` images a call."""
         n, _, h, w = images.shape
-        step = self.images_per_call(h, w, images.device, n)
+        step = images_per_call or n
         position = self.position(h // PATCH, w // PATCH)
         images = images.float().contiguous().numpy()
         parts = [self.graphs.run("encoder", {"images": images[i : i + step], "position": position}) for i in range(0, n, step)]
         return [torch.from_numpy(np.concatenate(level)) if len(parts) > 1 else torch.from_numpy(level[0]) for level in zip(*parts)]
 
-    def decode(self, tokens, frames: int, h: int, w: int, memory: StreamMemory | None = None, outputs: int | None = None):
-        """As `VideoDepthAnything.decode`, features from `encode`."""
+    def decode(self, tokens, frames: int, h: int, w: int, memory: StreamMemory | None = None, outputs: int | None = None,
+               pixels_per_call: int | None = None):
+        """As `VideoDepthAnything.decode`, features from `encode`; the runtime splits the
+        temporal attention's work itself, so `pixels_per_call` does not apply."""
         f0, f1, f2, f3 = (np.ascontiguousarray(t.numpy()) for t in tokens)
         if memory is None:
             path_3 = np.concatenate([

@@ -22,8 +22,8 @@ from itertools import islice
 import numpy as np
 import torch
 
-from ..model import VideoDepthAnything
-from .device import FiniteDepth
+from ..model import VideoDepthAnything, image_tokens
+from .device import FiniteDepth, per_call
 from .transform import batch, read_ahead, to_frame_size
 
 WINDOW = 32
@@ -129,6 +129,8 @@ class OfflineEngine:
         self.yielded = state["frames"] if state else 0
         frame_shape = tuple(state["frame_shape"]) if state else pending[0][1].shape[:2]
         net_h, net_w = last_input.shape[1:]
+        images_per_call = per_call(device, image_tokens(net_h, net_w))
+        pixels_per_call = per_call(device, WINDOW)  # a pixel's sequence holds the window's frames
         network = FiniteDepth(model, device, self.precision)
         received = self.yielded + len(pending)
         exhausted = state is not None and len(pending) < BLEND
@@ -156,11 +158,11 @@ class OfflineEngine:
             images = batch(new_slots or [last_input], device)
 
             def run_window(images=images, needed=needed, real=real, used=used, keyframes=keyframe_features):
-                features = model.encode(images)
+                features = model.encode(images, images_per_call)
                 features = [torch.cat([f[:real], f[-1:].expand(needed - real, *f.shape[1:])]) for f in features]
                 if keyframes is not None:
                     features = [torch.cat([k, f]) for k, f in zip(keyframes, features)]  # the wider dtype
-                return model.decode(features, WINDOW, net_h, net_w, outputs=used), features
+                return model.decode(features, WINDOW, net_h, net_w, outputs=used, pixels_per_call=pixels_per_call), features
 
             depth, features = network(run_window, f"the window from processed frame {start}")
             with torch.no_grad():

@@ -21,8 +21,8 @@ from itertools import islice
 import numpy as np
 import torch
 
-from ..model import StreamMemory, VideoDepthAnything
-from .device import FiniteDepth
+from ..model import StreamMemory, VideoDepthAnything, image_tokens
+from .device import FiniteDepth, per_call
 from .transform import batch, read_ahead, to_frame_size
 
 RECENT = 29  # most recent frames in the attention window
@@ -82,7 +82,7 @@ class StreamingEngine:
         if first is None:
             return
         frame_shape, (net_h, net_w) = first[1].shape[:2], first[2].shape[1:]
-        ahead = model.images_per_call(net_h, net_w, device, MAX_AHEAD)
+        ahead = min(MAX_AHEAD, per_call(device, image_tokens(net_h, net_w)) or MAX_AHEAD)  # a group is one encoder call
         network = FiniteDepth(model, device, self.precision)
         group = [first]  # frame 0 sees only itself, a window of another length: alone
         if k:

@@ -32,7 +32,7 @@ def effective_input_size(height: int, width: int, input_size: int) -> int:
 
 
 def network_shape(height: int, width: int, size: int) -> tuple[int, int]:
-    """(H, W), multiples of 14, with the short side at least `size` and the aspect kept."""
+    """(H, W), multiples of PATCH, with the short side at least `size` and the aspect kept."""
     scale = max(size / height, size / width)
 
     def fit(v: float) -> int:

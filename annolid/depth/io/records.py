@@ -23,8 +23,10 @@ import numpy as np
 from .. import __version__
 from ..errors import NonFiniteDepthError
 
+NDJSON = "depth.ndjson"  # the file of a run's records
 LEVELS = 65535
-KINDS = {"relative_disparity": None, "metric_depth": "m"}  # what the values are -> their unit
+RELATIVE_DISPARITY, METRIC_DEPTH = "relative_disparity", "metric_depth"  # what a record's values are
+KINDS = {RELATIVE_DISPARITY: None, METRIC_DEPTH: "m"}  # -> their unit
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COLOR_TYPES = {1: 0, 3: 2}  # channels -> PNG colour type: grayscale, truecolour
@@ -128,9 +130,13 @@ def quantize(depth: np.ndarray) -> Quantised:
     return Quantised(np.minimum(q, LEVELS, out=q).astype(np.uint16), lo, hi)
 
 
+def depth_kind(metric: bool) -> str:
+    """What a model's values are: metres, or disparity (larger = nearer, unknown scale and shift)."""
+    return METRIC_DEPTH if metric else RELATIVE_DISPARITY
+
+
 def encode_record(depth: np.ndarray, frame_index: int, video_name: str, stem: str, kind: str) -> dict:
-    """The record of one frame; `kind` says what the values are: "relative_disparity"
-    (larger = nearer, unknown scale and shift) or "metric_depth" (metres)."""
+    """The record of one frame; `kind` (see `depth_kind`) says what the values are."""
     if kind not in KINDS:
         raise ValueError(f"unknown depth kind {kind!r}; expected one of {', '.join(KINDS)}")
     quant, lo, hi = quantize(depth)
@@ -224,7 +230,7 @@ class RecordIndex:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.offsets: dict[int, int] = {}
-        self.kind = "relative_disparity"
+        self.kind = RELATIVE_DISPARITY
         with open(self.path, "rb") as lines:
             offset = 0
             for line in lines:
@@ -239,6 +245,10 @@ class RecordIndex:
 
     def __len__(self) -> int:
         return len(self.frames)
+
+    @property
+    def metric(self) -> bool:
+        return self.kind == METRIC_DEPTH
 
     def nearest(self, frame_index: int) -> int | None:
         """The processed frame shown for `frame_index`: itself, else the last one before it."""

@@ -25,6 +25,7 @@ PLOT_MISSING = "depth_regions.png needs matplotlib: pip install 'annolid-depth[p
 
 
 def units(metric: bool) -> str:
+    """The word for a run's depth unit, in the table, the plot and the colour bars."""
     return "m" if metric else "disparity"
 
 
@@ -70,7 +71,7 @@ def read_medians(csv_path: str | Path) -> tuple[dict[str, tuple[np.ndarray, np.n
     """Each label's (frame indices, times, medians) from a `depth_regions.csv`, NaN where
     no pixel had a usable depth, and the table's units."""
     series: dict[str, tuple[list, list, list]] = {}
-    unit = "disparity"
+    unit = units(metric=False)
     with open(csv_path, newline="", encoding="utf-8") as rows:
         for row in csv.DictReader(rows):
             frames, times, medians = series.setdefault(row["label"], ([], [], []))

@@ -22,6 +22,7 @@ import torch
 
 from .. import __version__
 from ..errors import OutputError
+from .records import NDJSON
 from .sinks import partial, publish, remove
 
 log = logging.getLogger(__name__)
@@ -305,7 +306,7 @@ def shown_outputs(folder: Path) -> tuple[Path | None, dict | None]:
     partial one while that run is unfinished (a folder from before run.json existed: its
     depth.ndjson, without a record)."""
     record = read_record(folder)
-    name = ((record or {}).get("outputs") or {}).get("depth_ndjson", "depth.ndjson")
+    name = ((record or {}).get("outputs") or {}).get("depth_ndjson", NDJSON)
     unfinished = record is not None and record.get("status") != "complete"
     for path in (partial(folder / name), folder / name) if unfinished else (folder / name,):
         if path.is_file() and path.stat().st_size:

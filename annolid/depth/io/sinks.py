@@ -38,8 +38,10 @@ from .records import (
     FRAME_INDEX,
     HEAD,
     LEVELS,
+    NDJSON,
     Quantised,
     decode_levels,
+    depth_kind,
     encode_png,
     encode_record,
     iter_records,
@@ -50,7 +52,6 @@ from .records import (
 from .regions import PLOT_MISSING, header, plot_regions, region_rows
 
 log = logging.getLogger(__name__)
-NDJSON = "depth.ndjson"
 REGIONS_CSV = "depth_regions.csv"
 REGIONS_PNG = "depth_regions.png"
 HEAD_SCAN = 1 << 24  # bytes read back to find the last record of a resumed depth.ndjson
@@ -87,7 +88,7 @@ class RunInfo:
 
     @property
     def kind(self) -> str:
-        return "metric_depth" if self.metric else "relative_disparity"
+        return depth_kind(self.metric)
 
     @functools.cached_property
     def annotations(self) -> VideoAnnotations:

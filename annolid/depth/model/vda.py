@@ -1,7 +1,7 @@
 """Video Depth Anything: a DINOv2 ViT encoder and a DPT head with temporal attention.
 
 One network class for the whole family; the encoders differ only in a row of
-`ENCODERS`. Module names follow the published checkpoints exactly, so their state
+`config.ENCODERS`. Module names follow the published checkpoints exactly, so their state
 dicts load with `strict=True`. Read `VideoDepthAnything.forward` top to bottom for
 the whole pass: encoder (`encode`), then head (`decode`).
 
@@ -11,59 +11,24 @@ C channels.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-PATCH = 14
+from .config import PATCH, EncoderConfig, encoder_config
+
 TEMPORAL_LEN = 32  # longest frame sequence the temporal position table covers
 HEAD_MICRO_BATCH = 4  # images per chunk in the full-resolution part of the head
-CPU_TOKENS = 4096  # tokens per call on a CPU: GEMMs run near their peak and activations stay in cache
 
 
-@dataclass(frozen=True)
-class EncoderConfig:
-    embed_dim: int
-    depth: int
-    heads: int
-    features: int
-    out_channels: tuple[int, int, int, int]
-    layers: tuple[int, int, int, int]  # blocks whose outputs feed the head
-
-
-ENCODERS = {
-    "vits": EncoderConfig(384, 12, 6, 64, (48, 96, 192, 384), (2, 5, 8, 11)),
-    "vitb": EncoderConfig(768, 12, 12, 128, (96, 192, 384, 768), (2, 5, 8, 11)),
-    "vitl": EncoderConfig(1024, 24, 16, 256, (256, 512, 1024, 1024), (4, 11, 17, 23)),
-}
-
-
-def per_call(device: torch.device, item_tokens: int, items: int) -> int:
-    """How many of `items` (images, pixel sequences) to process in one call: all of them on
-    a GPU; on a CPU about CPU_TOKENS tokens' worth, since larger activations fall out of the
-    caches (a 22-frame window ran 30 % slower through the encoder in one call). An exported
-    graph takes all: its runtime schedules the work itself."""
-    if device.type != "cpu" or torch.onnx.is_in_onnx_export():
-        return items
-    return max(1, min(items, CPU_TOKENS // item_tokens))
-
-
-def in_chunks(fn, x: torch.Tensor, step: int):
-    """fn over x in chunks of `step` along the first dimension, the results (a tensor or a
-    list of tensors) concatenated; one chunk is one call, without a copy."""
-    if step >= len(x):
+def in_chunks(fn, x: torch.Tensor, step: int | None):
+    """fn over x in chunks of `step` along the first dimension (None: all in one), the results
+    (a tensor or a list of tensors) concatenated; one chunk is one call, without a copy."""
+    if step is None or step >= len(x):
         return fn(x)
     parts = [fn(x[i : i + step]) for i in range(0, len(x), step)]
     return torch.cat(parts) if isinstance(parts[0], torch.Tensor) else [torch.cat(level) for level in zip(*parts)]
-
-
-def encoder_config(encoder: str) -> EncoderConfig:
-    try:
-        return ENCODERS[encoder]
-    except KeyError:
-        raise ValueError(f"unknown encoder {encoder!r}; choose one of {', '.join(ENCODERS)}") from None
 
 
 # --------------------------------------------------------------------------- encoder
@@ -196,6 +161,14 @@ class PositionalEncoding(nn.Module):
         super().__init__()
         self.register_buffer("pe", sinusoid_table(channels))
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [P, T, C] -> with the positions of its T frames added."""
+        return x + self.pe[:, : x.shape[1]].to(x.dtype)
+
+    def table(self, length: int, dtype: torch.dtype) -> torch.Tensor:
+        """The first `length` positions [length, C]."""
+        return self.pe[0, :length].to(dtype)
+
 
 class StreamMemory:
     """Streaming state of the temporal attention: each attention block's keys and values of
@@ -279,7 +252,7 @@ class TemporalAttention(nn.Module):
         if memory is not None:
             return self.attend_windows(x, memory)
         p, t, c = x.shape
-        x = x + self.pos_encoder.pe[:, :t].to(x.dtype)
+        x = self.pos_encoder(x)
         weight = torch.cat([self.to_q.weight, self.to_k.weight, self.to_v.weight])  # one pass over x
         q, k, v = F.linear(x, weight).view(p, t, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
         out = F.scaled_dot_product_attention(q, k, v)
@@ -296,7 +269,7 @@ class TemporalAttention(nn.Module):
         p, t, c = x.shape
         heads, n = self.heads, memory.window.shape[1]
         d = c // heads
-        pe = self.pos_encoder.pe[0, :n].to(x.dtype)  # [n, C]
+        pe = self.pos_encoder.table(n, x.dtype)  # [n, C]
 
         def split(y):  # [P, T, C] -> [P, heads, T, d]
             return y.view(p, t, heads, d).transpose(1, 2)
@@ -359,6 +332,19 @@ class TemporalTransformer(nn.Module):
         self.transformer_blocks = nn.ModuleList([TemporalBlock(channels, heads)])
         self.proj_out = nn.Linear(channels, channels)
 
+    def forward(self, x: torch.Tensor, frames: int, memory: StreamMemory | None = None, pixels_per_call: int | None = None):
+        """x: [B*T, C, h, w] -> the change to add to it. Every pixel's frames form one sequence;
+        the sequences are independent, so without memory they may run `pixels_per_call` at a time."""
+        n, c, h, w = x.shape
+        b = n // frames
+        y = self.norm(x).permute(0, 2, 3, 1)  # [B*T, h, w, C]
+        y = y.reshape(b, frames, h * w, c).transpose(1, 2).reshape(b * h * w, frames, c)
+        block = self.transformer_blocks[0]
+        step = pixels_per_call if memory is None else None
+        y = in_chunks(lambda chunk: self.proj_out(block(self.proj_in(chunk), memory)), y, step)
+        y = y.reshape(b, h * w, frames, c).transpose(1, 2)
+        return y.reshape(n, h, w, c).permute(0, 3, 1, 2)
+
 
 class TemporalModule(nn.Module):
     """Mixes information across the T frames of each video, pixel by pixel; residual."""
@@ -367,19 +353,9 @@ class TemporalModule(nn.Module):
         super().__init__()
         self.temporal_transformer = TemporalTransformer(channels)
 
-    def forward(self, x: torch.Tensor, frames: int, memory: StreamMemory | None = None):
+    def forward(self, x: torch.Tensor, frames: int, memory: StreamMemory | None = None, pixels_per_call: int | None = None):
         """x: [B*T, C, h, w] -> same shape."""
-        tt = self.temporal_transformer
-        n, c, h, w = x.shape
-        b = n // frames
-        y = tt.norm(x).permute(0, 2, 3, 1)  # [B*T, h, w, C]
-        y = y.reshape(b, frames, h * w, c).transpose(1, 2).reshape(b * h * w, frames, c)
-        step = per_call(y.device, frames, len(y)) if memory is None else len(y)  # pixels are independent here
-        block = tt.transformer_blocks[0]
-        chunks = [y] if step >= len(y) else y.split(step)  # (a traced graph sees one chunk of any length)
-        y = torch.cat([tt.proj_out(block(tt.proj_in(chunk), memory)) for chunk in chunks])
-        y = y.reshape(b, h * w, frames, c).transpose(1, 2)
-        return x + y.reshape(n, h, w, c).permute(0, 3, 1, 2)
+        return x + self.temporal_transformer(x, frames, memory, pixels_per_call)
 
 
 # --------------------------------------------------------------------------- DPT head
@@ -411,7 +387,20 @@ class FusionBlock(nn.Module):
         return self.out_conv(x)
 
 
+class FullPrecision(nn.Sequential):
+    """Layers that run in float32 whatever the precision around them, as the reference runs
+    its last convolutions; `hold_weights_in` leaves their weights in float32."""
+
+    def forward(self, x):
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return super().forward(x.float()).to(x.dtype)
+
+
 class Scratch(nn.Module):
+    """DPT's fusion path over the four levels (0 finest to 3 coarsest): each level reduced to
+    `features` channels, the path refined from the coarsest level down, each step joining the
+    next finer level, and the finest path turned into depth."""
+
     def __init__(self, out_channels, features: int):
         super().__init__()
         for i, ch in enumerate(out_channels, start=1):
@@ -419,9 +408,23 @@ class Scratch(nn.Module):
         for i in range(1, 5):
             self.add_module(f"refinenet{i}", FusionBlock(features))
         self.output_conv1 = nn.Conv2d(features, features // 2, 3, padding=1)
-        self.output_conv2 = nn.Sequential(
+        self.output_conv2 = FullPrecision(
             nn.Conv2d(features // 2, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 1, 1), nn.ReLU()
         )
+
+    def reduce(self, level: int, x: torch.Tensor) -> torch.Tensor:
+        """A level's feature map -> `features` channels."""
+        return getattr(self, f"layer{level + 1}_rn")(x)
+
+    def refine(self, level: int, path: torch.Tensor, skip: torch.Tensor | None = None, size=None) -> torch.Tensor:
+        """The path at `level`, joined with that level's reduced map `skip` (none at the
+        coarsest), resized to `size` (default: twice as large)."""
+        return getattr(self, f"refinenet{level + 1}")(path, skip, size)
+
+    def depth(self, path: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The finest path -> depth [N, 1, *size] before the relu."""
+        y = F.interpolate(self.output_conv1(path), size, mode="bilinear", align_corners=True)
+        return self.output_conv2(y)
 
 
 class DPTHead(nn.Module):
@@ -440,15 +443,17 @@ class DPTHead(nn.Module):
         self.scratch = Scratch(oc, features)
         self.motion_modules = nn.ModuleList(TemporalModule(ch) for ch in (oc[2], oc[3], features, features))
 
-    def forward(self, tokens, frames: int, ph: int, pw: int, memory: StreamMemory | None = None, outputs: int | None = None):
+    def forward(
+        self, tokens, frames: int, ph: int, pw: int, memory: StreamMemory | None = None, outputs: int | None = None,
+        pixels_per_call: int | None = None,
+    ):
         """tokens: 4 x [B*T, ph*pw, C] -> depth [outputs, 1, 14*ph, 14*pw].
 
         With `memory` (streaming), each of the T current frames attends to its window of
         frames held there. `outputs` (one clip) gives the depth of only its first images: the
         others still lend temporal context, but skip the per-image, full-resolution tail.
         """
-
-        path_3 = self.temporal(tokens[2], tokens[3], frames, ph, pw, memory)
+        path_3 = self.temporal(tokens[2], tokens[3], frames, ph, pw, memory, pixels_per_call)
         # The rest is per image, up to full resolution: in chunks, for the images asked for.
         outputs = len(path_3) if outputs is None else outputs
         parts = [slice(c, min(c + HEAD_MICRO_BATCH, outputs)) for c in range(0, outputs, HEAD_MICRO_BATCH)]
@@ -459,24 +464,27 @@ class DPTHead(nn.Module):
         x = x.transpose(1, 2).reshape(x.shape[0], -1, ph, pw)
         return self.resize_layers[i](self.projects[i](x))
 
-    def temporal(self, tokens_2, tokens_3, frames: int, ph: int, pw: int, memory: StreamMemory | None = None):
+    def temporal(
+        self, tokens_2, tokens_3, frames: int, ph: int, pw: int, memory: StreamMemory | None = None, pixels_per_call: int | None = None
+    ):
         """The two coarsest levels, where the frames attend to each other -> path_3 [N, F, 2ph, 2pw]."""
         mm, s = self.motion_modules, self.scratch
-        layer_3 = mm[0](self.level(2, tokens_2, ph, pw), frames, memory)
-        layer_4 = mm[1](self.level(3, tokens_3, ph, pw), frames, memory)
-        layer_3_rn, layer_4_rn = s.layer3_rn(layer_3), s.layer4_rn(layer_4)
-        path_4 = mm[2](s.refinenet4(layer_4_rn, size=layer_3_rn.shape[2:]), frames, memory)
-        return mm[3](s.refinenet3(path_4, layer_3_rn, size=(2 * ph, 2 * pw)), frames, memory)
+
+        def mix(i, x):  # the frames attend to each other at every pixel
+            return mm[i](x, frames, memory, pixels_per_call)
+
+        layer_3 = s.reduce(2, mix(0, self.level(2, tokens_2, ph, pw)))
+        layer_4 = s.reduce(3, mix(1, self.level(3, tokens_3, ph, pw)))
+        path_4 = mix(2, s.refine(3, layer_4, size=layer_3.shape[2:]))
+        return mix(3, s.refine(2, path_4, layer_3, size=(2 * ph, 2 * pw)))
 
     def per_image(self, tokens_0, tokens_1, path_3, ph: int, pw: int) -> torch.Tensor:
         """Images independently, up to full resolution -> depth [n, 1, 14*ph, 14*pw] before the relu."""
         s = self.scratch
-        layer_1_rn, layer_2_rn = s.layer1_rn(self.level(0, tokens_0, ph, pw)), s.layer2_rn(self.level(1, tokens_1, ph, pw))
-        path_2 = s.refinenet2(path_3, layer_2_rn, size=layer_1_rn.shape[2:])
-        path_1 = s.refinenet1(path_2, layer_1_rn)
-        y = F.interpolate(s.output_conv1(path_1), (ph * PATCH, pw * PATCH), mode="bilinear", align_corners=True)
-        with torch.autocast(device_type=y.device.type, enabled=False):
-            return s.output_conv2(y.float()).to(y.dtype)
+        layer_1, layer_2 = s.reduce(0, self.level(0, tokens_0, ph, pw)), s.reduce(1, self.level(1, tokens_1, ph, pw))
+        path_2 = s.refine(1, path_3, layer_2, size=layer_1.shape[2:])
+        path_1 = s.refine(0, path_2, layer_1)
+        return s.depth(path_1, (ph * PATCH, pw * PATCH))
 
 
 # --------------------------------------------------------------------------- the model
@@ -496,39 +504,40 @@ class VideoDepthAnything(nn.Module):
         self.pretrained = DinoV2(cfg)
         self.head = DPTHead(cfg)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, T, 3, H, W] normalised frames, H and W multiples of 14 -> depth [B, T, H, W]."""
+    def forward(self, x: torch.Tensor, images_per_call: int | None = None, pixels_per_call: int | None = None) -> torch.Tensor:
+        """x: [B, T, 3, H, W] normalised frames, H and W multiples of 14 -> depth [B, T, H, W].
+        The work may be split into calls of fewer images or pixels (see `encode`, `decode`)."""
         check_clip(x)
         b, t, _, h, w = x.shape
-        depth = self.decode(self.encode(x.flatten(0, 1)), t, h, w)
+        depth = self.decode(self.encode(x.flatten(0, 1), images_per_call), t, h, w, pixels_per_call=pixels_per_call)
         return depth.unflatten(0, (b, t))
 
-    def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """Per-image encoder features [N, ph*pw, C] x 4: independent of the other frames."""
-        n, _, h, w = images.shape
-        return in_chunks(self.pretrained, images, self.images_per_call(h, w, images.device, n))
+    def encode(self, images: torch.Tensor, images_per_call: int | None = None) -> list[torch.Tensor]:
+        """Per-image encoder features [N, ph*pw, C] x 4: independent of the other frames, so
+        they may run `images_per_call` images at a time (None: all at once)."""
+        return in_chunks(self.pretrained, images, images_per_call)
 
     def hold_weights_in(self, dtype: torch.dtype) -> VideoDepthAnything:
         """Keep linear and convolution weights in `dtype`, cast once rather than by autocast on
         every call: the same numbers under autocast to `dtype`, about 8 % faster in bf16 on
-        a CPU. The last output convolution, which always runs in float32, stays so."""
-        full_precision = set(self.head.scratch.output_conv2.modules())
+        a CPU. Layers that always run in float32 stay so."""
+        full_precision = {layer for module in self.modules() if isinstance(module, FullPrecision) for layer in module.modules()}
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)) and module not in full_precision:
                 module.to(dtype)
         return self
 
-    def images_per_call(self, h: int, w: int, device: torch.device, most: int) -> int:
-        """How many h x w images (at most `most`) the encoder runs at once on `device`."""
-        return per_call(device, (h // PATCH) * (w // PATCH) + 1, most)
-
     def decode(
-        self, tokens, frames: int, h: int, w: int, memory: StreamMemory | None = None, outputs: int | None = None
+        self, tokens, frames: int, h: int, w: int, memory: StreamMemory | None = None, outputs: int | None = None,
+        pixels_per_call: int | None = None,
     ) -> torch.Tensor:
         """Encoder features of T frames (per video) -> relu depth [N or outputs, h, w]. With `memory`
         (streaming), T consecutive frames whose temporal attention reads and extends that
-        memory; `outputs` limits the depth to the first frames of one clip (see DPTHead)."""
-        return finish_depth(self.head(tokens, frames, h // PATCH, w // PATCH, memory, outputs), h, w)
+        memory; `outputs` limits the depth to the first frames of one clip (see DPTHead).
+        Without memory, the temporal attention may run `pixels_per_call` pixels' frame
+        sequences at a time (None: all at once)."""
+        head = self.head(tokens, frames, h // PATCH, w // PATCH, memory, outputs, pixels_per_call)
+        return finish_depth(head, h, w)
 
 
 def finish_depth(depth: torch.Tensor, h: int, w: int) -> torch.Tensor:
