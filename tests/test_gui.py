@@ -229,11 +229,16 @@ def test_open_depth_folder_shows_depth_written_elsewhere(qtbot, window, video, w
     assert len(window.depth) == 5 and window.depth_view.isVisible() and window.depth_map.shape == (72, 128)
     assert window.statusBar().currentMessage() == f"mice.mp4: depth for 5 frames from {elsewhere}"
 
+    stopped = tmp_path / "results" / "stopped"  # unfinished: shown, but not offered for a resume it would not get
+    done = run_video_depth_anything(video, stopped, checkpoint_root=weights_dir, should_cancel=lambda: True, **FAST)["frames"]
+    assert window.open_depth_folder(stopped) and len(window.depth) == done
+    assert window.statusBar().currentMessage() == f"mice.mp4: depth run cancelled at {done} of 12 frames from {stopped}"
+
     empty = tmp_path / "empty"
     empty.mkdir()
     assert not window.open_depth_folder(empty)
     assert window.last_message.text().startswith(f"{empty} holds no depth")
-    assert len(window.depth) == 5  # what was shown stays
+    assert len(window.depth) == done  # what was shown stays
 
     other = tmp_path / "videos" / "rats.mp4"  # another file: a byte longer
     other.write_bytes(video.read_bytes() + b"\0")

@@ -186,7 +186,7 @@ def check_option(name: str, value) -> None:
     ok = _has_type(value, kind)
     if ok and opt.choices:
         ok = value in [choice for choice, _ in opt.choices]
-    if ok and opt.minimum is not None and not opt.off:
+    if ok and opt.minimum is not None:
         ok = value >= opt.minimum
     if ok and opt.maximum is not None:
         ok = value <= opt.maximum

@@ -106,8 +106,9 @@ class ColourBar(QWidget):
         painter.drawText(QRect(bar.right() + 4, bar.bottom() - 15, 60, 16), Qt.AlignLeft | Qt.AlignBottom, far)
 
 
-def describe_run(record: dict | None, depth: RecordIndex | None) -> str:
-    """A run's state in words: "depth for 70 frames", "cancelled at 37 of 70 frames"."""
+def describe_run(record: dict | None, depth: RecordIndex | None, resumable: bool = True) -> str:
+    """A run's state in words: "depth for 70 frames", "cancelled at 37 of 70 frames"; an
+    unfinished run in the video's output folder (`resumable`) adds how to resume it."""
     if record is None:
         return f"depth for {len(depth)} frames" if depth else ""
     done, expected = record.get("frames_done", 0), record.get("frames_expected")
@@ -115,7 +116,8 @@ def describe_run(record: dict | None, depth: RecordIndex | None) -> str:
     if record.get("status") == "complete":
         return f"depth for {done} frames"
     state = {"running": "stopped", "cancelled": "cancelled", "failed": "failed"}.get(record.get("status"), "stopped")
-    return f"depth run {state} at {done}{of} frames (View → Video Depth Anything… resumes it)"
+    hint = " (View → Video Depth Anything… resumes it)" if resumable else ""
+    return f"depth run {state} at {done}{of} frames{hint}"
 
 
 class MainWindow(QMainWindow):
@@ -285,7 +287,7 @@ class MainWindow(QMainWindow):
             ndjson, self.run_record = shown_outputs(folder)
             if ndjson is not None:
                 self.depth = RecordIndex(ndjson)
-            self.run_state = describe_run(self.run_record, self.depth)
+            self.run_state = describe_run(self.run_record, self.depth, resumable=self.depth_folder is None)
             table = folder / REGIONS_CSV  # the run's own, like its depth: partial while unfinished
             if ndjson is not None and ndjson.name.endswith(".partial"):
                 table = partial(table)

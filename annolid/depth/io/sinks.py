@@ -594,7 +594,8 @@ def rays_of(info: RunInfo) -> tuple[np.ndarray, np.ndarray]:
 class PointCloudSink(FolderSink):
     """`point_clouds/point_NNNN.csv` (or `.ply`): each frame back-projected through a pinhole
     camera with the given focal lengths and the principal point at the image centre
-    (`camera.py`): x = (u - W/2) z / fx, y = (v - H/2) z / fy, one point per pixel (unless thinned, see below).
+    (`camera.py`): x = (u - W/2) z / fx, y = (v - H/2) z / fy, one point per pixel unless
+    thinned (below).
 
     Metric models: z is the depth in metres. Relative models: z = 1 / disparity, a depth
     known only up to an unknown scale, and only approximately, since the disparity also has
