@@ -2,6 +2,7 @@
 import base64
 import io
 import json
+import threading
 from pathlib import Path
 
 import cv2
@@ -18,6 +19,7 @@ from annolid.depth.io.records import (
     encode_png,
     encode_record,
     iter_records,
+    quantize,
     record_line,
     scan_range,
 )
@@ -167,3 +169,16 @@ def test_record_index_reads_one_frame_at_a_time(tmp_path):
     assert index.frames == [0, 3, 6, 9] and len(index) == 4 and index.kind == "metric_depth"
     assert (index.nearest(5), index.nearest(0), index.nearest(100), index.nearest(-1)) == (3, 0, 9, None)
     assert np.abs(index.depth(6) - depths[2]).max() <= quantisation_step(depths[2])
+
+
+def test_a_frame_is_quantised_once_for_all_its_outputs():
+    depth = np.linspace(1, 2, 12, dtype=np.float32).reshape(3, 4)
+    first = quantize(depth)
+    assert quantize(depth) is first  # the same frame: the record, the video and the frames share it
+    again = quantize(depth.copy())  # another frame with the same values: computed again
+    assert again is not first and np.array_equal(again.levels, first.levels)
+    elsewhere = []
+    worker = threading.Thread(target=lambda: elsewhere.append(quantize(depth)))
+    worker.start()
+    worker.join()
+    assert elsewhere[0] is not first  # each thread remembers its own frame

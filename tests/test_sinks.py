@@ -3,6 +3,7 @@ import json
 import re
 import subprocess
 import sys
+import zipfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from test_records import read_seed_snippet
 
 from annolid.depth.errors import OutputError
 from annolid.depth.io import sinks
+from annolid.depth.io.npz import DATA_OFFSET, finish_npz, first_header_size, npy_header
 from annolid.depth.io.pipeline import OrderedWriter
 from annolid.depth.io.records import iter_records
 from annolid.depth.io.sinks import (
@@ -403,6 +405,9 @@ def test_npz_and_exr_hold_the_float_depth(tmp_path):
         assert (archive["depths"].dtype, archive["frame_indices"].dtype) == (np.float32, np.int64)
         np.testing.assert_array_equal(archive["depths"], np.stack(depth_frames(3)))
         np.testing.assert_array_equal(archive["frame_indices"], [0, 2, 4])
+    with zipfile.ZipFile(results["npz"]) as archive:  # every member's CRC-32 checked
+        assert archive.testzip() is None
+        assert [m.compress_type for m in archive.infolist()] == [zipfile.ZIP_STORED] * 2
     import OpenEXR
 
     folder = Path(results["exr"])
@@ -412,6 +417,25 @@ def test_npz_and_exr_hold_the_float_depth(tmp_path):
         pixels = image.channels()["Z"].pixels
     assert pixels.dtype == np.float32
     np.testing.assert_array_equal(pixels, depth_frames(3)[2])
+
+
+@pytest.mark.parametrize("frames", [0, 1, 7])
+def test_npz_written_in_place_reads_back_with_numpy_and_zipfile(tmp_path, frames):
+    """The archive layout alone, with the zip64 fields a multi-GiB array needs."""
+    rng = np.random.default_rng(frames)
+    depths = rng.random((frames, 5, 3), np.float32)
+    path = tmp_path / "d.npz"
+    with open(path, "w+b") as file:
+        file.write(bytes(DATA_OFFSET) + depths.tobytes())
+        finish_npz(file, ("depths.npy", "<f4", depths.shape), depths.nbytes,
+                   ("frame_indices.npy", "<i8", (frames,), np.arange(frames, dtype=np.int64).tobytes()))
+    with np.load(path) as archive:
+        np.testing.assert_array_equal(archive["depths"], depths)
+        np.testing.assert_array_equal(archive["frame_indices"], np.arange(frames))
+    with zipfile.ZipFile(path) as archive:
+        assert archive.testzip() is None
+        assert archive.getinfo("depths.npy").header_offset == 0
+    assert len(npy_header("<f4", (10**9, 4320, 7680), DATA_OFFSET - first_header_size("depths.npy"))) == 196
 
 
 def test_missing_openexr_is_a_clear_error_at_open(tmp_path):

@@ -16,7 +16,6 @@ import errno
 import functools
 import itertools
 import logging
-import queue
 import signal
 import threading
 import time
@@ -171,7 +170,9 @@ class Run:
             },
         }
 
-    def execute(self, plan, callbacks: Callbacks, cancel_requested: Callable[[], bool]) -> None:
+    def begin(self, plan) -> list:
+        """Open the sinks where the plan says (at its resume point, or afresh: also when the
+        partial outputs cannot resume) and record what this run is and will write."""
         source, folder, record = self.source, self.folder, plan.record
         self.warnings += plan.notes
         if plan.resume_at:
@@ -199,6 +200,11 @@ class Run:
         record["replaces"] = sorted((set(output_names(self.info)) | set((record["previous"] or {}).get("outputs", {}).values()))
                                     - set(record["outputs"].values()))
         folder.write(record)
+        return opened
+
+    def execute(self, plan, callbacks: Callbacks, cancel_requested: Callable[[], bool]) -> None:
+        source, folder, record = self.source, self.folder, plan.record
+        opened = self.begin(plan)
         started, status, error = time.perf_counter(), "failed", None
         done, last_index = plan.resume_at, plan.last_index
         writer = OrderedWriter(opened, workers=spare_cores(self.device))
@@ -226,7 +232,7 @@ class Run:
                                self.settings.metric, str(self.device), self.precision, self.backend)
             engine = (StreamingEngine if self.settings.streaming else OfflineEngine)(
                 model, self.settings.input_size, self.device, self.precision)
-            decoded = prefetched(source.frames(skip=plan.resume_at))
+            decoded = source.frames(skip=plan.resume_at)  # read ahead by the engine
             frames = engine.run(decoded, plan.state)
             for item in frames:
                 hand_out(*item)
@@ -433,45 +439,3 @@ def load_model(
     if backend != "torch":
         return load_backend(model, backend, Path(checkpoint), precision)
     return model if precision == "fp32" else model.hold_weights_in(DTYPES[precision])
-
-
-def prefetched(items, ahead: int = 8):
-    """Iterate `items` from a background thread, up to `ahead` items early.
-
-    Decoding (PyAV and OpenCV release the GIL) then overlaps inference. Errors from the
-    producer surface here; closing the generator stops the producer.
-    """
-    buffer: queue.Queue = queue.Queue(ahead)
-    stop = threading.Event()
-    end = object()
-
-    def produce():
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        buffer.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            buffer.put(end)
-        except BaseException as exc:  # handed to the consumer, which raises it
-            buffer.put(exc)
-
-    thread = threading.Thread(target=produce, name="decode", daemon=True)
-    thread.start()
-    try:
-        while (item := buffer.get()) is not end:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():
-            try:
-                buffer.get(timeout=0.1)
-            except queue.Empty:
-                pass
-        thread.join()

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator
+from itertools import islice
 
 import numpy as np
 import torch
 
 from ..model import VideoDepthAnything
 from .device import FiniteDepth
-from .transform import FrameTransform, to_frame_size
+from .transform import batch, read_ahead, to_frame_size
 
 WINDOW = 32
 OVERLAP = 10
@@ -101,44 +102,47 @@ class OfflineEngine:
 
     def run(self, frames: Iterable[tuple[int, np.ndarray]], state: dict | None = None) -> Iterator:
         """Depth for `frames`; with `state` (a `snapshot`), `frames` are those after it."""
+        inputs = read_ahead(frames, self.input_size)
+        try:
+            yield from self._run(inputs, state)
+        finally:
+            inputs.close()
+
+    def _run(self, inputs: Iterator, state: dict | None) -> Iterator:
         model, device = self.model, self.device
-        frames = iter(frames)
         aligner = Aligner(model.metric)
         pending: deque[tuple[int, np.ndarray]] = deque()  # received, not yet yielded
-        if state is None:
-            first = next(frames, None)
-            if first is None:
-                return
-            pending.append(first)
-            start, frame_shape, keyframe_features = 0, first[1].shape[:2], None
-            new_slots = [first[1]]  # RGB of the slots the next window encodes
-        else:  # the frames after the snapshot: first those the next window blends into
-            pending.extend(item for _, item in zip(range(BLEND), frames))
-            if not pending:
-                return
-            start, frame_shape = state["start"], tuple(state["frame_shape"])
+        new_slots: list[np.ndarray] = []  # network inputs of the slots the next window encodes
+        start, keyframe_features = 0, None
+        if state is not None:  # the frames after the snapshot: first those the next window blends into
+            start = state["start"]
             aligner.reference = [d.numpy() for d in state["reference"]]
             aligner.to_blend = [d.numpy() for d in state["to_blend"]]
             keyframe_features = [f.to(device) for f in state["keyframe_features"]]
-            new_slots = []
+        for frame_index, rgb, x in islice(inputs, 1 if state is None else BLEND):
+            pending.append((frame_index, rgb))
+            if state is None:
+                new_slots.append(x)
+            last_input = x  # the reference pads the video with copies of its last frame
+        if not pending:
+            return
         self.yielded = state["frames"] if state else 0
-        transform = FrameTransform(*frame_shape, self.input_size)
-        net_h, net_w = transform.net_shape
+        frame_shape = tuple(state["frame_shape"]) if state else pending[0][1].shape[:2]
+        net_h, net_w = last_input.shape[1:]
         network = FiniteDepth(model, device, self.precision)
-        last_rgb = pending[-1][1]  # the reference pads the video with copies of its last frame
         received = self.yielded + len(pending)
         exhausted = state is not None and len(pending) < BLEND
 
         while True:
             needed = WINDOW if keyframe_features is None else STEP
             while len(new_slots) < needed and not exhausted:
-                item = next(frames, None)
+                item = next(inputs, None)
                 if item is None:
                     exhausted = True
                 else:
-                    pending.append(item)
-                    new_slots.append(item[1])
-                    last_rgb = item[1]
+                    frame_index, rgb, last_input = item
+                    pending.append((frame_index, rgb))
+                    new_slots.append(last_input)
                     received += 1
             if start >= received:
                 return
@@ -149,7 +153,7 @@ class OfflineEngine:
             # give depth that is used (the copies still lend temporal context).
             used = WINDOW if has_next else WINDOW - needed + real
 
-            images = transform.batch(new_slots or [last_rgb], device)
+            images = batch(new_slots or [last_input], device)
 
             def run_window(images=images, needed=needed, real=real, used=used, keyframes=keyframe_features):
                 features = model.encode(images)
@@ -160,7 +164,7 @@ class OfflineEngine:
 
             depth, features = network(run_window, f"the window from processed frame {start}")
             with torch.no_grad():
-                depth = to_frame_size(depth, transform.frame_shape).cpu().numpy()
+                depth = to_frame_size(depth, frame_shape).cpu().numpy()
             keyframe_features = [f[KEYFRAMES] for f in features]
             new_slots = []
 

@@ -23,7 +23,7 @@ import torch
 
 from ..model import StreamMemory, VideoDepthAnything
 from .device import FiniteDepth
-from .transform import FrameTransform, to_frame_size
+from .transform import batch, read_ahead, to_frame_size
 
 RECENT = 29  # most recent frames in the attention window
 FAR = 41  # the second slot looks this many frames back
@@ -66,26 +66,31 @@ class StreamingEngine:
 
     def run(self, frames: Iterable[tuple[int, np.ndarray]], state: dict | None = None) -> Iterator:
         """Depth for `frames`; with `state` (a `snapshot`), `frames` are those after it."""
-        model, device = self.model, self.device
-        frames = iter(frames)
         k = 0
         if state is not None:
             k = self.yielded = self._group_end = state["frames"]
-            self.memory.restore(model, state["memory"], state["slots"], device)
-        first = next(frames, None)
+            self.memory.restore(self.model, state["memory"], state["slots"], self.device)
+        inputs = read_ahead(frames, self.input_size)
+        try:
+            yield from self._run(inputs, k)
+        finally:
+            inputs.close()
+
+    def _run(self, inputs: Iterator, k: int) -> Iterator:
+        model, device = self.model, self.device
+        first = next(inputs, None)
         if first is None:
             return
-        transform = FrameTransform(*first[1].shape[:2], self.input_size)
-        net_h, net_w = transform.net_shape
+        frame_shape, (net_h, net_w) = first[1].shape[:2], first[2].shape[1:]
         ahead = model.images_per_call(net_h, net_w, device, MAX_AHEAD)
         network = FiniteDepth(model, device, self.precision)
         group = [first]  # frame 0 sees only itself, a window of another length: alone
         if k:
-            group += islice(frames, ahead - 1)
+            group += islice(inputs, ahead - 1)
         while group:
             windows = [context_frames(k + i) + [k + i] if k + i else [0] for i in range(len(group))]
             self.memory.window = torch.tensor([[slot(f) for f in window] for window in windows], device=device)
-            images = transform.batch([rgb for _, rgb in group], device)
+            images = batch([x for _, _, x in group], device)
 
             def run_group(images=images, frames=len(group)):  # a rerun overwrites the group's own keys and values
                 return model.decode(model.encode(images), frames, net_h, net_w, self.memory), None
@@ -93,13 +98,13 @@ class StreamingEngine:
             low, high = group[0][0], group[-1][0]
             depth, _ = network(run_group, f"frames {low}-{high}" if high != low else f"frame {low}")
             with torch.no_grad():
-                depth = to_frame_size(depth, transform.frame_shape).cpu().numpy()
+                depth = to_frame_size(depth, frame_shape).cpu().numpy()
             k += len(group)
             self._group_end = k
-            for (frame_index, rgb), d in zip(group, depth):
+            for (frame_index, rgb, _), d in zip(group, depth):
                 self.yielded += 1
                 yield frame_index, rgb, d
-            group = list(islice(frames, ahead))
+            group = list(islice(inputs, ahead))
 
 
 def streaming_depth(

@@ -5,15 +5,20 @@ network input one patch larger or smaller changes every depth value.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..background import Relay
 from ..model import PATCH
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+SCALE, SHIFT = 1 / (255 * STD), -MEAN / STD  # uint8 levels -> normalised, in one multiply-add
+READ_AHEAD = 8  # frames decoded and resized ahead of the network
 WIDE_RATIO = 1.78  # wider videos get a smaller input size, as in the reference
 
 
@@ -48,17 +53,36 @@ class FrameTransform:
             raise ValueError(f"input_size {input_size} is too small for a {width}x{height} video; use at least {PATCH}")
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        """[h, w, 3] uint8 -> [3, H, W] float32 (the resize works on the float image, unclipped)."""
+        """[h, w, 3] uint8 -> [3, H, W] float32. The bicubic resize works on the float image,
+        unclipped, as the reference's; scaling to [0, 1] and normalising are one linear map,
+        applied after the resize, on the smaller image (equal to the reference's order within
+        float rounding)."""
         if rgb.shape[:2] != self.frame_shape:
             raise ValueError(f"frame size changed mid-video: {rgb.shape[:2]} after {self.frame_shape}")
         h, w = self.net_shape
-        img = cv2.resize(rgb.astype(np.float32) / 255.0, (w, h), interpolation=cv2.INTER_CUBIC)
-        img = (img - MEAN) / STD
+        img = cv2.resize(rgb.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+        img *= SCALE
+        img += SHIFT
         return np.ascontiguousarray(img.transpose(2, 0, 1))
 
-    def batch(self, frames, device: torch.device) -> torch.Tensor:
-        """A list of RGB frames -> [N, 3, H, W] on `device`."""
-        return torch.from_numpy(np.stack([self(f) for f in frames])).to(device)
+
+def read_ahead(frames: Iterable[tuple[int, np.ndarray]], input_size: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(frame_index, rgb) -> (frame_index, rgb, network input), up to READ_AHEAD frames early
+    on a thread of their own: decoding and resizing (FFmpeg, OpenCV and numpy release the
+    GIL) run beside the network. Closing the iterator stops the thread."""
+
+    def prepare():
+        transform = None
+        for frame_index, rgb in frames:
+            transform = transform or FrameTransform(*rgb.shape[:2], input_size)
+            yield frame_index, rgb, transform(rgb)
+
+    return iter(Relay(READ_AHEAD, "read ahead", items=prepare()))
+
+
+def batch(inputs: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    """Network inputs of a few frames -> [N, 3, H, W] on `device`."""
+    return torch.from_numpy(np.stack(inputs)).to(device)
 
 
 def to_frame_size(depth: torch.Tensor, frame_shape: tuple[int, int]) -> torch.Tensor:

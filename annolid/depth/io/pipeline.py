@@ -4,9 +4,9 @@ The network leaves cores idle (all of them beside a GPU), and a frame's CPU work
 (quantise and encode the depth record, colourise, encode PNGs and video, format point
 clouds) would otherwise run on one thread and starve the GPU. `OrderedWriter` spreads that
 work over the spare cores: each frame is one pool task running every sink's `prepare`; a
-writer thread takes the tasks' results in submission order and hands them to `write`. At
-most `ahead` frames are queued, so memory stays flat however long the video, and the
-frames still queued at Ctrl-C take a fraction of a second to finish.
+writer thread (a `Relay`) takes the tasks' results in submission order and hands them to
+`write`. At most `ahead` frames are queued, so memory stays flat however long the video,
+and the frames still queued at Ctrl-C take a fraction of a second to finish.
 
 An error (a sink failing, a full disk) stops the writing at the frame that failed, so every
 frame before it stays written, and is raised in the caller at its next `write`, `drain` or
@@ -15,12 +15,12 @@ frame before it stays written, and is raised in the caller at its next `write`, 
 from __future__ import annotations
 
 import os
-import queue
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
+
+from ..background import Relay
 
 
 def usable_cores() -> int:
@@ -37,19 +37,15 @@ def spare_cores(device: torch.device) -> int:
 
 class OrderedWriter:
     """Feeds frames to `sinks`: inline when `workers` is 0, else `prepare` on `workers` pool
-    threads and `write` on a thread of its own, in the order the frames were given."""
+    threads and `write` on a `Relay`'s thread, in the order the frames were given."""
 
     def __init__(self, sinks, workers: int, ahead: int | None = None):
         self.sinks = sinks
-        self.error: BaseException | None = None
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="prepare") if workers else None
-        if self.pool is not None:
-            self.tasks: queue.Queue = queue.Queue(ahead or 2 * workers + 2)
-            self.thread = threading.Thread(target=self._write_in_order, name="write", daemon=True)
-            self.thread.start()
+        self.relay = Relay(ahead or 2 * workers + 2, "write", handle=self._write_prepared) if workers else None
 
     def _prepare(self, frame_index: int, rgb: np.ndarray, depth: np.ndarray) -> list | None:
-        if self.error is not None:  # dropped: nothing after an error is written
+        if self.relay is not None and self.relay.error is not None:  # dropped: nothing after an error is written
             return None
         return [sink.prepare(frame_index, rgb, depth) for sink in self.sinks]
 
@@ -58,41 +54,27 @@ class OrderedWriter:
         for sink, payload in zip(self.sinks, payloads):
             sink.write(frame_index, payload)
 
-    def _write_in_order(self) -> None:
-        while (task := self.tasks.get()) is not None:
-            try:
-                if self.error is None:
-                    frame_index, prepared = task
-                    self._write(frame_index, prepared.result())
-            except BaseException as exc:  # handed to the caller
-                self.error = exc
-            finally:
-                self.tasks.task_done()
-        self.tasks.task_done()
+    def _write_prepared(self, task) -> None:
+        frame_index, prepared = task
+        self._write(frame_index, prepared.result())
 
     def write(self, frame_index: int, rgb: np.ndarray, depth: np.ndarray) -> None:
         """Hand over one frame; blocks while `ahead` frames are queued."""
-        self._raise()
-        if self.pool is None:
+        if self.relay is None:
             self._write(frame_index, self._prepare(frame_index, rgb, depth))
         else:
-            self.tasks.put((frame_index, self.pool.submit(self._prepare, frame_index, rgb, depth)))
+            self.relay.raise_error()
+            self.relay.put((frame_index, self.pool.submit(self._prepare, frame_index, rgb, depth)))
 
     def drain(self) -> None:
         """Wait until every frame handed over so far is written."""
-        if self.pool is not None:
-            self.tasks.join()
-        self._raise()
+        if self.relay is not None:
+            self.relay.drain()
 
     def finish(self, raise_error: bool = True) -> None:
         """Write every queued frame and end the threads."""
-        if self.pool is not None and self.thread.is_alive():
-            self.tasks.put(None)
-            self.thread.join()
+        if self.relay is not None:
+            self.relay.close()
             self.pool.shutdown()
-        if raise_error:
-            self._raise()
-
-    def _raise(self) -> None:
-        if self.error is not None:
-            raise self.error
+            if raise_error:
+                self.relay.raise_error()

@@ -19,7 +19,6 @@ import logging
 import os
 import re
 import shutil
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from ..errors import OutputError
 from ..settings import DepthSettings
 from .annotations import VideoAnnotations
 from .camera import back_project, one_per_voxel, pinhole_rays, pixel_grid, usable
+from .npz import DATA_OFFSET, finish_npz
 from .records import (
     FRAME_INDEX,
     HEAD,
@@ -43,6 +43,7 @@ from .records import (
     encode_png,
     encode_record,
     iter_records,
+    once_per_frame,
     quantize,
     record_line,
 )
@@ -293,6 +294,7 @@ def colorize(depth: np.ndarray, lo: float, hi: float, metric: bool, grayscale: b
     return paint(cv2.convertScaleAbs(inside, alpha=alpha, beta=beta), grayscale)
 
 
+@once_per_frame
 def colorize_levels(quantised: Quantised, lo: float, hi: float, metric: bool, grayscale: bool) -> np.ndarray:
     """`colorize` of a record's 16-bit levels, without going through float depth: the two
     affine maps composed, the levels clipped to those of [lo, hi]."""
@@ -356,7 +358,7 @@ class RenderedSink(Sink):
         return self.render(frame_index, colorize_levels(quantised, *colour_range, self.info.metric, self.info.grayscale))
 
     def prepare(self, frame_index, rgb, depth):
-        quantised = Quantised(*quantize(depth))
+        quantised = quantize(depth)
         colour_range = self.range  # read once: the writer thread sets it
         return quantised if colour_range is None else self.draw(frame_index, quantised, colour_range)
 
@@ -769,9 +771,10 @@ class RegionPlotSink(Sink):
 class NpzSink(Sink):
     """`<stem>_depths.npz` with `depths` float32 [N, H, W] and `frame_indices` int64 [N].
 
-    Frames and their indices go to raw temporary files as they arrive (a resumed run cuts
-    them back to a whole number of frames); at the end the archive is assembled by streaming
-    them into zip64 members, so memory does not grow with the video.
+    Each frame's depth is written once, at its place in the unfinished archive (see
+    `io/npz.py`), and its index to a small side file; a resumed run cuts both back to a
+    whole number of frames. At the end the headers, the indices and the zip's directory
+    are added in place, so memory and time at the end do not grow with the video.
     """
 
     result_key = "npz"
@@ -781,17 +784,17 @@ class NpzSink(Sink):
 
     def open(self, info):
         super().open(info)
-        frame_bytes = info.height * info.width * 4
-        self.raw, self.raw_indices = (
-            self._reopen(partial(self.final.with_name(self.final.name + suffix)), self.count * size)
-            for suffix, size in ((".raw", frame_bytes), (".idx", 8))
-        )
+        self.frame_bytes = info.height * info.width * 4
+        self.archive = self._reopen(self.tmp, DATA_OFFSET + self.count * self.frame_bytes)
+        self.indices = self._reopen(partial(self.final.with_name(self.final.name + ".idx")), self.count * 8)
 
     def _reopen(self, path: Path, size: int):
         try:
             stream = open(path, "r+b" if self.info.resume else "w+b")  # noqa: SIM115 (closed in close())
         except OSError as exc:
             raise cannot_write(path, exc) from None
+        if not self.info.resume and path == self.tmp:
+            stream.write(bytes(DATA_OFFSET))  # the headers' place, filled at the end
         if stream.seek(0, os.SEEK_END) < size:
             stream.close()
             raise ValueError(f"{path} holds fewer frames than the resume point")
@@ -802,34 +805,30 @@ class NpzSink(Sink):
     def prepare(self, frame_index, rgb, depth):
         if depth.shape != (self.info.height, self.info.width):
             raise ValueError(f"depth of frame {frame_index} is {depth.shape}, not {(self.info.height, self.info.width)}")
-        return np.ascontiguousarray(depth, np.float32).tobytes()
+        return np.ascontiguousarray(depth, np.float32)
 
     def mark(self):
-        self.raw.flush()  # on disk for the resume point: a killed process loses its buffers
-        self.raw_indices.flush()
+        self.archive.flush()  # on disk for the resume point: a killed process loses its buffers
+        self.indices.flush()
 
     def write(self, frame_index, data):
-        self.raw.write(data)
-        self.raw_indices.write(np.int64(frame_index).tobytes())
+        self.archive.write(data)
+        self.indices.write(np.int64(frame_index).tobytes())
         super().write(frame_index, data)
 
     def close(self, completed):
-        self.raw.flush()
-        self.raw_indices.flush()
         try:
+            self.indices.flush()
             if completed and self.count:
-                with zipfile.ZipFile(self.tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
-                    for member_name, raw, descr, shape in (
-                        ("depths.npy", self.raw, "<f4", (self.count, self.info.height, self.info.width)),
-                        ("frame_indices.npy", self.raw_indices, "<i8", (self.count,)),
-                    ):
-                        with archive.open(member_name, "w", force_zip64=True) as member:
-                            np.lib.format.write_array_header_2_0(member, {"descr": descr, "fortran_order": False, "shape": shape})
-                            raw.seek(0)
-                            shutil.copyfileobj(raw, member, 1 << 22)
-        finally:  # the raw files go once the run is published: a run killed before resumes from them
-            self.raw.close()
-            self.raw_indices.close()
+                self.indices.seek(0)
+                finish_npz(self.archive, ("depths.npy", "<f4", (self.count, self.info.height, self.info.width)),
+                           self.count * self.frame_bytes,
+                           ("frame_indices.npy", "<i8", (self.count,), self.indices.read()))
+            else:
+                self.archive.flush()
+        finally:  # the index file goes once the run is published: a run killed before resumes from it
+            self.archive.close()
+            self.indices.close()
 
 
 class ExrSink(FolderSink):
