@@ -11,6 +11,7 @@ from parity_recipe import write_checkpoint  # noqa: E402
 from PySide6.QtCore import QPoint, Qt  # noqa: E402
 from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
+from annolid.depth import run_video_depth_anything  # noqa: E402
 from annolid.depth.io.records import iter_records  # noqa: E402
 from annolid.gui.main_window import MainWindow  # noqa: E402
 
@@ -82,6 +83,9 @@ def test_settings_dialog_saves_and_keeps_other_sections(qtbot, window, _isolated
     backend = dialog.widgets["backend"]
     assert [backend.itemText(i) for i in range(backend.count())] == ["torch", "auto", "onnxruntime", "openvino"]
     backend.setCurrentText("openvino")
+    stride, voxel = dialog.widgets["point_cloud_stride"], dialog.widgets["point_cloud_voxel"]
+    assert (stride.minimum(), stride.value(), voxel.minimum(), voxel.decimals()) == (1, 1, 0, 4)
+    voxel.setValue(0.005)
     assert_not_blank(dialog, tmp_path / "settings_dialog.png")
     dialog.widgets["device"].setText("gpu")  # not a device
     dialog.accept()
@@ -95,6 +99,7 @@ def test_settings_dialog_saves_and_keeps_other_sections(qtbot, window, _isolated
     assert (section["encoder"], section["target_fps"], section["save_depth_video"], section["custom_key"]) == ("vitb", 15, True, 3)
     assert section["input_size"] == 512
     assert section["precision"] == "bf16" and section["backend"] == "openvino"
+    assert section["point_cloud_voxel"] == 0.005
 
 
 def test_run_to_completion_then_browse_depth(qtbot, window, video, weights, _isolated_home):
@@ -212,3 +217,36 @@ def test_a_cancelled_run_shows_only_its_frames_and_offers_to_resume(qtbot, windo
     result = fresh.run_dialog.result
     assert result["status"] == "complete" and result["frames"] == 40
     assert "depth for 40 frames" in fresh.run_state
+
+
+def test_open_depth_folder_shows_depth_written_elsewhere(qtbot, window, video, weights_dir, tmp_path):
+    elsewhere = tmp_path / "results" / "mice_run"
+    run_video_depth_anything(video, elsewhere, checkpoint_root=weights_dir, **{**FAST, "max_frames": 5})
+    assert not window.depth_folder_action.isEnabled()  # nothing to show depth for yet
+    window.open_video(video)
+    assert window.depth is None  # not in the video's own output folder
+    assert window.open_depth_folder(elsewhere)
+    assert len(window.depth) == 5 and window.depth_view.isVisible() and window.depth_map.shape == (72, 128)
+    assert window.statusBar().currentMessage() == f"mice.mp4: depth for 5 frames from {elsewhere}"
+
+    stopped = tmp_path / "results" / "stopped"  # unfinished: shown, but not offered for a resume it would not get
+    done = run_video_depth_anything(video, stopped, checkpoint_root=weights_dir, should_cancel=lambda: True, **FAST)["frames"]
+    assert window.open_depth_folder(stopped) and len(window.depth) == done
+    assert window.statusBar().currentMessage() == f"mice.mp4: depth run cancelled at {done} of 12 frames from {stopped}"
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert not window.open_depth_folder(empty)
+    assert window.last_message.text().startswith(f"{empty} holds no depth")
+    assert len(window.depth) == done  # what was shown stays
+
+    other = tmp_path / "videos" / "rats.mp4"  # another file: a byte longer
+    other.write_bytes(video.read_bytes() + b"\0")
+    assert window.open_video(other) and window.depth is None
+    assert not window.open_depth_folder(elsewhere)
+    assert window.last_message.text() == f"{elsewhere} holds depth of another video ({video}), not of {other}"
+    (elsewhere / "run.json").unlink()  # a folder without run.json: its records name the video
+    assert not window.open_depth_folder(elsewhere)
+    assert window.last_message.text() == f"{elsewhere} holds depth of another video (mice.mp4), not of rats.mp4"
+    window.open_video(video)
+    assert window.open_depth_folder(elsewhere) and len(window.depth) == 5

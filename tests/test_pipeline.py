@@ -142,6 +142,9 @@ def test_default_output_folders(video, weights_dir, _isolated_home):
         ({"streaming": "false"}, ValueError, "streaming must be true or false"),
         ({"device": "tpu"}, ValueError, "device"),
         ({"resume": "yes"}, ValueError, "resume must be true or false"),
+        ({"point_cloud_stride": 0}, ValueError, r"point_cloud_stride must be an integer >= 1 \(1: every pixel\), got 0"),
+        ({"point_cloud_stride": 2.0}, ValueError, "point_cloud_stride must be an integer"),
+        ({"point_cloud_voxel": -1}, ValueError, "point_cloud_voxel must be a size >= 0"),
         ({"backend": "onnxruntime", "precision": "bf16"}, ValueError, "fp32"),
     ],
 )

@@ -169,6 +169,20 @@ def test_resume_of_a_complete_run_is_instant(clip, weights_dir, uninterrupted, m
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
 
+def test_a_changed_point_cloud_stride_is_another_run(clip, weights_dir, uninterrupted, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(uninterrupted[True], out)
+    result = run_video_depth_anything(clip, out, checkpoint_root=weights_dir, streaming=True, resume=True,
+                                      point_cloud_stride=4, **SMALL, **OUTPUTS)
+    assert result["status"] == "complete" and any("(point_cloud_stride 1 -> 4); starting over" in w for w in result["warnings"])
+    assert json.loads((out / "run.json").read_text())["settings"]["point_cloud_stride"] == 4
+    with np.load(out / "mice_depths.npz") as saved:
+        depth = saved["depths"][25]
+    usable = depth > 1e-6 * depth.max()
+    _, rows = (out / "point_clouds" / "point_0025.csv").read_text().split("\n", 1)
+    assert rows.count("\n") == usable[::4, ::4].sum() > (depth.size // 16) // 2  # every point of the 4-pixel grid, no other
+
+
 def test_a_rerun_keeps_the_complete_result_until_it_completes(clip, weights_dir, tmp_path):
     out = tmp_path / "out"
     run_video_depth_anything(clip, out, checkpoint_root=weights_dir, save_npz=True, save_depth_frames=True, **SMALL)

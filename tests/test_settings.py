@@ -29,6 +29,8 @@ DEFAULTS = {
     "save_depth_frames": False,
     "save_point_clouds": False,
     "point_cloud_format": "csv",
+    "point_cloud_stride": 1,
+    "point_cloud_voxel": 0.0,
     "save_npz": False,
     "save_exr": False,
     "include_region_labels": False,
@@ -85,6 +87,11 @@ def test_defaults():
         ("focal_length_x", 0.0, "focal_length_x must be a number of pixels > 0, got 0.0"),
         ("focal_length_y", -1, "focal_length_y must be a number of pixels > 0, got -1"),
         ("point_cloud_format", "las", "point_cloud_format must be one of csv, ply, got 'las'"),
+        ("point_cloud_stride", 0, "point_cloud_stride must be an integer >= 1 (1: every pixel), got 0"),
+        ("point_cloud_stride", -2, "point_cloud_stride must be an integer >= 1 (1: every pixel), got -2"),
+        ("point_cloud_stride", 2.5, "point_cloud_stride must be an integer >= 1 (1: every pixel), got 2.5"),
+        ("point_cloud_voxel", -0.01, "point_cloud_voxel must be a size >= 0 in the point clouds' unit (0: off), got -0.01"),
+        ("point_cloud_voxel", "1cm", "point_cloud_voxel must be a size >= 0 in the point clouds' unit (0: off), got '1cm'"),
         ("device", "gpu", "device must be \"\" (automatic), cpu, cuda, cuda:N or mps, got 'gpu'"),
         ("precision", "fp8", "precision must be \"\" (automatic) or one of fp32, bf16, fp16, got 'fp8'"),
         ("device", "cuda:", "device must be \"\" (automatic), cpu, cuda, cuda:N or mps, got 'cuda:'"),
@@ -107,6 +114,8 @@ def test_validate_names_field_value_and_accepted_values(field, value, message):
         {"input_size": 64, "max_res": 10, "target_fps": -2, "max_frames": -5},
         {"device": "mps", "encoder": "vitl", "point_cloud_format": "ply", "max_frames": 1, "max_res": 14},
         {"device": "cpu", "encoder": "vitb"},
+        {"point_cloud_stride": 4, "point_cloud_voxel": 0.02},
+        {"point_cloud_stride": 1, "point_cloud_voxel": 1},  # a whole number of metres is a size too
     ],
 )
 def test_validate_accepts_values_in_range(changes):

@@ -290,6 +290,53 @@ def test_point_cloud_ply(tmp_path):
     assert vertices["region"].reshape(H, W)[5, 5] == 1 and vertices["region"].reshape(H, W)[20, 20] == 0
 
 
+def read_ply(path: Path) -> np.ndarray:
+    header, body = path.read_bytes().split(b"end_header\n")
+    assert f"element vertex {len(body) // 16}" in header.decode()
+    return np.frombuffer(body, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("intensity", "u1"),
+                                      ("red", "u1"), ("green", "u1"), ("blue", "u1")])
+
+
+@pytest.mark.parametrize("point_cloud_format", ["csv", "ply"])
+def test_point_cloud_stride_keeps_every_nth_pixel_in_x_and_y(tmp_path, point_cloud_format):
+    depth = depth_frames(1)[0] * 2.0
+    depth[0, :5] = 0.0  # no depth: pixels (0, 0) and (4, 0) of the grid are left out
+    results = run_sinks(tmp_path / "out", depths=[depth], metric=True, save_point_clouds=True, point_cloud_stride=4,
+                        point_cloud_format=point_cloud_format)
+    path = Path(results["point_cloud_csv"]) / f"point_0000.{point_cloud_format}"
+    if point_cloud_format == "csv":
+        _, table = read_csv(path)
+        x, y, z, red = table[:, 0], table[:, 1], table[:, 2], table[:, 4]
+    else:
+        vertices = read_ply(path)
+        x, y, z, red = vertices["x"], vertices["y"], vertices["z"], vertices["red"]
+    v, u = np.mgrid[0:H:4, 0:W:4]  # rows 0, 4, ..., 28 and columns 0, 4, ..., 40
+    keep = depth[v, u] > 0
+    assert len(z) == keep.sum() == 8 * 11 - 2
+    np.testing.assert_allclose(z, depth[v, u][keep], atol=0.5e-5)
+    np.testing.assert_allclose(x, ((u - W / 2) * depth[v, u] / 470.4)[keep], atol=1e-5)
+    np.testing.assert_allclose(y, ((v - H / 2) * depth[v, u] / 470.4)[keep], atol=1e-5)
+    np.testing.assert_array_equal(red, rgb_frame(0)[v, u, 0][keep])
+
+
+def test_point_cloud_voxel_keeps_the_first_point_of_each_cube(tmp_path):
+    depth = depth_frames(1)[0] * 2.0
+    size = 0.2
+    every = read_ply(Path(run_sinks(tmp_path / "all", depths=[depth], metric=True, save_point_clouds=True,
+                                    point_cloud_format="ply")["point_cloud_csv"]) / "point_0000.ply")
+    thinned = read_ply(Path(run_sinks(tmp_path / "thin", depths=[depth], metric=True, save_point_clouds=True,
+                                      point_cloud_format="ply", point_cloud_voxel=size)["point_cloud_csv"]) / "point_0000.ply")
+    cells = [tuple(c) for c in np.floor(np.stack([every["x"], every["y"], every["z"]], axis=1) / size).astype(int)]
+    first: dict[tuple, int] = {}
+    for i, cell in enumerate(cells):  # the full cloud is in image order
+        first.setdefault(cell, i)
+    assert len(every) == H * W and 20 < len(first) < H * W // 4
+    np.testing.assert_array_equal(thinned, every[sorted(first.values())])
+    csv_rows = len(read_csv(Path(run_sinks(tmp_path / "csv", depths=[depth], metric=True, save_point_clouds=True,
+                                           point_cloud_voxel=size)["point_cloud_csv"]) / "point_0000.csv")[1])
+    assert csv_rows == len(first)
+
+
 def test_csv_rows_match_python_formatting():
     values = np.array([0.0, -0.5, 1234.56789, -0.000004, 9.999996, 10.0, 7.25])
     codes = np.array([0, 1, 2, 0, 2, 1, 1])

@@ -74,6 +74,8 @@ def run_video_depth_anything(
     *,
     max_frames: int | None = None,
     point_cloud_format: str = "csv",
+    point_cloud_stride: int = 1,
+    point_cloud_voxel: float = 0.0,
     device: str | None = None,
     precision: str | None = None,
     save_region_stats: bool = False,
@@ -107,7 +109,8 @@ def run_video_depth_anything(
         max_frames=max_len if max_frames is None else max_frames, streaming=streaming, fp32=fp32,
         precision=precision or "", grayscale=grayscale, save_depth_video=save_depth_video,
         save_depth_frames=save_depth_frames, save_point_clouds=save_point_clouds,
-        point_cloud_format=point_cloud_format, save_npz=save_npz, save_exr=save_exr,
+        point_cloud_format=point_cloud_format, point_cloud_stride=point_cloud_stride,
+        point_cloud_voxel=point_cloud_voxel, save_npz=save_npz, save_exr=save_exr,
         include_region_labels=include_region_labels, save_region_stats=save_region_stats, focal_length_x=focal_length_x, focal_length_y=focal_length_y,
         checkpoint_root=str(checkpoint_root or ""), device=device or "", backend=backend,
     ).normalized()

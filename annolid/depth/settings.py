@@ -41,9 +41,12 @@ class Option:
     help: str  # CLI help and GUI tooltip
     group: str
     choices: tuple = ()  # (value, text) pairs; the value alone where text is empty
-    accepts: Callable[[object], bool] | None = None  # beyond the field's type
-    accepted: str = ""  # what `accepts` takes, for error messages
+    accepts: Callable[[object], bool] | None = None  # beyond the field's type and bounds
+    accepted: str = ""  # what the option takes, in words, for error messages
     off: str = ""  # what any value <= 0 means (numbers only; Annolid's scripts pass 0 or -1)
+    minimum: float | None = None  # numbers: the bounds taken, and the GUI field's
+    maximum: float | None = None
+    decimals: int = 1  # floats: the GUI field's
 
 
 def option(default, label: str, help: str, group: str, **details):
@@ -61,14 +64,14 @@ class DepthSettings:
     input_size: int = option(518, "Input size",
                              f"network input size for the short side, rounded to the {PATCH}-pixel patch grid "
                              "as the reference does (518 is the trained size)", "model",
-                             accepts=lambda v: 1 <= v <= MAX_INPUT_SIZE,
+                             minimum=1, maximum=MAX_INPUT_SIZE,
                              accepted=f"an integer from 1 to {MAX_INPUT_SIZE} (518 is the trained size)")
     max_res: int = option(1280, "Max resolution",
                           "downscale frames so the longer side is at most this many pixels", "sampling",
                           off="no limit")
     target_fps: float = option(-1, "Target FPS",
                                "process this many frames per second of video (every round(fps / target) "
-                               "-th frame)", "sampling", off="every frame")
+                               "-th frame)", "sampling", off="every frame", decimals=2)
     max_frames: int = option(-1, "Max frames", "stop after this many processed frames", "sampling",
                              off="all frames")
     streaming: bool = option(True, "Streaming mode (recommended)",
@@ -86,6 +89,15 @@ class DepthSettings:
                                      "write point_clouds/point_NNNN.csv (or .ply)", "outputs")
     point_cloud_format: str = option("csv", "Point cloud format", "point cloud file format", "outputs",
                                      choices=tuple((f, "") for f in POINT_CLOUD_FORMATS))
+    point_cloud_stride: int = option(1, "Point cloud stride",
+                                     "thin the point clouds to every Nth pixel in x and y: 2 keeps a quarter of "
+                                     "the points (and of the file size), 4 a sixteenth; 1: every pixel", "outputs",
+                                     minimum=1, accepted="an integer >= 1 (1: every pixel)")
+    point_cloud_voxel: float = option(0.0, "Point cloud voxel size",
+                                      "thin the point clouds to one point per cube of this edge (the cube's first "
+                                      "pixel in image order), in the clouds' own unit: metres for metric models, "
+                                      "the unit of z = 1 / disparity for relative ones; 0: no voxel grid", "outputs",
+                                      minimum=0, decimals=4, accepted="a size >= 0 in the point clouds' unit (0: off)")
     save_npz: bool = option(False, "Save NPZ", "write <stem>_depths.npz", "outputs")
     save_exr: bool = option(False, "Save EXR", "write <stem>_depths_exr/ (needs the OpenEXR package)", "outputs")
     include_region_labels: bool = option(False, "Region labels in point clouds",
@@ -175,6 +187,10 @@ def check_option(name: str, value) -> None:
     ok = _has_type(value, kind)
     if ok and opt.choices:
         ok = value in [choice for choice, _ in opt.choices]
+    if ok and opt.minimum is not None:
+        ok = value >= opt.minimum
+    if ok and opt.maximum is not None:
+        ok = value <= opt.maximum
     if ok and opt.accepts is not None:
         ok = opt.accepts(value)
     if not ok:

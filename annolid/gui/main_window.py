@@ -24,7 +24,7 @@ from annolid.depth.batch import VIDEO_EXTENSIONS
 from annolid.depth.errors import DepthError
 from annolid.depth.io.records import RecordIndex
 from annolid.depth.io.regions import units
-from annolid.depth.io.run_folder import shown_outputs, unfinished_run
+from annolid.depth.io.run_folder import depth_of, shown_outputs, unfinished_run
 from annolid.depth.io.sinks import REGIONS_CSV, partial
 from annolid.depth.io.source import FrameReader
 from annolid.depth.settings import DepthSettings, default_output_dir, load_settings
@@ -106,8 +106,9 @@ class ColourBar(QWidget):
         painter.drawText(QRect(bar.right() + 4, bar.bottom() - 15, 60, 16), Qt.AlignLeft | Qt.AlignBottom, far)
 
 
-def describe_run(record: dict | None, depth: RecordIndex | None) -> str:
-    """A run's state in words: "depth for 70 frames", "cancelled at 37 of 70 frames"."""
+def describe_run(record: dict | None, depth: RecordIndex | None, resumable: bool = True) -> str:
+    """A run's state in words: "depth for 70 frames", "cancelled at 37 of 70 frames"; an
+    unfinished run in the video's output folder (`resumable`) adds how to resume it."""
     if record is None:
         return f"depth for {len(depth)} frames" if depth else ""
     done, expected = record.get("frames_done", 0), record.get("frames_expected")
@@ -115,7 +116,8 @@ def describe_run(record: dict | None, depth: RecordIndex | None) -> str:
     if record.get("status") == "complete":
         return f"depth for {done} frames"
     state = {"running": "stopped", "cancelled": "cancelled", "failed": "failed"}.get(record.get("status"), "stopped")
-    return f"depth run {state} at {done}{of} frames (View → Video Depth Anything… resumes it)"
+    hint = " (View → Video Depth Anything… resumes it)" if resumable else ""
+    return f"depth run {state} at {done}{of} frames{hint}"
 
 
 class MainWindow(QMainWindow):
@@ -133,6 +135,7 @@ class MainWindow(QMainWindow):
         self.batch_dialog: BatchDialog | None = None
         self.run_record: dict | None = None
         self.run_state = ""
+        self.depth_folder: Path | None = None  # chosen with Open Depth Folder; None: the video's output folder
 
         self.video_view, self.depth_view = ImageView(), ImageView()
         for view in (self.video_view, self.depth_view):
@@ -182,6 +185,8 @@ class MainWindow(QMainWindow):
         file_menu = self.menuBar().addMenu("&File")
         self.open_action = QAction("Open Video…", self, shortcut=QKeySequence.Open, triggered=self.choose_video)
         file_menu.addAction(self.open_action)
+        self.depth_folder_action = QAction("Open Depth Folder…", self, triggered=self.choose_depth_folder, enabled=False)
+        file_menu.addAction(self.depth_folder_action)
         self.folder_action = QAction("Process Folder…", self, triggered=self.choose_folder)
         file_menu.addAction(self.folder_action)
         file_menu.addAction(QAction("Quit", self, shortcut=QKeySequence.Quit, triggered=self.close))
@@ -220,6 +225,28 @@ class MainWindow(QMainWindow):
         if folder:
             self.process_folder(folder)
 
+    def choose_depth_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open Depth Folder", str(self.output_folder().parent))
+        if folder:
+            self.open_depth_folder(folder)
+
+    def open_depth_folder(self, folder: str | Path) -> bool:
+        """Shows the depth in `folder` (a run's output written elsewhere) for the open video,
+        after checking that it is depth of this video."""
+        if self.video is None:
+            self.message("Open a video first (File → Open Video…), then the folder with its depth.", "No video")
+            return False
+        try:
+            depth_of(Path(folder), self.video)
+        except (OSError, ValueError) as exc:
+            self.message(str(exc), "No depth for this video")
+            return False
+        self.depth_folder = Path(folder)
+        self.load_depth()
+        self.show_frame(self.slider.value())
+        self.statusBar().showMessage(f"{self.video.name}: {self.run_state} from {self.depth_folder}")
+        return True
+
     def process_folder(self, folder: str | Path) -> BatchDialog:
         """Depth for every video in `folder` with the current settings."""
         self.batch_dialog = BatchDialog(folder, self.settings(), self)
@@ -237,7 +264,8 @@ class MainWindow(QMainWindow):
         if self.reader is not None:
             self.reader.close()
         self.timer.stop()
-        self.reader, self.video = reader, Path(path)
+        self.reader, self.video, self.depth_folder = reader, Path(path), None
+        self.depth_folder_action.setEnabled(True)
         self.setWindowTitle(f"{self.video.name} - Annolid Depth")
         self.slider.blockSignals(True)
         self.slider.setRange(0, max(reader.frame_count - 1, 0))
@@ -250,15 +278,16 @@ class MainWindow(QMainWindow):
         return True
 
     def load_depth(self) -> None:
-        """Shows the depth of the run in this video's output folder, if it has one, and says
-        what that run is (complete, or stopped at N of M frames)."""
+        """Shows the depth of the run in this video's output folder (or the folder opened with
+        Open Depth Folder), if it has one, and says what that run is (complete, or stopped at
+        N of M frames)."""
         self.depth, self.run_record, self.run_state = None, None, ""
         if self.video is not None:
-            folder = self.output_folder()
+            folder = self.depth_folder or self.output_folder()
             ndjson, self.run_record = shown_outputs(folder)
             if ndjson is not None:
                 self.depth = RecordIndex(ndjson)
-            self.run_state = describe_run(self.run_record, self.depth)
+            self.run_state = describe_run(self.run_record, self.depth, resumable=self.depth_folder is None)
             table = folder / REGIONS_CSV  # the run's own, like its depth: partial while unfinished
             if ndjson is not None and ndjson.name.endswith(".partial"):
                 table = partial(table)
@@ -424,6 +453,7 @@ class MainWindow(QMainWindow):
         if "frames" in result:
             state = "cancelled after" if result.get("cancelled") else "done:"
             self.statusBar().showMessage(f"Depth {state} {result['frames']} frames → {result['output_dir']}")
+            self.depth_folder = None  # the run wrote into the video's output folder
             self.load_depth()
             self.show_frame(self.slider.value())
         if then is not None:

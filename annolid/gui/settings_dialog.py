@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from annolid.depth.settings import FIELDS, GROUPS, MAX_INPUT_SIZE, OPTIONS, DepthSettings, save_settings
+from annolid.depth.settings import FIELDS, GROUPS, OPTIONS, DepthSettings, save_settings
 from annolid.depth.weights import CHECKPOINTS, checkpoint_key, checkpoint_path
 
 FOLDERS = ("output_dir", "checkpoint_root")  # text fields with a Browse… button
@@ -82,10 +82,10 @@ class SettingsDialog(QDialog):
             return box
         if kind in (int, float):
             box = QSpinBox() if kind is int else QDoubleSpinBox()
-            low = -1 if option.off else (1 if name == "input_size" else 0)
-            box.setRange(low, MAX_INPUT_SIZE if name == "input_size" else NUMBER_LIMIT)
+            low = -1 if option.off else option.minimum or 0
+            box.setRange(low, NUMBER_LIMIT if option.maximum is None else option.maximum)
             if kind is float:
-                box.setDecimals(2 if name == "target_fps" else 1)
+                box.setDecimals(option.decimals)
             if option.off:
                 box.setSpecialValueText(f"{option.off} (-1)")  # the lowest value reads as what it means
             box.setValue(value if value > 0 or not option.off else -1)

@@ -5,6 +5,9 @@ x = (u - W/2) z / fx, y = (v - H/2) z / fy, with the principal point at the imag
 Metric models: z is the depth in metres. Relative models: z = 1 / disparity, a depth known
 only up to an unknown scale (and only approximately, since the disparity also has an unknown
 shift); it is never metres.
+
+Point clouds can be thinned twice over: to a grid of every Nth pixel, then to one point per
+occupied cube of space (a voxel).
 """
 from __future__ import annotations
 
@@ -36,3 +39,19 @@ def back_project(depth: np.ndarray, pixels: np.ndarray, rays: tuple[np.ndarray, 
     if not metric:
         z = 1.0 / z
     return values, (rays[0][pixels] * z, rays[1][pixels] * z, z)
+
+
+def pixel_grid(width: int, height: int, stride: int) -> np.ndarray:
+    """Flat indices of every `stride`-th pixel in x and y, row by row, from the top left."""
+    return (np.arange(0, height, stride)[:, None] * width + np.arange(0, width, stride)).ravel()
+
+
+def one_per_voxel(x: np.ndarray, y: np.ndarray, z: np.ndarray, size: float) -> np.ndarray:
+    """Positions (ascending) of the first point in each occupied cube of edge `size`, the
+    cubes aligned on the origin: the point keeps its own coordinates, colour and region."""
+    cells = np.floor(np.stack([x, y, z], axis=1) / size).astype(np.int64)
+    order = np.lexsort(cells.T[::-1])  # stable: a cube's points stay in image order
+    ordered = cells[order]
+    starts = np.ones(len(order), bool)
+    starts[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
+    return np.sort(order[starts])

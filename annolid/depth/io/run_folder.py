@@ -22,7 +22,7 @@ import torch
 
 from .. import __version__
 from ..errors import OutputError
-from .records import NDJSON
+from .records import NDJSON, iter_records
 from .sinks import partial, publish, remove
 
 log = logging.getLogger(__name__)
@@ -312,3 +312,27 @@ def shown_outputs(folder: Path) -> tuple[Path | None, dict | None]:
         if path.is_file() and path.stat().st_size:
             return path, record
     return None, record
+
+
+def depth_of(folder: Path, video: Path) -> tuple[Path, dict | None]:
+    """`shown_outputs` of a folder the user picked for `video`, once it is sure to hold depth
+    of that video: the same size and first megabyte as run.json records (so a moved or
+    copied video still matches), or, in a folder without run.json, the same file name in its
+    records. Otherwise ValueError saying what the folder holds."""
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder")
+    ndjson, record = shown_outputs(folder)
+    if ndjson is None:
+        raise ValueError(f"{folder} holds no depth (no depth.ndjson with records); choose the output folder of a depth run")
+    if record is not None:
+        known, this = record.get("video") or {}, video_fingerprint(video)
+        if (known.get("size"), known.get("head_sha256")) != (this["size"], this["head_sha256"]):
+            raise ValueError(f"{folder} holds depth of another video ({known.get('path')}), not of {video}")
+        return ndjson, record
+    try:
+        name = next(iter_records(ndjson)).get("video_name")
+    except (StopIteration, ValueError, AttributeError):
+        raise ValueError(f"{ndjson} is not a depth record file") from None
+    if name != video.name:
+        raise ValueError(f"{folder} holds depth of another video ({name}), not of {video.name}")
+    return ndjson, None

@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import OutputError
 from ..settings import DepthSettings
 from .annotations import VideoAnnotations
-from .camera import back_project, pinhole_rays, usable
+from .camera import back_project, one_per_voxel, pinhole_rays, pixel_grid, usable
 from .npz import DATA_OFFSET, finish_npz
 from .records import (
     FRAME_INDEX,
@@ -597,7 +597,8 @@ def rays_of(info: RunInfo) -> tuple[np.ndarray, np.ndarray]:
 class PointCloudSink(FolderSink):
     """`point_clouds/point_NNNN.csv` (or `.ply`): each frame back-projected through a pinhole
     camera with the given focal lengths and the principal point at the image centre
-    (`camera.py`): x = (u - W/2) z / fx, y = (v - H/2) z / fy, one point per pixel.
+    (`camera.py`): x = (u - W/2) z / fx, y = (v - H/2) z / fy, one point per pixel unless
+    thinned (below).
 
     Metric models: z is the depth in metres. Relative models: z = 1 / disparity, a depth
     known only up to an unknown scale, and only approximately, since the disparity also has
@@ -609,6 +610,9 @@ class PointCloudSink(FolderSink):
     or its annotation store, see `annotations.py`), "" elsewhere. PLY files are binary little
     endian with the same properties; `region` is an int32 there, named by
     `comment region <index> <label>` lines.
+
+    `point_cloud_stride` keeps every Nth pixel in x and y; `point_cloud_voxel` then keeps the
+    first point (in image order) of each occupied cube of that edge, in the cloud's unit.
     """
 
     result_key = "point_cloud_csv"  # also for .ply: the key users already look up
@@ -621,14 +625,18 @@ class PointCloudSink(FolderSink):
             raise ValueError(f"point_cloud_format must be 'csv' or 'ply', not {info.point_cloud_format!r}")
         super().open(info)
         self.rays = rays_of(info)
+        self.grid = pixel_grid(info.width, info.height, info.point_cloud_stride)
         if info.include_region_labels:
             self.annotations = info.annotations  # indexed now, before the model loads
 
     def prepare(self, frame_index, rgb, depth):
         """Each frame is a file of its own, written whole here under a temporary name."""
         info = self.info
-        keep = np.flatnonzero(usable(depth, info.metric))
+        keep = self.grid[usable(depth, info.metric)[self.grid]]
         _, (x, y, z) = back_project(depth, keep, self.rays, info.metric)
+        if info.point_cloud_voxel > 0:
+            first = one_per_voxel(x, y, z, info.point_cloud_voxel)
+            keep, x, y, z = keep[first], x[first], y[first], z[first]
         points = {
             "x": x,
             "y": y,
