@@ -220,6 +220,20 @@ def test_device_and_precision_choice():
         pick_precision(cpu, precision="fp16")
 
 
+@pytest.mark.parametrize("kind", ["offline", "stream"])
+@pytest.mark.parametrize("stop_after", [1, 25, 31, 40])
+def test_a_cancel_finishes_the_computed_frames_at_a_resume_point(vits, kind, stop_after):
+    """As the runner cancels: after any frame, the frames already computed (`ready`) lead to
+    a snapshot, also inside the last window."""
+    engine = {"offline": OfflineEngine, "stream": StreamingEngine}[kind](vits, input_size=14)
+    frames = engine.run(synthetic_frames(40))
+    done = len(list(itertools.islice(frames, stop_after)))
+    done += len(list(itertools.islice(frames, engine.ready())))
+    state = engine.snapshot()
+    assert state is not None and state["frames"] == done >= stop_after
+    assert engine.finished() == (kind == "offline" and done == 40)  # offline: 40 frames are windows at 0 and 22
+
+
 def test_frame_size_change_midway_is_an_error(vits):
     frames = [(0, np.zeros((20, 28, 3), np.uint8)), (1, np.zeros((28, 20, 3), np.uint8))]
     with pytest.raises(ValueError, match="frame size changed"):
@@ -238,9 +252,8 @@ def test_a_snapshot_resumes_to_the_same_depth(vits, kind, count, tmp_path):
         if (state := engine.snapshot()) is not None:
             torch.save(state, tmp_path / f"{state['frames']}.pt")
             points.append(state["frames"])
-    assert len(points) >= 2
-    if kind == "stream":
-        points = points[:-1]  # its last snapshot follows the last frame
+    assert len(points) >= 3 and points[-1] == count  # the last follows the last frame: a cancel there finishes
+    points = points[:-1]
     for done in {points[0], points[len(points) // 2], points[-1]}:
         state = torch.load(tmp_path / f"{done}.pt", weights_only=True)
         rest = list(engines[kind](vits, input_size=28).run(itertools.islice(synthetic_frames(count), done, None), state))

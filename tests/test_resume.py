@@ -135,6 +135,19 @@ def test_cancel_then_resume_recomputes_at_most_a_window(clip, weights_dir, unint
     assert_same_outputs(out, uninterrupted[streaming])
 
 
+def test_a_cancel_in_the_last_window_finishes_the_video(clip, weights_dir, uninterrupted, tmp_path):
+    """Offline, 30 frames: windows at 0 and 22. A cancel during the second (last) window's
+    frames finishes the frames it computed, which are the rest of the video: complete."""
+    out = tmp_path / "out"
+    asked = []
+    result = run_video_depth_anything(clip, out, checkpoint_root=weights_dir, streaming=False,
+                                      frame_callback=lambda p: asked.append(p["frame_index"]),
+                                      should_cancel=lambda: bool(asked) and asked[-1] >= 25, **SMALL, **OUTPUTS)
+    assert result["status"] == "complete" and result["frames"] == FRAMES and asked == list(range(FRAMES))
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+    assert_same_outputs(out, uninterrupted[False])
+
+
 class FailingSink(Sink):
     def name(self, info):
         return "failing.partial-test"

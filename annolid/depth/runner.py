@@ -239,7 +239,7 @@ class Run:
                 if cancel_requested():
                     for computed in itertools.islice(frames, engine.ready()):  # finish them: a resume point
                         hand_out(*computed)
-                    status = "cancelled"
+                    status = "complete" if engine.finished() else "cancelled"
                     break
                 if time.monotonic() - saved_at >= max(CHECKPOINT_MIN_S, CHECKPOINT_COST * save_cost):
                     save_resume_point()

@@ -79,12 +79,18 @@ class OfflineEngine:
         self.model, self.input_size, self.device, self.precision = model, input_size, device, precision
         self.yielded = 0
         self._resume_point: tuple[int, dict] | None = None
+        self._last_window = False
 
     def ready(self) -> int:
         """Frames computed but not yet handed out: the rest of the current window's."""
         if self._resume_point is None:
             return 0
         return max(0, self._resume_point[0] - self.yielded)
+
+    def finished(self) -> bool:
+        """Whether every frame of the video has been handed out (a cancel in the last window
+        finishes the video)."""
+        return self._last_window and self.ready() == 0
 
     def snapshot(self) -> dict | None:
         """How to go on after the frames yielded so far, or None between window ends: the
@@ -173,8 +179,9 @@ class OfflineEngine:
             aligned, offset = aligner.align(depth, first=start == 0, has_next=has_next)
             # Frames the next window will blend stay pending; with no next window, all are final.
             final_through = start + STEP + 1 if has_next else received - 1
-            if has_next:
-                self._resume_point = (final_through + 1, (start + STEP, frame_shape, aligner, keyframe_features))
+            # After the last window the resume point is the end: a cancel inside it finishes the video.
+            self._resume_point = (final_through + 1, (start + STEP, frame_shape, aligner, keyframe_features))
+            self._last_window = not has_next
             for position, d in enumerate(aligned, start=start + offset):
                 if position > final_through or not pending:
                     break

@@ -54,6 +54,11 @@ class StreamingEngine:
         """Frames computed but not yet handed out: the rest of the current group."""
         return self._group_end - self.yielded
 
+    def finished(self) -> bool:
+        """Whether every frame has been handed out: a stream learns of its end only by
+        reading on, which a cancel does not do."""
+        return False
+
     def snapshot(self) -> dict | None:
         """How to go on after the frames yielded so far: every temporal block's keys and values
         of the frames later frames attend to (frame 0 and the last 41, on the CPU), or None
