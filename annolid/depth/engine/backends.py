@@ -27,10 +27,10 @@ from ..settings import BACKENDS
 
 EXTRAS = {"onnxruntime": "onnx", "openvino": "openvino"}
 GRAPHS = ("encoder", "temporal", "step", "per_image")
-# The runtimes each precision runs on, in auto's order on a CPU, fastest first: at input 252,
-# 2 threads, vits ran offline at 2.0x torch's frames/s with OpenVINO and 1.2x with ONNX Runtime
-# (bench_speed.py), within the parity tolerance. OpenVINO in bf16 ran slower than torch in
-# bf16 there, so auto keeps torch for bf16.
+# The runtimes each precision runs on, in auto's order on a CPU, fastest first (bench_speed.py,
+# vits, 2 threads; README "Compiled CPU runtimes"): OpenVINO was the fastest in FP32 streaming
+# at 252 and 518, within the parity tolerance. In bf16 neither it nor torch was faster in
+# every case (the order changed between runs and sizes), so auto keeps torch for bf16.
 RUNTIME_PRECISIONS = {"onnxruntime": ("fp32",), "openvino": ("fp32", "bf16")}
 AUTO_ORDER = {"fp32": ("openvino", "onnxruntime"), "bf16": ()}
 
