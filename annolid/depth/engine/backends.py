@@ -27,12 +27,13 @@ from ..settings import BACKENDS
 
 EXTRAS = {"onnxruntime": "onnx", "openvino": "openvino"}
 GRAPHS = ("encoder", "temporal", "step", "per_image")
-# The runtimes each precision runs on, in auto's order on a CPU, fastest first (bench_speed.py,
-# vits, 2 threads; README "Compiled CPU runtimes"): OpenVINO was the fastest in FP32 streaming
-# at 252 and 518, within the parity tolerance. In bf16 neither it nor torch was faster in
-# every case (the order changed between runs and sizes), so auto keeps torch for bf16.
+# The runtimes each precision runs on, and auto's choice on a CPU, fastest first (bench_speed.py,
+# vits, 2 threads, idle machine, input 252; README "Compiled CPU runtimes"): in FP32 OpenVINO
+# ran at 1.03x torch's frames/s in windows and 1.01x in streaming, within the parity tolerance;
+# ONNX Runtime at 0.87x, so auto does not take it. In bf16 OpenVINO ran 1.29x torch in
+# windows but 0.90x in streaming, so auto keeps torch for bf16.
 RUNTIME_PRECISIONS = {"onnxruntime": ("fp32",), "openvino": ("fp32", "bf16")}
-AUTO_ORDER = {"fp32": ("openvino", "onnxruntime"), "bf16": ()}
+AUTO_ORDER = {"fp32": ("openvino",), "bf16": ()}
 
 log = logging.getLogger(__name__)
 
