@@ -6,10 +6,14 @@ backend (torch and the installed compiled runtimes, side by side): frames/s of
 time spent decoding (a decode-only pass), in the network (encoder and head calls, timed
 around them) and in the rest (frame transform, resizing to frame size, alignment, writing).
 With `--reference DIR` (a checkout of the reference implementation, which needs `einops`
-and `easydict`) it also times the reference on the same decoded frames, weights, thread
-count and precision, and prints our speed as a ratio of its.
+and `easydict`) it also times the reference in FP32 on the same decoded frames, weights and
+thread count, and prints our speed in each precision as a ratio of its. A reduced-precision
+run's error is given against the FP32 run of the same backend (max_rel: the largest
+difference over the FP32 depth range, per frame; rel_l2 over the whole depth).
 
-A compiled backend exports its graphs on first use (not timed: a warm-up run loads the model).
+Each case is timed on its second run in the process: the first, on the same frames, loads the
+model, exports a compiled backend's graphs and lets a runtime prepare each input shape once
+(OpenVINO's first call at a new shape takes a fraction of a second more).
 
 Usage: python bench/bench_speed.py [--sizes 252,518] [--frames 70] [--threads 2] [--backends torch,openvino]
                                    [--reference DIR]
@@ -17,12 +21,14 @@ Usage: python bench/bench_speed.py [--sizes 252,518] [--frames 70] [--threads 2]
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +40,7 @@ from reference import reference_fps  # noqa: E402
 from annolid.depth import runner  # noqa: E402
 from annolid.depth.engine.backends import RUNTIMES, CompiledModel, installed  # noqa: E402
 from annolid.depth.engine.device import cpu_runs_bf16, reuse_freed_memory  # noqa: E402
+from annolid.depth.io.records import decode_depth  # noqa: E402
 from annolid.depth.io.source import VideoSource  # noqa: E402
 from annolid.depth.model import VideoDepthAnything  # noqa: E402
 
@@ -67,6 +74,17 @@ def decode_seconds(frames: int) -> tuple[float, list]:
     return time.perf_counter() - start, decoded
 
 
+def depth_of(result: dict) -> np.ndarray:
+    with open(result["depth_ndjson"][0]) as stream:
+        return np.stack([decode_depth(json.loads(line)) for line in stream])
+
+
+def error(depth: np.ndarray, fp32: np.ndarray) -> str:
+    a, b = depth.astype(np.float64), fp32.astype(np.float64)
+    max_rel = (np.abs(a - b).max(axis=(1, 2)) / (b.max(axis=(1, 2)) - b.min(axis=(1, 2)))).max()
+    return f"max_rel {max_rel:.1e}, rel_l2 {np.linalg.norm(a - b) / np.linalg.norm(b):.1e}"
+
+
 def main() -> None:
     sys.stdout.reconfigure(line_buffering=True)
     parser = argparse.ArgumentParser()
@@ -86,27 +104,31 @@ def main() -> None:
         t_decode, decoded = decode_seconds(args.frames)
         cases = backend_cases(args.backends.split(","), ["fp32", "bf16"] if cpu_runs_bf16() else ["fp32"])
         print(f"vits, {args.threads} threads, {len(decoded)} frames of {CLIP.name} ({decoded[0].shape[1]}x{decoded[0].shape[0]}), end to end")
-        print(f"{'size':>5} {'mode':10} {'prec':5} {'backend':12} {'frames/s':>9} {'decode':>7} {'network':>8} {'rest':>6} {'reference':>10} {'ratio':>6}")
+        print(f"{'size':>5} {'mode':10} {'prec':5} {'backend':12} {'frames/s':>9} {'decode':>7} {'network':>8} {'rest':>6} "
+              f"{'ref fp32':>9} {'ratio':>6}  error against fp32")
         for size in map(int, args.sizes.split(",")):
             for streaming in (False, True):
-                reference = {}
+                reference = reference_fps(args.reference, decoded, size, streaming) if args.reference else None
+                fp32_depth = {}
                 for precision, backend in cases:
                     run = dict(checkpoint_root=checkpoint.parent, input_size=size, max_res=-1, max_frames=args.frames,
                                streaming=streaming, precision=precision, device="cpu", backend=backend)
-                    runner.run_video_depth_anything(CLIP, tmp / "warm", **{**run, "max_frames": 2})  # loads the model
+                    folder = tmp / f"out_{size}_{streaming}_{precision}_{backend}"
+                    runner.run_video_depth_anything(CLIP, folder, **run)  # loads the model, prepares each shape
                     timer.seconds = 0.0
-                    result = runner.run_video_depth_anything(CLIP, tmp / f"out_{size}_{streaming}", **run)
+                    result = runner.run_video_depth_anything(CLIP, folder, **run)
                     total = result["elapsed_s"]
                     fps = result["frames"] / total
                     shares = (t_decode / total, timer.seconds / total)
-                    ref = ratio = ""
-                    if args.reference:
-                        if precision not in reference:
-                            reference[precision] = reference_fps(args.reference, decoded, size, streaming, fp32=precision == "fp32")
-                        ref, ratio = f"{reference[precision]:.2f}", f"{fps / reference[precision]:.2f}x"
+                    ref = f"{reference:.2f}" if reference else ""
+                    ratio = f"{fps / reference:.2f}x" if reference else ""
+                    depth = depth_of(result)
+                    if precision == "fp32":
+                        fp32_depth[backend] = depth
+                    off = error(depth, fp32_depth[backend]) if precision != "fp32" and backend in fp32_depth else ""
                     mode = "streaming" if streaming else "offline"
                     print(f"{size:>5} {mode:10} {precision:5} {backend:12} {fps:>9.2f} {shares[0]:>7.0%} {shares[1]:>8.0%} "
-                          f"{1 - sum(shares):>6.0%} {ref:>10} {ratio:>6}")
+                          f"{1 - sum(shares):>6.0%} {ref:>9} {ratio:>6}  {off}")
 
 
 if __name__ == "__main__":

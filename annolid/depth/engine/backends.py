@@ -22,17 +22,18 @@ import torch
 
 from ..errors import DepthError
 from ..model import PATCH, VideoDepthAnything
-from ..model.vda import HEAD_MICRO_BATCH, StreamMemory, finish_depth
+from ..model.vda import HEAD_MICRO_BATCH, StreamMemory, finish_depth, write_slots
 from ..settings import BACKENDS
 
 EXTRAS = {"onnxruntime": "onnx", "openvino": "openvino"}
 GRAPHS = ("encoder", "temporal", "step", "per_image")
-# The runtimes each precision runs on, in auto's order on a CPU, fastest first: at input 252,
-# 2 threads, vits ran offline at 2.0x torch's frames/s with OpenVINO and 1.2x with ONNX Runtime
-# (bench_speed.py), within the parity tolerance. OpenVINO in bf16 ran slower than torch in
-# bf16 there, so auto keeps torch for bf16.
+# The runtimes each precision runs on, and auto's choice on a CPU, fastest first (bench_speed.py,
+# vits, 2 threads, idle machine, input 252; README "Compiled CPU runtimes"): in FP32 OpenVINO
+# ran at 1.03x torch's frames/s in windows and 1.01x in streaming, within the parity tolerance;
+# ONNX Runtime at 0.87x, so auto does not take it. In bf16 OpenVINO ran 1.29x torch in
+# windows but 0.90x in streaming, so auto keeps torch for bf16.
 RUNTIME_PRECISIONS = {"onnxruntime": ("fp32",), "openvino": ("fp32", "bf16")}
-AUTO_ORDER = {"fp32": ("openvino", "onnxruntime"), "bf16": ()}
+AUTO_ORDER = {"fp32": ("openvino",), "bf16": ()}
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class OnnxRuntimeGraphs:
             for name in GRAPHS
         }
 
-    def run(self, name: str, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(self, name: str, inputs: dict[str, np.ndarray], borrowed: bool = False) -> list[np.ndarray]:
         return self.sessions[name].run(None, inputs)
 
 
@@ -127,13 +128,17 @@ class OpenVinoGraphs:
             "INFERENCE_NUM_THREADS": torch.get_num_threads(),
             "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
             "PERFORMANCE_HINT": "LATENCY",
-            "CACHE_DIR": str(folder / "openvino"),
+            # one folder per precision: compiling the bf16 graphs in a process that compiled the
+            # fp32 ones into the same cache folder gave wrong depth or a crash (OpenVINO 2026.4)
+            "CACHE_DIR": str(folder / "openvino" / precision),
         }
         self.graphs = {name: core.compile_model(str(folder / f"{name}.onnx"), "CPU", config) for name in GRAPHS}
 
-    def run(self, name: str, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(self, name: str, inputs: dict[str, np.ndarray], borrowed: bool = False) -> list[np.ndarray]:
+        """The graph's outputs: copies, or with `borrowed` views of the runtime's own buffers,
+        valid until this graph runs again."""
         graph = self.graphs[name]
-        result = graph(inputs)  # copies the outputs out of the request's buffers
+        result = graph(inputs, share_outputs=borrowed)  # the inputs are read in place either way
         return [result[output] for output in graph.outputs]
 
 
@@ -197,9 +202,10 @@ class CompiledModel:
         for j, s in enumerate(current):
             graph_window[window == s] = memory.slots + j
         state = {f"{('keys', 'values')[i % 2]}_{i // 2}": store for i, store in memory.stores.items()}
-        path_3, *new = self.graphs.run("step", {"features_2": f2, "features_3": f3, "window": graph_window, **state})
+        # borrowed: the new keys and values are stored at once, path_3 is used before the next step
+        path_3, *new = self.graphs.run("step", {"features_2": f2, "features_3": f3, "window": graph_window, **state}, borrowed=True)
         for i, values in enumerate(new):
-            memory.stores[i][:, :, current] = values
+            write_slots(memory.stores[i], current, values)
         return path_3
 
 
