@@ -22,7 +22,6 @@ import torch
 
 from ..background import Relay
 
-
 WRITE_AHEAD = 16  # frames queued for the writers: two of the streaming engine's groups. Depth
 # leaves the network in bursts of up to 8 frames; with a queue shorter than a burst the network
 # waited for the pool, then the pool for the network (ndjson at 1280x720 on 2 cores: 89 -> 103
