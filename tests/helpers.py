@@ -6,6 +6,7 @@ import base64
 import csv
 import io
 import json
+import time
 from pathlib import Path
 
 import av
@@ -147,3 +148,12 @@ def read_seed_snippet(path: Path, line: int) -> np.ndarray:
     quant = np.array(image, dtype=np.float32)
     depth = (quant / 65535.0) * (scale["max"] - scale["min"]) + scale["min"]
     return depth
+
+
+def wait_for(condition, proc, what: str, limit_s: float = 120) -> None:
+    """Poll `condition` while the subprocess `proc` runs; fail if it ends or time runs out first."""
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        assert proc.poll() is None, f"the run ended before {what}: {proc.communicate()[1]}"
+        assert time.monotonic() < deadline, f"no {what} within {limit_s} s"
+        time.sleep(0.02)

@@ -6,13 +6,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import MEDIA_CLIP, copy_file
+from helpers import MEDIA_CLIP, copy_file, wait_for
 
 from annolid.depth import batch, cli, run_video_depth_anything, runner
 from annolid.depth.io.records import decode_depth, iter_records
@@ -272,9 +271,7 @@ def test_ctrl_c_stops_the_batch_and_resume_finishes_it(clips, weights_dir, tmp_p
                "--checkpoint-root", str(weights_dir), "--input-size", "56", "--max-res", "160"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     partial = folder / "a_long" / "depth.ndjson.partial"
-    deadline = time.monotonic() + 120
-    while not (partial.exists() and partial.stat().st_size > 0) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: partial.exists() and partial.stat().st_size > 0, proc, "a record")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
 

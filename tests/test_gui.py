@@ -59,6 +59,17 @@ def run_and_wait(qtbot, window):
     return dialog
 
 
+def run_and_cancel(qtbot, window):
+    """Start a run and press Cancel once its first frame is done."""
+    window.run_depth()
+    dialog = window.run_dialog
+    with qtbot.waitSignal(dialog.job.progress, timeout=60_000):
+        pass
+    with qtbot.waitSignal(dialog.finished, timeout=60_000):
+        qtbot.mouseClick(dialog.cancel_button, Qt.LeftButton)
+    return dialog
+
+
 def test_open_video_shows_frames_and_scrubs(qtbot, window, video, tmp_path):
     assert window.open_video(video)
     assert window.slider.maximum() == 69
@@ -135,12 +146,7 @@ def test_reopening_a_video_finds_earlier_results(qtbot, window, video, weights, 
 def test_cancel_keeps_a_valid_partial_result(qtbot, window, video, weights, _isolated_home):
     write_config(_isolated_home, **{**FAST, "max_frames": -1})
     window.open_video(video)
-    window.run_depth()
-    dialog = window.run_dialog
-    with qtbot.waitSignal(dialog.job.progress, timeout=60_000):
-        pass
-    with qtbot.waitSignal(dialog.finished, timeout=60_000):
-        qtbot.mouseClick(dialog.cancel_button, Qt.LeftButton)
+    dialog = run_and_cancel(qtbot, window)
     assert dialog.result["cancelled"]
     records = list(iter_records(video.parent / "mice" / "depth.ndjson.partial"))  # resumable, not published
     assert 1 <= len(records) < 70 and len(records) == dialog.result["frames"]
@@ -188,12 +194,7 @@ def test_a_cancelled_run_shows_only_its_frames_and_offers_to_resume(qtbot, windo
     write_config(_isolated_home, **{**FAST, "max_frames": 70, "streaming": False})  # a cancel within the last
     # window (frames 44-69) finishes the video: three windows leave room for a cancel that lands late
     window.open_video(video)
-    window.run_depth()
-    dialog = window.run_dialog
-    with qtbot.waitSignal(dialog.job.progress, timeout=60_000):
-        pass
-    with qtbot.waitSignal(dialog.finished, timeout=60_000):
-        qtbot.mouseClick(dialog.cancel_button, Qt.LeftButton)
+    dialog = run_and_cancel(qtbot, window)
     done = dialog.result["frames"]
     assert dialog.result["cancelled"] and 1 <= done < 70
 

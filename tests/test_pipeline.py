@@ -3,14 +3,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 import yaml
-from helpers import cut_clip, read_seed_snippet
+from helpers import cut_clip, read_seed_snippet, wait_for
 
 from annolid.depth import run_video_depth_anything, runner
 from annolid.depth.errors import OutputError, VideoError, WeightsError
@@ -201,9 +200,7 @@ def test_cli_interrupt_exits_130_and_keeps_records(video, weights_dir, tmp_path)
                              "--checkpoint-root", str(weights_dir), "--input-size", "56", "--max-res", "160"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     partial = out / "depth.ndjson.partial"
-    deadline = time.monotonic() + 120
-    while not (partial.exists() and partial.stat().st_size > 0) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: partial.exists() and partial.stat().st_size > 0, proc, "a record")
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr

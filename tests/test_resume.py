@@ -14,7 +14,7 @@ import av
 import cv2
 import numpy as np
 import pytest
-from helpers import MEDIA_CLIP
+from helpers import MEDIA_CLIP, wait_for
 
 from annolid.depth import run_video_depth_anything, runner
 from annolid.depth.errors import OutputError
@@ -80,14 +80,6 @@ def start_cli(clip, out, weights_dir, *extra):
     return subprocess.Popen([sys.executable, "-m", "annolid.depth", str(clip), "--output-dir", str(out),
                              "--checkpoint-root", str(weights_dir), *FLAGS, *extra],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(condition, proc, what: str, limit_s: float = 120):
-    deadline = time.monotonic() + limit_s
-    while not condition():
-        assert proc.poll() is None, f"the run ended before {what}: {proc.communicate()[1]}"
-        assert time.monotonic() < deadline, f"no {what} within {limit_s} s"
-        time.sleep(0.02)
 
 
 def lines(path: Path) -> int:

@@ -786,16 +786,19 @@ class NpzSink(Sink):
     def open(self, info):
         super().open(info)
         self.frame_bytes = info.height * info.width * 4
-        self.archive = self._reopen(self.tmp, DATA_OFFSET + self.count * self.frame_bytes)
+        self.archive = self._reopen(self.tmp, self.count * self.frame_bytes, head=DATA_OFFSET)  # headers: at the end
         self.indices = self._reopen(partial(self.final.with_name(self.final.name + ".idx")), self.count * 8)
 
-    def _reopen(self, path: Path, size: int):
+    def _reopen(self, path: Path, frames_size: int, head: int = 0):
+        """The file, holding `head` bytes kept for later and then `frames_size` bytes of
+        frames: created so, or (resuming) cut back to that."""
         try:
             stream = open(path, "r+b" if self.info.resume else "w+b")  # noqa: SIM115 (closed in close())
         except OSError as exc:
             raise cannot_write(path, exc) from None
-        if not self.info.resume and path == self.tmp:
-            stream.write(bytes(DATA_OFFSET))  # the headers' place, filled at the end
+        if not self.info.resume:
+            stream.write(bytes(head))
+        size = head + frames_size
         if stream.seek(0, os.SEEK_END) < size:
             stream.close()
             raise ValueError(f"{path} holds fewer frames than the resume point")
