@@ -239,3 +239,35 @@ def test_a_compiled_stream_resumes_from_its_snapshot(vits_export, tmp_path):
     assert [i for i, _, _ in rest] == [i for i, _ in frames[state["frames"]:]]
     for (_, _, d), expected in zip(rest, whole[state["frames"]:]):
         assert np.abs(d - expected).max() <= 1e-5 * float(expected.max() - expected.min())
+
+
+@pytest.mark.skipif(not (installed("openvino") and cpu_runs_bf16()), reason="needs OpenVINO and a CPU with bf16 arithmetic")
+def test_openvino_bf16_stream_state_is_bf16_and_resumes_across_precisions(vits_export, tmp_path):
+    """OpenVINO's bf16 step graph keeps the stream's keys and values in bf16 (half the memory,
+    no conversion of the whole state on each call); its snapshot resumes on the same backend
+    to the same depth, and a snapshot in one precision resumes in the other."""
+    from annolid.depth.engine import StreamingEngine
+
+    frames = list(synthetic_frames(30, 20, 28))
+
+    def interrupted(model, precision):
+        engine = StreamingEngine(model, input_size=28, precision=precision)
+        for _ in engine.run(frames):
+            if (state := engine.snapshot()) is not None and state["frames"] >= 8:
+                torch.save(state, tmp_path / "state.pt")
+                return torch.load(tmp_path / "state.pt", weights_only=True)
+
+    def resumed(model, precision, state):
+        return [d for _, _, d in StreamingEngine(model, input_size=28, precision=precision).run(frames[state["frames"]:], state)]
+
+    bf16 = load_backend(vits_export.model, "openvino", vits_export.checkpoint, "bf16", vits_export.folder)
+    whole = [d for _, _, d in StreamingEngine(bf16, input_size=28, precision="bf16").run(frames)]
+    state = interrupted(bf16, "bf16")
+    assert {held.dtype for held in state["memory"].values()} == {torch.bfloat16}  # numbered stores of a compiled backend
+    for d, expected in zip(resumed(bf16, "bf16", state), whole[state["frames"]:]):
+        assert np.array_equal(d, expected)
+    fp32 = load_backend(vits_export.model, "openvino", vits_export.checkpoint, "fp32", vits_export.folder)
+    exact = [d for _, _, d in StreamingEngine(fp32, input_size=28).run(frames)]
+    for later in (resumed(fp32, "fp32", state), resumed(bf16, "bf16", interrupted(fp32, "fp32"))):
+        max_rel, rel_l2 = errors(np.stack(later), np.stack(exact[len(frames) - len(later):]))
+        assert max_rel <= 4e-2 and rel_l2 <= 2e-2, (max_rel, rel_l2)

@@ -201,35 +201,34 @@ class StreamMemory:
         return stored_keys, stored_values
 
     def export(self, model, slots: list[int]) -> dict:
-        """What `slots` hold, by block name (by number for a compiled backend's stores, which
-        are numpy arrays), copied to the CPU as tensors: the state a resumed stream needs."""
+        """What `slots` hold, by block name (by number for a compiled backend's stores),
+        copied to the CPU: the state a resumed stream needs."""
         names = {module: name for name, module in model.named_modules()} if isinstance(model, nn.Module) else {}
 
         def pick(held):
-            held = torch.as_tensor(held)
             return held[:, :, torch.tensor(slots, device=held.device)].cpu()
 
         return {str(names.get(block, block)): tuple(map(pick, held)) if isinstance(held, tuple) else pick(held)
                 for block, held in self.stores.items()}
 
     def restore(self, model, saved: dict, slots: list[int], device: torch.device) -> None:
-        """Put back what `export` saved of `slots`: tensors on `device` for torch's blocks,
-        numpy arrays for a compiled backend's numbered stores."""
+        """Put back what `export` saved of `slots`, on `device`, keyed by torch's blocks or by a
+        compiled backend's store numbers."""
         blocks = dict(model.named_modules()) if isinstance(model, nn.Module) else {}
 
         def ring(part):
             full = part.new_zeros((part.shape[0], part.shape[1], self.slots, part.shape[3]))
             full[:, :, slots] = part
-            return full.to(device) if blocks else full.numpy()
+            return full.to(device)
 
         self.stores = {blocks[name] if blocks else int(name): tuple(map(ring, held)) if isinstance(held, tuple) else ring(held)
                        for name, held in saved.items()}
 
 
 def write_slots(store, slots, values) -> None:
-    """store[:, :, slots] = values, for torch tensors and numpy arrays alike, as one strided
-    copy per run of consecutive slots (a group of frames takes consecutive slots, wrapping
-    round the ring at most once): 2-3x faster than assigning through an index array."""
+    """store[:, :, slots] = values (`slots` a tensor or an array), as one strided copy per run
+    of consecutive slots (a group of frames takes consecutive slots, wrapping round the ring
+    at most once): 2-3x faster than assigning through an index array."""
     slots = slots.tolist()
     start = 0
     for end in range(1, len(slots) + 1):
