@@ -7,11 +7,19 @@ import torch
 from helpers import ENGINES, synthetic_frames
 from parity_recipe import errors, recipe_state_dict
 
-from annolid.depth.engine import OfflineEngine, StreamingEngine, offline_depth, pick_device, pick_precision, streaming_depth
+from annolid.depth.engine import (
+    OfflineEngine,
+    StreamingEngine,
+    device,
+    offline_depth,
+    pick_device,
+    pick_precision,
+    streaming_depth,
+)
 from annolid.depth.engine.device import cpu_runs_bf16, per_call
 from annolid.depth.engine.streaming import MAX_AHEAD, SLOTS, context_frames, slot
 from annolid.depth.engine.transform import READ_AHEAD, FrameTransform, effective_input_size, network_shape, to_frame_size
-from annolid.depth.model import VideoDepthAnything, image_tokens
+from annolid.depth.model import VideoDepthAnything
 
 
 @pytest.fixture(scope="module")
@@ -128,13 +136,35 @@ def test_offline_reads_about_one_window_ahead(vits):
     assert len(list(engine)) == 200 - 25
 
 
-def test_streaming_reads_at_most_one_encoder_batch_ahead(vits):
+def test_streaming_reads_at_most_one_group_ahead(vits):
     source = CountingSource(60)
-    ahead = min(MAX_AHEAD, per_call(torch.device("cpu"), image_tokens(14, 28)))  # 20 x 28 frames -> 14 x 28 input
-    assert ahead == 8  # small frames: the most the engine reads ahead
     for produced, _ in enumerate(streaming_depth(vits, source, input_size=14), start=1):
-        assert produced <= source.taken <= produced + ahead - 1 + READ_AHEAD + 1
+        assert produced <= source.taken <= produced + MAX_AHEAD - 1 + READ_AHEAD + 1
     assert source.taken == 60
+
+
+def test_streaming_groups_stay_whole_when_the_encoder_takes_fewer_images(vits, monkeypatch):
+    """Large inputs: the encoder takes its `per_call` images at a time, but the head still
+    runs the whole group, so the stored keys and values are read once per group, not per
+    frame; the depth is that of the default run, to rounding."""
+    frames = list(synthetic_frames(20))
+    default = np.stack([d for _, _, d in streaming_depth(vits, frames, input_size=14)])
+    monkeypatch.setattr(device, "CPU_TOKENS", 1)  # one image a call, as at input 518
+    encoder_calls, head_calls = [], []
+    monkeypatch.setattr(vits.pretrained, "forward", _recorder(vits.pretrained.forward, encoder_calls))
+    monkeypatch.setattr(vits.head, "forward", _recorder(vits.head.forward, head_calls))
+    small_calls = np.stack([d for _, _, d in streaming_depth(vits, frames, input_size=14)])
+    assert encoder_calls == [1] * 20 and head_calls == [1, 8, 8, 3]
+    max_rel, rel_l2 = errors(small_calls, default)  # matrix products of another size round differently
+    assert max_rel <= 1e-4 and rel_l2 <= 1e-5, (max_rel, rel_l2)
+
+
+def _recorder(forward, sizes):
+    def call(x, *args, **kwargs):
+        sizes.append(len(x) if isinstance(x, torch.Tensor) else len(x[0]))
+        return forward(x, *args, **kwargs)
+
+    return call
 
 
 def test_a_cpu_call_takes_about_cpu_tokens_and_a_gpu_call_all():
