@@ -13,7 +13,7 @@ from parity_recipe import errors, recipe_state_dict, write_checkpoint
 from annolid.depth.engine.backends import RUNTIMES as RUNTIME_CLASSES
 from annolid.depth.engine.backends import BackendError, CompiledModel, exported, installed, load_backend, pick_backend
 from annolid.depth.engine.device import cpu_runs_bf16
-from annolid.depth.export import SPEC, ExportError, export_onnx
+from annolid.depth.export import FORMAT, SPEC, ExportError, export_onnx
 from annolid.depth.export import main as export_main
 from annolid.depth.model import VideoDepthAnything
 from annolid.depth.model.vda import write_slots
@@ -51,7 +51,7 @@ def assert_same_depth(compiled, model, frames):
 
 def test_export_folder_describes_its_graphs(vits_export):
     spec = json.loads((vits_export.folder / SPEC).read_text())
-    assert spec["model"] == "video_depth_anything_vits" and spec["encoder"] == "vits" and spec["format"] == 1
+    assert spec["model"] == "video_depth_anything_vits" and spec["encoder"] == "vits" and spec["format"] == FORMAT
     assert spec["checkpoint"]["size"] == vits_export.checkpoint.stat().st_size
     assert len(spec["checkpoint"]["sha256"]) == 64
     assert list(spec["graphs"]) == ["encoder", "temporal", "step", "per_image"]
@@ -150,10 +150,10 @@ def test_a_stale_cache_is_exported_again(vits_export, tmp_path, monkeypatch):
     folder = cache / vits_export.folder.relative_to(vits_export.cache)
     shutil.copytree(vits_export.folder, folder, ignore=shutil.ignore_patterns("openvino"))
     spec = json.loads((folder / SPEC).read_text())
-    (folder / SPEC).write_text(json.dumps({**spec, "format": 0}))  # as an older version left it
+    (folder / SPEC).write_text(json.dumps({**spec, "format": FORMAT - 1}))  # as an older version left it
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     assert isinstance(load_backend(vits_export.model, RUNTIMES[0], vits_export.checkpoint, "fp32"), CompiledModel)
-    assert json.loads((folder / SPEC).read_text())["format"] == 1
+    assert json.loads((folder / SPEC).read_text())["format"] == FORMAT
 
 
 def test_runner_runs_on_a_compiled_backend(vits_export, video, tmp_path, monkeypatch):
@@ -170,7 +170,7 @@ def test_export_of_another_checkpoint_is_refused(vits_export, tmp_path):
     spec = json.loads((vits_export.folder / SPEC).read_text())
     cases = {
         "vitb": ({**spec, "encoder": "vitb", "model": "video_depth_anything_vitb"}, "exported from video_depth_anything_vitb"),
-        "old": ({**spec, "format": 0}, "format 0, this version reads 1"),
+        "old": ({**spec, "format": FORMAT - 1}, f"format {FORMAT - 1}, this version reads {FORMAT}"),
         "other": ({**spec, "checkpoint": {**spec["checkpoint"], "size": 1, "sha256": "0" * 64}}, "from another"),
     }
     for name, (changed, message) in cases.items():

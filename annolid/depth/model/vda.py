@@ -200,6 +200,16 @@ class StreamMemory:
         write_slots(stored_values, self.window[:, -1], values)
         return stored_keys, stored_values
 
+    def to_windows(self, scores: torch.Tensor) -> torch.Tensor:
+        """Per-slot values [P, heads, T, slots] -> each frame's window [P, heads, T, positions]."""
+        p, heads, t, _ = scores.shape
+        return scores.gather(3, self.window.expand(p, heads, t, self.window.shape[1]))
+
+    def to_slots(self, weights: torch.Tensor, slots: int) -> torch.Tensor:
+        """Per-position weights [P, heads, T, positions] -> summed per slot [P, heads, T, slots]."""
+        p, heads, t, n = weights.shape
+        return weights.new_zeros(p, heads, t, slots).scatter_add_(3, self.window.expand(p, heads, t, n), weights)
+
     def export(self, model, slots: list[int]) -> dict:
         """What `slots` hold, by block name (by number for a compiled backend's stores),
         copied to the CPU: the state a resumed stream needs."""
@@ -287,12 +297,11 @@ class TemporalAttention(nn.Module):
         keys, values = memory.store(self, split(self.to_k(x)), split(self.to_v(x)))  # [P, heads, slots, d]
         keys, values = held_parts(keys), held_parts(values)
         q = split(self.to_q(x + pe[-1]) * d**-0.5)
-        positions = memory.window.expand(p, heads, t, n)  # each frame's window, as slots
         scores = [torch.matmul(q, k.transpose(-1, -2)) for k in keys]
         frame_scores = scores[0] if len(scores) == 1 else torch.cat(scores, -1)  # [P, heads, T, slots]
         pos_keys = self.to_k(pe).view(n, heads, d).permute(1, 2, 0)  # [heads, d, n]
-        attn = (frame_scores.gather(3, positions) + torch.matmul(q, pos_keys)).softmax(-1)  # [P, heads, T, n]
-        per_slot = attn.new_zeros(frame_scores.shape).scatter_add_(3, positions, attn)  # softmax may run in fp32
+        attn = (memory.to_windows(frame_scores) + torch.matmul(q, pos_keys)).softmax(-1)  # [P, heads, T, n]
+        per_slot = memory.to_slots(attn, frame_scores.shape[-1])  # softmax may run in fp32
         pos_values = self.to_v(pe).view(n, heads, d).transpose(0, 1)  # [heads, n, d]
         out = torch.matmul(attn, pos_values)  # [P, heads, T, d]
         for weights, part in zip(per_slot.split([v.shape[2] for v in values], -1), values):
