@@ -30,12 +30,14 @@ from ..settings import BACKENDS
 EXTRAS = {"onnxruntime": "onnx", "openvino": "openvino"}
 GRAPHS = ("encoder", "temporal", "step", "per_image")
 # The runtimes each precision runs on, and auto's choice on a CPU, fastest first (bench_speed.py,
-# vits, 2 threads, idle machine, input 252; README "Compiled CPU runtimes"): in FP32 OpenVINO
-# ran at 1.03x torch's frames/s in windows and 1.01x in streaming, within the parity tolerance;
-# ONNX Runtime at 0.87x, so auto does not take it. In bf16 OpenVINO ran 1.29x torch in
-# windows but 0.90x in streaming, so auto keeps torch for bf16.
+# vits, 2 threads, idle machine; README "Compiled CPU runtimes"). FP32, within the parity
+# tolerance: OpenVINO ran at 0.96-1.09x torch's frames/s (input 252 and 518, both modes), ONNX
+# Runtime at 0.87x, so auto does not take it. bf16: OpenVINO ran at 1.07-1.29x torch in every
+# case once its streaming state stayed in bf16. A compiled backend cannot recompute a non-finite
+# group in FP32 (the run stops instead); bf16 has float32's exponent range and does not overflow
+# as fp16 does, so that is left to broken weights or input, which FP32 would refuse as well.
 RUNTIME_PRECISIONS = {"onnxruntime": ("fp32",), "openvino": ("fp32", "bf16")}
-AUTO_ORDER = {"fp32": ("openvino",), "bf16": ()}
+AUTO_ORDER = {"fp32": ("openvino",), "bf16": ("openvino",)}
 
 log = logging.getLogger(__name__)
 
