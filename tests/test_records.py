@@ -82,6 +82,15 @@ def test_round_trip_within_one_quantisation_step(low, high):
     assert np.abs(decoded - depth).max() <= quantisation_step(depth) + 1e-6 * abs(high)
 
 
+def test_levels_are_the_nearest_to_the_exact_value():
+    depth = np.random.default_rng(0).uniform(0.3, 80.0, (90, 160)).astype(np.float32)
+    levels, lo, hi = quantize(depth)
+    exact = (depth.astype(np.float64) - lo) / (hi - lo) * 65535
+    assert levels.dtype == np.uint16 and (lo, hi) == (float(depth.min()), float(depth.max()))
+    assert levels.flat[depth.argmin()] == 0 and levels.flat[depth.argmax()] == 65535
+    assert np.abs(levels - exact).max() <= 0.51  # float32 arithmetic near 65535 is good to ~0.004
+
+
 def test_the_documented_snippet_reads_every_line_of_a_written_file(tmp_path):
     depths = [gradient(1.0 + i, 3.0 + 2 * i) for i in range(3)]
     path = write_ndjson(tmp_path / "depth.ndjson", depths)
