@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -412,7 +413,8 @@ class Callbacks:
 def preview_overlay(depth: np.ndarray, metric: bool, grayscale: bool) -> dict:
     """Annolid's preview entries: the depth coloured over its 1st..99th percentile (RGB
     uint8, nearer brighter) and its statistics."""
-    finite = depth[np.isfinite(depth)]
+    all_finite = np.isfinite(depth.min() + depth.max())  # as every frame the engines hand out is
+    finite = depth.ravel() if all_finite else depth[np.isfinite(depth)]
     if finite.size:
         lo, hi = (float(v) for v in np.percentile(finite, (1, 99)))
         stats = {"min": float(finite.min()), "max": float(finite.max()), "mean": float(finite.mean())}
@@ -420,7 +422,7 @@ def preview_overlay(depth: np.ndarray, metric: bool, grayscale: bool) -> dict:
         lo, hi, stats = 0.0, 1.0, {"min": float("nan"), "max": float("nan"), "mean": float("nan")}
     if hi <= lo and finite.size:
         lo, hi = stats["min"], stats["max"]
-    overlay = np.ascontiguousarray(colorize(depth, lo, hi, metric, grayscale)[..., ::-1])
+    overlay = cv2.cvtColor(colorize(depth, lo, hi, metric, grayscale), cv2.COLOR_BGR2RGB)
     return {"overlay": overlay, "depth_stats": {**stats, "display_min": lo, "display_max": hi}}
 
 
