@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 import zipfile
+import zlib
 from fractions import Fraction
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from PIL import Image
 
 from annolid.depth.errors import OutputError
 from annolid.depth.io import sinks
-from annolid.depth.io.npz import DATA_OFFSET, finish_npz, first_header_size, npy_header
+from annolid.depth.io.npz import DATA_OFFSET, combine_crc32, finish_npz, first_header_size, npy_header
 from annolid.depth.io.pipeline import OrderedWriter
 from annolid.depth.io.records import iter_records
 from annolid.depth.io.sinks import (
@@ -380,7 +381,7 @@ def test_npz_written_in_place_reads_back_with_numpy_and_zipfile(tmp_path, frames
     path = tmp_path / "d.npz"
     with open(path, "w+b") as file:
         file.write(bytes(DATA_OFFSET) + depths.tobytes())
-        finish_npz(file, ("depths.npy", "<f4", depths.shape), depths.nbytes,
+        finish_npz(file, ("depths.npy", "<f4", depths.shape), depths.nbytes, zlib.crc32(depths.tobytes()),
                    ("frame_indices.npy", "<i8", (frames,), np.arange(frames, dtype=np.int64).tobytes()))
     with np.load(path) as archive:
         np.testing.assert_array_equal(archive["depths"], depths)
@@ -389,6 +390,13 @@ def test_npz_written_in_place_reads_back_with_numpy_and_zipfile(tmp_path, frames
         assert archive.testzip() is None
         assert archive.getinfo("depths.npy").header_offset == 0
     assert len(npy_header("<f4", (10**9, 4320, 7680), DATA_OFFSET - first_header_size("depths.npy"))) == 196
+
+
+@pytest.mark.parametrize("sizes", [(0, 0), (5, 0), (0, 7), (3, 1), (1000, 4099)])
+def test_crc32_of_two_parts_joined_without_reading_them_again(sizes):
+    """The fallback without ISA-L, against zlib over the joined bytes."""
+    first, second = (np.random.default_rng(n).bytes(n) for n in sizes)
+    assert combine_crc32(zlib.crc32(first), zlib.crc32(second), len(second)) == zlib.crc32(first + second)
 
 
 def test_missing_openexr_is_a_clear_error_at_open(tmp_path):

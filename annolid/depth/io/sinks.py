@@ -34,7 +34,7 @@ from ..errors import OutputError
 from ..settings import DepthSettings
 from .annotations import VideoAnnotations
 from .camera import back_project, one_per_voxel, pinhole_rays, pixel_grid, usable
-from .npz import DATA_OFFSET, finish_npz
+from .npz import DATA_OFFSET, crc32, data_crc, finish_npz
 from .pipeline import usable_cores
 from .records import (
     FRAME_INDEX,
@@ -779,9 +779,10 @@ class NpzSink(Sink):
     """`<stem>_depths.npz` with `depths` float32 [N, H, W] and `frame_indices` int64 [N].
 
     Each frame's depth is written once, at its place in the unfinished archive (see
-    `io/npz.py`), and its index to a small side file; a resumed run cuts both back to a
-    whole number of frames. At the end the headers, the indices and the zip's directory
-    are added in place, so memory and time at the end do not grow with the video.
+    `io/npz.py`), its CRC-32 carried on, and its index to a small side file; a resumed run
+    cuts both back to a whole number of frames and reads its frames once for their CRC. At
+    the end the headers, the indices and the zip's directory are added in place, so memory
+    and time at the end do not grow with the video.
     """
 
     result_key = "npz"
@@ -793,6 +794,7 @@ class NpzSink(Sink):
         super().open(info)
         self.frame_bytes = info.height * info.width * 4
         self.archive = self._reopen(self.tmp, self.count * self.frame_bytes, head=DATA_OFFSET)  # headers: at the end
+        self.crc = data_crc(self.archive, self.count * self.frame_bytes) if self.count else 0
         self.indices = self._reopen(partial(self.final.with_name(self.final.name + ".idx")), self.count * 8)
 
     def _reopen(self, path: Path, frames_size: int, head: int = 0):
@@ -823,6 +825,7 @@ class NpzSink(Sink):
 
     def write(self, frame_index, data):
         self.archive.write(data)
+        self.crc = crc32(data, self.crc)
         self.indices.write(np.int64(frame_index).tobytes())
         super().write(frame_index, data)
 
@@ -832,7 +835,7 @@ class NpzSink(Sink):
             if completed and self.count:
                 self.indices.seek(0)
                 finish_npz(self.archive, ("depths.npy", "<f4", (self.count, self.info.height, self.info.width)),
-                           self.count * self.frame_bytes,
+                           self.count * self.frame_bytes, self.crc,
                            ("frame_indices.npy", "<i8", (self.count,), self.indices.read()))
             else:
                 self.archive.flush()
