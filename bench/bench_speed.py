@@ -21,7 +21,6 @@ Usage: python bench/bench_speed.py [--sizes 252,518] [--frames 70] [--threads 2]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -40,7 +39,7 @@ from reference import reference_fps  # noqa: E402
 from annolid.depth import runner  # noqa: E402
 from annolid.depth.engine.backends import RUNTIMES, CompiledModel, installed  # noqa: E402
 from annolid.depth.engine.device import cpu_runs_bf16, reuse_freed_memory  # noqa: E402
-from annolid.depth.io.records import decode_depth  # noqa: E402
+from annolid.depth.io.records import decode_depth, iter_records  # noqa: E402
 from annolid.depth.io.source import VideoSource  # noqa: E402
 from annolid.depth.model import VideoDepthAnything  # noqa: E402
 
@@ -75,8 +74,7 @@ def decode_seconds(frames: int) -> tuple[float, list]:
 
 
 def depth_of(result: dict) -> np.ndarray:
-    with open(result["depth_ndjson"][0]) as stream:
-        return np.stack([decode_depth(json.loads(line)) for line in stream])
+    return np.stack([decode_depth(record) for record in iter_records(result["depth_ndjson"][0])])
 
 
 def error(depth: np.ndarray, fp32: np.ndarray) -> str:

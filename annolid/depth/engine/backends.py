@@ -24,7 +24,7 @@ import torch
 
 from ..errors import DepthError
 from ..model import PATCH, VideoDepthAnything
-from ..model.vda import HEAD_MICRO_BATCH, StreamMemory, finish_depth, write_slots
+from ..model.vda import StreamMemory, finish_depth, micro_batches, write_slots
 from ..settings import BACKENDS
 
 EXTRAS = {"onnxruntime": "onnx", "openvino": "openvino"}
@@ -226,8 +226,8 @@ class CompiledModel:
         else:
             path_3 = self.step(f2, f3, memory)
         outputs = len(path_3) if outputs is None else outputs
-        parts = [slice(c, min(c + HEAD_MICRO_BATCH, outputs)) for c in range(0, outputs, HEAD_MICRO_BATCH)]
-        depth = [self.graphs.run("per_image", {"features_0": f0[p], "features_1": f1[p], "path_3": path_3[p]})[0] for p in parts]
+        depth = [self.graphs.run("per_image", {"features_0": f0[p], "features_1": f1[p], "path_3": path_3[p]})[0]
+                 for p in micro_batches(outputs)]
         return finish_depth(torch.from_numpy(np.concatenate(depth)), h, w)
 
     def step(self, f2: np.ndarray, f3: np.ndarray, memory: StreamMemory) -> np.ndarray:

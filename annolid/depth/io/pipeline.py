@@ -68,7 +68,6 @@ class OrderedWriter:
         if self.relay is None:
             self._write(frame_index, self._prepare(frame_index, rgb, depth))
         else:
-            self.relay.raise_error()
             self.relay.put((frame_index, self.pool.submit(self._prepare, frame_index, rgb, depth)))
 
     def drain(self) -> None:

@@ -22,6 +22,11 @@ TEMPORAL_LEN = 32  # longest frame sequence the temporal position table covers
 HEAD_MICRO_BATCH = 4  # images per chunk in the full-resolution part of the head
 
 
+def micro_batches(images: int) -> list[slice]:
+    """The head's full-resolution part takes `images` images HEAD_MICRO_BATCH at a time."""
+    return [slice(c, min(c + HEAD_MICRO_BATCH, images)) for c in range(0, images, HEAD_MICRO_BATCH)]
+
+
 def in_chunks(fn, x: torch.Tensor, step: int | None):
     """fn over x in chunks of `step` along the first dimension (None: all in one), the results
     (a tensor or a list of tensors) concatenated; one chunk is one call, without a copy."""
@@ -475,8 +480,7 @@ class DPTHead(nn.Module):
         path_3 = self.temporal(tokens[2], tokens[3], frames, ph, pw, memory, pixels_per_call)
         # The rest is per image, up to full resolution: in chunks, for the images asked for.
         outputs = len(path_3) if outputs is None else outputs
-        parts = [slice(c, min(c + HEAD_MICRO_BATCH, outputs)) for c in range(0, outputs, HEAD_MICRO_BATCH)]
-        return torch.cat([self.per_image(tokens[0][p], tokens[1][p], path_3[p], ph, pw) for p in parts])
+        return torch.cat([self.per_image(tokens[0][p], tokens[1][p], path_3[p], ph, pw) for p in micro_batches(outputs)])
 
     def level(self, i: int, x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
         """Tokens [N, ph*pw, C] -> the feature map of level i."""
