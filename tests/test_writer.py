@@ -1,12 +1,15 @@
 """The ordered parallel writer: frame order kept, errors raised in the caller, quick stops."""
 import os
 import signal
+import sys
 import threading
 import time
 
 import numpy as np
 import pytest
 
+from annolid.depth.background import STEP_BACK
+from annolid.depth.engine.transform import read_ahead
 from annolid.depth.io.pipeline import OrderedWriter
 from annolid.depth.io.records import iter_records
 from annolid.depth.io.sinks import NdjsonSink, RunInfo, Sink
@@ -97,3 +100,35 @@ def test_ctrl_c_with_a_full_queue_ends_within_a_second():
     writer.finish(raise_error=False)  # the queued frames are written: a few at most
     assert time.monotonic() - interrupted < 1.0
     assert 0 < len(sink.written) < 30 and [i for i, _ in sink.written] == list(range(len(sink.written)))
+
+
+def thread_nice() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+class PrioritySink(Sink):
+    """Notes the priority of the threads that prepare and write its frames."""
+
+    def __init__(self):
+        self.seen = {}
+
+    def prepare(self, frame_index, rgb, depth):
+        self.seen["prepare"] = thread_nice()
+
+    def write(self, frame_index, payload):
+        self.seen["write"] = thread_nice()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priorities are Linux's")
+def test_helper_threads_step_back_behind_the_thread_that_runs_the_network():
+    sink, caller = PrioritySink(), thread_nice()
+    writer = OrderedWriter([sink], workers=2)
+    writer.write(0, *FRAME)
+    writer.finish()
+    read_ahead_nice = []
+    frames = ((i, FRAME[0]) for i in range(2) if not read_ahead_nice.append(thread_nice()))
+    assert len(list(read_ahead(frames, 14))) == 2
+    expected = min(19, caller + STEP_BACK)
+    assert sink.seen == {"prepare": expected, "write": expected}
+    assert read_ahead_nice == [expected] * 2
+    assert thread_nice() == caller

@@ -43,10 +43,14 @@ def network_shape(height: int, width: int, size: int) -> tuple[int, int]:
 
 
 class FrameTransform:
-    """Turns RGB uint8 frames of one video into normalised network inputs."""
+    """Turns RGB uint8 frames of one video into normalised network inputs, one thread at a
+    time: each frame is converted to float in one buffer kept for the video. A fresh float
+    frame each time cost more in page faults than in the conversion (new memory is zeroed
+    by the kernel; 11 MB at 1280x720): 2.2 -> 0.9 ms a frame in `bench_pipeline`."""
 
     def __init__(self, height: int, width: int, input_size: int):
         self.frame_shape = (height, width)
+        self._float = np.empty((height, width, 3), np.float32)
         self.input_size = effective_input_size(height, width, input_size)
         self.net_shape = network_shape(height, width, self.input_size)
         if min(self.net_shape) < PATCH:
@@ -60,7 +64,8 @@ class FrameTransform:
         if rgb.shape[:2] != self.frame_shape:
             raise ValueError(f"frame size changed mid-video: {rgb.shape[:2]} after {self.frame_shape}")
         h, w = self.net_shape
-        img = cv2.resize(rgb.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+        np.copyto(self._float, rgb)
+        img = cv2.resize(self._float, (w, h), interpolation=cv2.INTER_CUBIC)
         img *= SCALE
         img += SHIFT
         return np.ascontiguousarray(img.transpose(2, 0, 1))

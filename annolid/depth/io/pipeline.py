@@ -6,7 +6,9 @@ clouds) would otherwise run on one thread and starve the GPU. `OrderedWriter` sp
 work over the spare cores: each frame is one pool task running every sink's `prepare`; a
 writer thread (a `Relay`) takes the tasks' results in submission order and hands them to
 `write`. At most `ahead` frames are queued, so memory stays flat however long the video,
-and the frames still queued at Ctrl-C take a fraction of a second to finish.
+and the frames still queued at Ctrl-C take a fraction of a second to finish. The pool's
+threads, like the writer's, step back behind the caller's (`background.step_back`), which
+runs the network.
 
 An error (a sink failing, a full disk) stops the writing at the frame that failed, so every
 frame before it stays written, and is raised in the caller at its next `write`, `drain` or
@@ -20,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from ..background import Relay
+from ..background import Relay, step_back
 
 WRITE_AHEAD = 16  # frames queued for the writers: two of the streaming engine's groups. Depth
 # leaves the network in bursts of up to 8 frames; with a queue shorter than a burst the network
@@ -46,7 +48,7 @@ class OrderedWriter:
 
     def __init__(self, sinks, workers: int, ahead: int | None = None):
         self.sinks = sinks
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="prepare") if workers else None
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="prepare", initializer=step_back) if workers else None
         self.relay = Relay(ahead or WRITE_AHEAD, "write", handle=self._write_prepared) if workers else None
 
     def _prepare(self, frame_index: int, rgb: np.ndarray, depth: np.ndarray) -> list | None:
