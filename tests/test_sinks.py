@@ -23,6 +23,7 @@ from annolid.depth.io.records import iter_records
 from annolid.depth.io.sinks import (
     BYTES,
     SINKS,
+    DepthFramesSink,
     DepthVideoSink,
     NdjsonSink,
     PointCloudSink,
@@ -490,3 +491,24 @@ def test_depth_video_carries_a_colour_bar_with_its_unit(tmp_path):
         np.testing.assert_array_equal(column[0], nearest)  # nearest at the top, as the depth view
         assert column[0].sum() > column[-1].sum()  # brighter (nearer) above
     assert with_colour_bar(np.zeros((8, 8, 3), np.uint8), 0, 1, False, False).sum() == 0  # no room: unchanged
+
+
+def test_the_depth_video_shows_the_depth_frames_colours(tmp_path):
+    (out := tmp_path / "out").mkdir()
+    info = run_info(out)
+    info.height, info.width = 120, 160  # room for the colour bar and its labels at the right
+    y, x = np.mgrid[0:120, 0:160].astype(np.float32)
+    sinks = [DepthVideoSink(), DepthFramesSink()]
+    for sink in sinks:
+        sink.open(info)
+    for i in range(3):
+        for sink in sinks:
+            sink.put(i, np.zeros((120, 160, 3), np.uint8), 1 + np.sin(x / 20 + i) * np.cos(y / 15))
+    results = finish(sinks)
+    with av.open(results["depth_visualization"]) as container:
+        video = [frame.to_ndarray(format="rgb24").astype(int) for frame in container.decode(video=0)]
+    drawn = [np.array(Image.open(Path(results["depth_frames"]) / f"depth_{i:05d}.png")).astype(int) for i in range(3)]
+    left = slice(0, 100)  # the colour bar and its labels are on the video's right
+    for frame, image in zip(video, drawn):
+        error = np.abs(frame[:, left] - image[:, left])  # x264 at CRF 18, chroma at half size: ~3.7
+        assert error.mean() < 5 and np.abs(frame[:, left] - image[:, left, ::-1]).mean() > 20  # not BGR for RGB
