@@ -11,6 +11,7 @@ from parity_recipe import write_checkpoint
 
 from annolid.depth import run_video_depth_anything as depth_run
 from annolid.depth.io.records import decode_depth, iter_records
+from annolid.depth.runner import display_range
 
 ANNOLID_ORDER = [
     "input_video", "output_dir", "encoder", "input_size", "max_res", "max_len", "target_fps", "metric", "fp32",
@@ -144,3 +145,14 @@ def test_a_callback_that_raises_ends_the_run_and_keeps_the_records(video, checkp
     resumed = depth_run(str(video), str(tmp_path / "out"), input_size=56, max_res=160, max_len=10,
                         checkpoint_root=str(checkpoints), resume=True)
     assert "max_frames" in " ".join(resumed["warnings"])  # other settings: started over, and said why
+
+
+def test_the_preview_range_is_numpys_1st_and_99th_percentile_to_the_bit():
+    rng = np.random.default_rng(7)
+    maps = [rng.random(n, dtype=np.float32) for n in (1, 2, 3, 1000, 131_071, 131_072, 921_600)]
+    maps += [rng.integers(0, 30, 500_000).astype(np.float32),  # ties across the tails' bounds
+             np.full(400_000, 2.5, np.float32), (rng.standard_normal(700_000) ** 3).astype(np.float32)]
+    fooled = np.ones(1_000_000, np.float32)
+    fooled[:: len(fooled) // 8192] = 0  # the sample sees zeros only: too few for the lower tail
+    for values in [*maps, fooled]:
+        assert display_range(values) == tuple(float(v) for v in np.percentile(values, (1, 99)))
