@@ -63,7 +63,7 @@ def windows_as_the_reference(model, frames, input_size):
         if prev is not None:
             inp[:, :10] = prev[:, [0, 12, 24, 25, 26, 27, 28, 29, 30, 31]]
         with torch.no_grad():
-            d = to_frame_size(model(inp)[0], transform.frame_shape).numpy()
+            d = to_frame_size(model(inp)[0], transform.frame_shape)
         prev = inp
         if ref is None:
             out, ref = list(d), [d[0], d[12]]

@@ -171,8 +171,7 @@ class OfflineEngine:
                 return model.decode(features, WINDOW, net_h, net_w, outputs=used, pixels_per_call=pixels_per_call), features
 
             depth, features = network(run_window, f"the window from processed frame {start}")
-            with torch.no_grad():
-                depth = to_frame_size(depth, frame_shape).cpu().numpy()
+            depth = to_frame_size(depth, frame_shape)
             keyframe_features = [f[KEYFRAMES] for f in features]
             new_slots = []
 

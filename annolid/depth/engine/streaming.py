@@ -106,8 +106,7 @@ class StreamingEngine:
 
             low, high = group[0][0], group[-1][0]
             depth, _ = network(run_group, f"frames {low}-{high}" if high != low else f"frame {low}")
-            with torch.no_grad():
-                depth = to_frame_size(depth, frame_shape).cpu().numpy()
+            depth = to_frame_size(depth, frame_shape)
             k += len(group)
             self._group_end = k
             for (frame_index, rgb, _), d in zip(group, depth):

@@ -90,7 +90,9 @@ def batch(inputs: list[np.ndarray], device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.stack(inputs)).to(device)
 
 
-def to_frame_size(depth: torch.Tensor, frame_shape: tuple[int, int]) -> torch.Tensor:
-    """[N, H, W] network-size depth -> [N, h, w] float32 at the frame size (as the reference)."""
-    depth = F.interpolate(depth.float().unsqueeze(1), size=frame_shape, mode="bilinear", align_corners=True)
-    return depth.squeeze(1)
+def to_frame_size(depth: torch.Tensor, frame_shape: tuple[int, int]) -> np.ndarray:
+    """[N, H, W] network-size depth -> [N, h, w] float32 at the frame size (as the reference),
+    resized on the depth's device and handed out as a numpy array."""
+    with torch.no_grad():
+        depth = F.interpolate(depth.float().unsqueeze(1), size=frame_shape, mode="bilinear", align_corners=True)
+        return depth.squeeze(1).cpu().numpy()
