@@ -430,28 +430,27 @@ TAIL_SAMPLE = 8192  # values sampled to find where a map's 1 % tails begin
 
 
 def display_range(values: np.ndarray) -> tuple[float, float]:
-    """`np.percentile(values, (1, 99))` of finite 1-D values, the same floats, in a quarter of
-    the time on a 1280x720 map (0.83 against 3.4 ms, on the network's thread of every preview):
-    only the values below the 2nd and above the 98th percentile of a strided sample are
+    """`np.percentile(values, (1, 99))` of finite 1-D values, the same floats, faster on a
+    large map (1.0 against 3.6 ms at 1280x720, on the network's thread of every preview): only
+    the values below the 2nd and above the 98th percentile of a strided sample are
     partitioned, since they hold the order statistics needed whenever they are enough;
     otherwise, and for small maps, numpy does it all."""
     n = values.size
-    if n < 16 * TAIL_SAMPLE:
-        return tuple(float(v) for v in np.percentile(values, (1, 99)))
-    position = (n - 1) * (np.array([1.0, 99.0]) / 100)  # numpy's linear method, as it computes it
-    below = np.floor(position).astype(np.intp)
-    gamma = position - below
-    sample = np.sort(values[:: n // TAIL_SAMPLE])
-    low = values[values <= sample[len(sample) // 50]]  # the smallest values, ties included
-    high = values[values >= sample[-1 - len(sample) // 50]]  # the largest
-    rank_low, rank_high = below[0], below[1] - (n - high.size)  # ranks within each tail
-    if low.size < rank_low + 2 or rank_high < 0:
-        return tuple(float(v) for v in np.percentile(values, (1, 99)))
-    a, b = np.stack([np.partition(low, (rank_low, rank_low + 1))[rank_low : rank_low + 2],
-                     np.partition(high, (rank_high, rank_high + 1))[rank_high : rank_high + 2]], axis=1)
-    step = b - a
-    ends = np.where(gamma >= 0.5, b - step * (1 - gamma), a + step * gamma)
-    return float(ends[0]), float(ends[1])
+    if n >= 16 * TAIL_SAMPLE:
+        position = (n - 1) * (np.array([1.0, 99.0]) / 100)  # numpy's linear method, as it computes it
+        below = np.floor(position).astype(np.intp)
+        gamma = position - below
+        sample = np.sort(values[:: n // TAIL_SAMPLE])
+        low = values[values <= sample[len(sample) // 50]]  # the smallest values, ties included
+        high = values[values >= sample[-1 - len(sample) // 50]]  # the largest
+        rank_low, rank_high = below[0], below[1] - (n - high.size)  # ranks within each tail
+        if low.size >= rank_low + 2 and rank_high >= 0:
+            a, b = np.stack([np.partition(low, (rank_low, rank_low + 1))[rank_low : rank_low + 2],
+                             np.partition(high, (rank_high, rank_high + 1))[rank_high : rank_high + 2]], axis=1)
+            step = b - a
+            ends = np.where(gamma >= 0.5, b - step * (1 - gamma), a + step * gamma)
+            return float(ends[0]), float(ends[1])
+    return tuple(float(v) for v in np.percentile(values, (1, 99)))
 
 
 @functools.lru_cache(maxsize=1)
