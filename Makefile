@@ -10,7 +10,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.app: $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q -e '.[gui,exr,fast]'
+	$(BIN)/pip install -q -e '.[opencv,gui,exr,fast]'
 	touch $@
 
 $(VENV)/.test: $(BIN)/python pyproject.toml

@@ -24,8 +24,8 @@ from bench_regions import cpu_model  # noqa: E402 (the benches' one CPU-model he
 from parity_recipe import SHARED, write_checkpoint  # noqa: E402
 from test_pipeline import cut_clip  # noqa: E402
 
-from annolid.depth import run_video_depth_anything  # noqa: E402
-from annolid.depth.batch import run_many  # noqa: E402
+from annolid_depth import run_video_depth_anything  # noqa: E402
+from annolid_depth.batch import run_many  # noqa: E402
 
 CLIP = SHARED / "media" / "davis_rollercoaster.mp4"
 

@@ -43,7 +43,7 @@ def make_video(path: Path, frames: int, width: int = 192, height: int = 108) -> 
 
 CHILD = """
 import json, resource, sys
-from annolid.depth import run_video_depth_anything
+from annolid_depth import run_video_depth_anything
 video, out, ckpt, streaming, size = sys.argv[1:6]
 result = run_video_depth_anything(video, out, checkpoint_root=ckpt, streaming=streaming == "1",
                                   input_size=int(size), max_res=-1, save_npz=True)

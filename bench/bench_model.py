@@ -34,11 +34,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 from parity_recipe import PARITY, SHARED, write_checkpoint  # noqa: E402
 from reference import reference_fps  # noqa: E402
 
-from annolid.depth import runner  # noqa: E402
-from annolid.depth.engine import autocast, offline_depth, reuse_freed_memory, streaming_depth  # noqa: E402
-from annolid.depth.engine.backends import RUNTIMES, installed, pick_backend  # noqa: E402
-from annolid.depth.engine.device import DTYPES, cpu_runs_bf16  # noqa: E402
-from annolid.depth.io.source import VideoSource  # noqa: E402
+from annolid_depth import runner  # noqa: E402
+from annolid_depth.engine import autocast, offline_depth, reuse_freed_memory, streaming_depth  # noqa: E402
+from annolid_depth.engine.backends import RUNTIMES, installed, pick_backend  # noqa: E402
+from annolid_depth.engine.device import DTYPES, cpu_runs_bf16  # noqa: E402
+from annolid_depth.io.source import VideoSource  # noqa: E402
 
 CLIP = SHARED / "media" / "davis_rollercoaster.mp4"
 ENGINES = {"offline": offline_depth, "streaming": streaming_depth}

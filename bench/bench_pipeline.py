@@ -103,13 +103,13 @@ def child(case: str, clip: Path, weights: Path, out: Path, frames: int, streamin
     """One run in this (pinned) process; returns frames/s and the stage times."""
     import torch
 
-    from annolid.depth import runner
-    from annolid.depth.engine import offline as offline_engine
-    from annolid.depth.engine import streaming as streaming_engine
-    from annolid.depth.engine.transform import FrameTransform
-    from annolid.depth.io import records, sinks
-    from annolid.depth.io.source import VideoSource
-    from annolid.depth.model import VideoDepthAnything
+    from annolid_depth import runner
+    from annolid_depth.engine import offline as offline_engine
+    from annolid_depth.engine import streaming as streaming_engine
+    from annolid_depth.engine.transform import FrameTransform
+    from annolid_depth.io import records, sinks
+    from annolid_depth.io.source import VideoSource
+    from annolid_depth.model import VideoDepthAnything
 
     torch.set_num_threads(1)
     stages = Stages()
@@ -143,7 +143,7 @@ def preview_cost() -> str:
     import torch
     import torch.nn.functional as F
 
-    from annolid.depth import runner
+    from annolid_depth import runner
 
     small = torch.from_numpy(np.random.default_rng(0).random((1, 1, 37, 66), dtype=np.float32))
     depth = F.interpolate(small, size=SIZE[::-1], mode="bilinear", align_corners=True)[0, 0].numpy()

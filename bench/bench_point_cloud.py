@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from annolid.depth.io.sinks import PointCloudSink, RunInfo
+from annolid_depth.io.sinks import PointCloudSink, RunInfo
 
 W, H = 1280, 720
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from bench_point_cloud import best_of  # the scripts run from bench/
 
-from annolid.depth.io.annotations import VideoAnnotations
-from annolid.depth.io.sinks import NdjsonSink, RegionStatsSink, RunInfo
+from annolid_depth.io.annotations import VideoAnnotations
+from annolid_depth.io.sinks import NdjsonSink, RegionStatsSink, RunInfo
 
 W, H = 1280, 720
 RECORDS = 20_000  # a store for about 11 minutes of 30 fps video

@@ -36,12 +36,12 @@ from bench_model import backend_cases  # noqa: E402
 from parity_recipe import SHARED, write_checkpoint  # noqa: E402
 from reference import reference_fps  # noqa: E402
 
-from annolid.depth import runner  # noqa: E402
-from annolid.depth.engine.backends import RUNTIMES, CompiledModel, installed  # noqa: E402
-from annolid.depth.engine.device import cpu_runs_bf16, reuse_freed_memory  # noqa: E402
-from annolid.depth.io.records import decode_depth, iter_records  # noqa: E402
-from annolid.depth.io.source import VideoSource  # noqa: E402
-from annolid.depth.model import VideoDepthAnything  # noqa: E402
+from annolid_depth import runner  # noqa: E402
+from annolid_depth.engine.backends import RUNTIMES, CompiledModel, installed  # noqa: E402
+from annolid_depth.engine.device import cpu_runs_bf16, reuse_freed_memory  # noqa: E402
+from annolid_depth.io.records import decode_depth, iter_records  # noqa: E402
+from annolid_depth.io.source import VideoSource  # noqa: E402
+from annolid_depth.model import VideoDepthAnything  # noqa: E402
 
 CLIP = SHARED / "media" / "davis_rollercoaster.mp4"
 

@@ -7,7 +7,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from annolid.depth.weights import CHECKPOINTS
+from annolid_depth.weights import CHECKPOINTS
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 VITS = CHECKPOINTS["video_depth_anything_vits"]

@@ -14,10 +14,10 @@ import numpy as np
 from parity_recipe import SHARED
 from PIL import Image
 
-from annolid.depth.engine import offline_depth, streaming_depth
-from annolid.depth.io.regions import COLUMNS
-from annolid.depth.io.sinks import RunInfo, build_sinks, publish
-from annolid.depth.settings import DepthSettings
+from annolid_depth.engine import offline_depth, streaming_depth
+from annolid_depth.io.regions import COLUMNS
+from annolid_depth.io.sinks import RunInfo, build_sinks, publish
+from annolid_depth.settings import DepthSettings
 
 MEDIA_CLIP = SHARED / "media" / "davis_rollercoaster.mp4"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from annolid.depth.model.vda import sinusoid_table  # checked against fixed_buffers.npz in test_model
+from annolid_depth.model.vda import sinusoid_table  # checked against fixed_buffers.npz in test_model
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PARITY = SHARED / "parity"
@@ -27,7 +27,7 @@ def official_keys(encoder: str) -> list[tuple[str, list[int]]]:
     path = PARITY / f"keys_{encoder}.json"
     if path.exists():
         return [(name, list(shape)) for name, shape in json.loads(path.read_text())]
-    from annolid.depth.model import VideoDepthAnything
+    from annolid_depth.model import VideoDepthAnything
 
     with torch.device("meta"):
         model = VideoDepthAnything(encoder)

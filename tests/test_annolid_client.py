@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from parity_recipe import write_checkpoint
 
-from annolid.depth import run_video_depth_anything as depth_run
-from annolid.depth.io.records import decode_depth, iter_records
-from annolid.depth.runner import display_range
+from annolid_depth import run_video_depth_anything as depth_run
+from annolid_depth.io.records import decode_depth, iter_records
+from annolid_depth.runner import display_range
 
 ANNOLID_ORDER = [
     "input_video", "output_dir", "encoder", "input_size", "max_res", "max_len", "target_fps", "metric", "fp32",

@@ -10,14 +10,14 @@ import torch
 from helpers import ENGINES, synthetic_frames
 from parity_recipe import errors, recipe_state_dict, write_checkpoint
 
-from annolid.depth.engine.backends import RUNTIMES as RUNTIME_CLASSES
-from annolid.depth.engine.backends import BackendError, CompiledModel, exported, installed, load_backend, pick_backend
-from annolid.depth.engine.device import cpu_runs_bf16
-from annolid.depth.export import FORMAT, SPEC, ExportError, export_onnx
-from annolid.depth.export import main as export_main
-from annolid.depth.model import VideoDepthAnything
-from annolid.depth.model.vda import write_slots
-from annolid.depth.runner import load_model, run_video_depth_anything
+from annolid_depth.engine.backends import RUNTIMES as RUNTIME_CLASSES
+from annolid_depth.engine.backends import BackendError, CompiledModel, exported, installed, load_backend, pick_backend
+from annolid_depth.engine.device import cpu_runs_bf16
+from annolid_depth.export import FORMAT, SPEC, ExportError, export_onnx
+from annolid_depth.export import main as export_main
+from annolid_depth.model import VideoDepthAnything
+from annolid_depth.model.vda import write_slots
+from annolid_depth.runner import load_model, run_video_depth_anything
 
 RUNTIMES = [r for r in ("onnxruntime", "openvino") if installed(r)]
 pytestmark = pytest.mark.skipif(not RUNTIMES, reason="no ONNX runtime installed (pip install 'annolid-depth[onnx]')")
@@ -224,7 +224,7 @@ def test_export_command_reports_bad_input(tmp_path, capsys):
 def test_a_compiled_stream_resumes_from_its_snapshot(vits_export, tmp_path):
     """The streaming state of a compiled backend (numpy stores) goes through a snapshot on
     disk and resumes to the same depth, as torch's does."""
-    from annolid.depth.engine import StreamingEngine
+    from annolid_depth.engine import StreamingEngine
 
     compiled = load_backend(vits_export.model, RUNTIMES[0], vits_export.checkpoint, "fp32", vits_export.folder)
     frames = list(synthetic_frames(30, 20, 28))
@@ -246,7 +246,7 @@ def test_openvino_bf16_stream_state_is_bf16_and_resumes_across_precisions(vits_e
     """OpenVINO's bf16 step graph keeps the stream's keys and values in bf16 (half the memory,
     no conversion of the whole state on each call); its snapshot resumes on the same backend
     to the same depth, and a snapshot in one precision resumes in the other."""
-    from annolid.depth.engine import StreamingEngine
+    from annolid_depth.engine import StreamingEngine
 
     frames = list(synthetic_frames(30, 20, 28))
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 from helpers import MEDIA_CLIP, copy_file, wait_for
 
-from annolid.depth import batch, cli, run_video_depth_anything, runner
-from annolid.depth.io.records import decode_depth, iter_records
+from annolid_depth import batch, cli, run_video_depth_anything, runner
+from annolid_depth.io.records import decode_depth, iter_records
 
 SMALL = ["--input-size", "56", "--max-res", "160", "--quiet"]
 
@@ -267,7 +267,7 @@ def test_ctrl_c_stops_the_batch_and_resume_finishes_it(clips, weights_dir, tmp_p
     folder = tmp_path / "videos"
     copy_file(MEDIA_CLIP, folder / "a_long.mp4")  # 70 frames: still running when Ctrl-C comes
     copy_file(clips[2], folder / "b.mp4")
-    command = [sys.executable, "-m", "annolid.depth", str(folder), "--quiet", "--report", str(tmp_path / "r.jsonl"),
+    command = [sys.executable, "-m", "annolid_depth", str(folder), "--quiet", "--report", str(tmp_path / "r.jsonl"),
                "--checkpoint-root", str(weights_dir), "--input-size", "56", "--max-res", "160"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     partial = folder / "a_long" / "depth.ndjson.partial"

@@ -4,9 +4,9 @@ import pytest
 pytest.importorskip("pytestqt")
 from helpers import MEDIA_CLIP, copy_file  # noqa: E402
 
-from annolid.depth.io.records import iter_records  # noqa: E402
-from annolid.depth.settings import DepthSettings  # noqa: E402
-from annolid.gui.main_window import MainWindow  # noqa: E402
+from annolid_depth.gui.main_window import MainWindow  # noqa: E402
+from annolid_depth.io.records import iter_records  # noqa: E402
+from annolid_depth.settings import DepthSettings  # noqa: E402
 
 
 def table(dialog) -> list[list[str]]:

@@ -7,8 +7,8 @@ import pytest
 import torch
 from fake_hub import PAYLOAD, VITS, leftovers
 
-from annolid.depth.errors import WeightsError
-from annolid.depth.weights import checkpoint_sha256, download_checkpoint, read_state_dict
+from annolid_depth.errors import WeightsError
+from annolid_depth.weights import checkpoint_sha256, download_checkpoint, read_state_dict
 
 
 def tensors_file() -> bytes:
@@ -42,7 +42,7 @@ def test_damage_after_download_fails_at_load_with_re_download_advice(hub, tmp_pa
     damaged[len(content) // 2] ^= 0x40  # one bit inside the tensor data: torch.load alone would not notice
     path.write_bytes(bytes(damaged))
     with pytest.raises(WeightsError, match=r"is damaged: its SHA-256 is .* Delete both files and re-download it: run\n"
-                                           r"  python -m annolid.depth.download_weights --model video_depth_anything_vits"):
+                                           r"  python -m annolid_depth.download_weights --model video_depth_anything_vits"):
         read_state_dict(path)
 
 

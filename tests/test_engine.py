@@ -7,7 +7,7 @@ import torch
 from helpers import ENGINES, synthetic_frames
 from parity_recipe import errors, recipe_state_dict
 
-from annolid.depth.engine import (
+from annolid_depth.engine import (
     OfflineEngine,
     StreamingEngine,
     device,
@@ -16,10 +16,10 @@ from annolid.depth.engine import (
     pick_precision,
     streaming_depth,
 )
-from annolid.depth.engine.device import cpu_runs_bf16, per_call
-from annolid.depth.engine.streaming import MAX_AHEAD, SLOTS, context_frames, slot
-from annolid.depth.engine.transform import READ_AHEAD, FrameTransform, effective_input_size, network_shape, to_frame_size
-from annolid.depth.model import VideoDepthAnything
+from annolid_depth.engine.device import cpu_runs_bf16, per_call
+from annolid_depth.engine.streaming import MAX_AHEAD, SLOTS, context_frames, slot
+from annolid_depth.engine.transform import READ_AHEAD, FrameTransform, effective_input_size, network_shape, to_frame_size
+from annolid_depth.model import VideoDepthAnything
 
 
 @pytest.fixture(scope="module")

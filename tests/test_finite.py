@@ -6,10 +6,10 @@ import pytest
 import torch
 from parity_recipe import recipe_state_dict
 
-from annolid.depth import run_video_depth_anything
-from annolid.depth.engine import offline_depth, streaming_depth
-from annolid.depth.errors import NonFiniteDepthError
-from annolid.depth.model import VideoDepthAnything
+from annolid_depth import run_video_depth_anything
+from annolid_depth.engine import offline_depth, streaming_depth
+from annolid_depth.errors import NonFiniteDepthError
+from annolid_depth.model import VideoDepthAnything
 
 CPU = torch.device("cpu")
 FRAMES = [(i, np.random.default_rng(i).integers(0, 256, (42, 56, 3), dtype=np.uint8)) for i in range(10)]

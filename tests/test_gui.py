@@ -11,9 +11,9 @@ from parity_recipe import write_checkpoint  # noqa: E402
 from PySide6.QtCore import QPoint, Qt  # noqa: E402
 from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
-from annolid.depth import run_video_depth_anything  # noqa: E402
-from annolid.depth.io.records import iter_records  # noqa: E402
-from annolid.gui.main_window import MainWindow  # noqa: E402
+from annolid_depth import run_video_depth_anything  # noqa: E402
+from annolid_depth.gui.main_window import MainWindow  # noqa: E402
+from annolid_depth.io.records import iter_records  # noqa: E402
 
 FAST = {"encoder": "vits", "input_size": 56, "max_res": 128, "max_frames": 12, "streaming": True}
 

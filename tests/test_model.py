@@ -5,7 +5,7 @@ import pytest
 import torch
 from parity_recipe import errors, recipe_state_dict
 
-from annolid.depth.model import ENCODERS, VideoDepthAnything
+from annolid_depth.model import ENCODERS, VideoDepthAnything
 
 
 @pytest.fixture(scope="module")

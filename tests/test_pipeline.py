@@ -11,15 +11,17 @@ import pytest
 import yaml
 from helpers import cut_clip, read_seed_snippet, wait_for
 
-from annolid.depth import run_video_depth_anything, runner
-from annolid.depth.errors import OutputError, VideoError, WeightsError
-from annolid.depth.io.records import iter_records
+from annolid_depth import run_video_depth_anything, runner
+from annolid_depth.errors import OutputError, VideoError, WeightsError
+from annolid_depth.io.records import iter_records
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"input_size": 56, "max_res": 160}
 
 
 def test_documented_snippet_verbatim(tmp_path, media_clip, weights_dir, monkeypatch):
+    from annolid.depth import run_video_depth_anything  # as the user documentation writes it
+
     monkeypatch.setenv("ANNOLID_DEPTH_CHECKPOINTS", str(weights_dir))
     monkeypatch.chdir(tmp_path)
     cut_clip(media_clip, tmp_path / "videos" / "mice.mp4", 8)
@@ -170,7 +172,7 @@ def test_bad_files_get_clear_errors(tmp_path, video, weights_dir):
 
 
 def run_cli(*args, env=None, **kwargs):
-    return subprocess.run([sys.executable, "-m", "annolid.depth", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "annolid_depth", *args], capture_output=True, text=True,
                           cwd=ROOT, env={**os.environ, **(env or {})}, timeout=300, **kwargs)
 
 
@@ -196,7 +198,7 @@ def test_cli_failures_exit_1_without_traceback(tmp_path, media_clip, _isolated_h
 
 def test_cli_interrupt_exits_130_and_keeps_records(video, weights_dir, tmp_path):
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "annolid.depth", str(video), "--output-dir", str(out), "--quiet",
+    proc = subprocess.Popen([sys.executable, "-m", "annolid_depth", str(video), "--output-dir", str(out), "--quiet",
                              "--checkpoint-root", str(weights_dir), "--input-size", "56", "--max-res", "160"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     partial = out / "depth.ndjson.partial"

@@ -11,10 +11,10 @@ import pytest
 from helpers import read_seed_snippet
 from PIL import Image
 
-from annolid.depth import __version__
-from annolid.depth.errors import NonFiniteDepthError
-from annolid.depth.io import records
-from annolid.depth.io.records import (
+from annolid_depth import __version__
+from annolid_depth.errors import NonFiniteDepthError
+from annolid_depth.io import records
+from annolid_depth.io.records import (
     RecordIndex,
     decode_depth,
     encode_png,

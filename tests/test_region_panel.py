@@ -9,8 +9,8 @@ from helpers import H, W, make_video, read_table, run_sinks, square, write_json 
 from PySide6.QtCore import QPoint, Qt  # noqa: E402
 from PySide6.QtGui import QColor  # noqa: E402
 
-from annolid.gui.main_window import MainWindow  # noqa: E402
-from annolid.gui.region_panel import PALETTE, RegionPanel  # noqa: E402
+from annolid_depth.gui.main_window import MainWindow  # noqa: E402
+from annolid_depth.gui.region_panel import PALETTE, RegionPanel  # noqa: E402
 
 
 @pytest.fixture

@@ -10,13 +10,13 @@ import pytest
 from helpers import H, W, make_video, read_table, run_info, run_sinks, square, write_json
 from PIL import Image
 
-from annolid.depth.errors import OutputError
-from annolid.depth.io.annotations import VideoAnnotations
-from annolid.depth.io.records import RecordIndex
-from annolid.depth.io.regions import COLUMNS, plot_regions
-from annolid.depth.io.sinks import RegionStatsSink, ResumePoint
-from annolid.depth.recompute import recompute_region_stats
-from annolid.depth.runner import run_video_depth_anything
+from annolid_depth.errors import OutputError
+from annolid_depth.io.annotations import VideoAnnotations
+from annolid_depth.io.records import RecordIndex
+from annolid_depth.io.regions import COLUMNS, plot_regions
+from annolid_depth.io.sinks import RegionStatsSink, ResumePoint
+from annolid_depth.recompute import recompute_region_stats
+from annolid_depth.runner import run_video_depth_anything
 
 FOCAL = 470.4
 

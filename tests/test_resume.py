@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from helpers import MEDIA_CLIP, wait_for
 
-from annolid.depth import run_video_depth_anything, runner
-from annolid.depth.errors import OutputError
-from annolid.depth.io.records import decode_depth, iter_records
-from annolid.depth.io.sinks import Sink
+from annolid_depth import run_video_depth_anything, runner
+from annolid_depth.errors import OutputError
+from annolid_depth.io.records import decode_depth, iter_records
+from annolid_depth.io.sinks import Sink
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES = 30  # windows start at 0 and 22: a resume point after the first
@@ -77,7 +77,7 @@ def assert_same_outputs(out: Path, reference: Path) -> None:
 
 
 def start_cli(clip, out, weights_dir, *extra):
-    return subprocess.Popen([sys.executable, "-m", "annolid.depth", str(clip), "--output-dir", str(out),
+    return subprocess.Popen([sys.executable, "-m", "annolid_depth", str(clip), "--output-dir", str(out),
                              "--checkpoint-root", str(weights_dir), *FLAGS, *extra],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

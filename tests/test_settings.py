@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from annolid.depth.settings import (
+from annolid_depth.settings import (
     DepthSettings,
     config_path,
     default_output_dir,

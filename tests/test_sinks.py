@@ -15,12 +15,12 @@ import pytest
 from helpers import H, W, depth_frames, finish, read_seed_snippet, rgb_frame, run_info, run_sinks
 from PIL import Image
 
-from annolid.depth.errors import OutputError
-from annolid.depth.io import sinks
-from annolid.depth.io.npz import DATA_OFFSET, combine_crc32, finish_npz, first_header_size, npy_header
-from annolid.depth.io.pipeline import OrderedWriter
-from annolid.depth.io.records import iter_records
-from annolid.depth.io.sinks import (
+from annolid_depth.errors import OutputError
+from annolid_depth.io import sinks
+from annolid_depth.io.npz import DATA_OFFSET, combine_crc32, finish_npz, first_header_size, npy_header
+from annolid_depth.io.pipeline import OrderedWriter
+from annolid_depth.io.records import iter_records
+from annolid_depth.io.sinks import (
     BYTES,
     SINKS,
     DepthFramesSink,
@@ -404,9 +404,9 @@ def test_missing_openexr_is_a_clear_error_at_open(tmp_path):
     code = (
         "import sys; sys.modules['OpenEXR'] = None\n"
         "from pathlib import Path\n"
-        "from annolid.depth.io.sinks import RunInfo, build_sinks\n"
-        "from annolid.depth.errors import OutputError\n"
-        "from annolid.depth.settings import DepthSettings\n"
+        "from annolid_depth.io.sinks import RunInfo, build_sinks\n"
+        "from annolid_depth.errors import OutputError\n"
+        "from annolid_depth.settings import DepthSettings\n"
         f"info = RunInfo(Path('v.mp4'), Path({str(tmp_path)!r}), 'v', 4, 4, 10.0, DepthSettings(save_exr=True))\n"
         "try:\n    [s.open(info) for s in build_sinks(info)]\n"
         "except OutputError as e:\n    print(e)\n"
@@ -480,7 +480,7 @@ def test_ndjson_comes_first():
 
 
 def test_depth_video_carries_a_colour_bar_with_its_unit(tmp_path):
-    from annolid.depth.io.sinks import colorize, with_colour_bar
+    from annolid_depth.io.sinks import colorize, with_colour_bar
 
     frame = np.zeros((360, 640, 3), np.uint8)
     for metric in (False, True):

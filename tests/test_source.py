@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
-from annolid.depth.errors import VideoError
-from annolid.depth.io.source import FrameReader, VideoSource
+from annolid_depth.errors import VideoError
+from annolid_depth.io.source import FrameReader, VideoSource
 
 STEP = 8
 WIDTH, HEIGHT = 64, 48
@@ -199,7 +199,7 @@ def test_a_frame_that_fails_to_decode_is_skipped_with_a_warning(tmp_path, caplog
     path = write_video(tmp_path / "damaged.mov", frames=12, codec="png", pix_fmt="rgb24")
     damage_packets(path, [5])
     source = VideoSource(path)
-    with caplog.at_level(logging.WARNING, logger="annolid.depth.io.source"):
+    with caplog.at_level(logging.WARNING, logger="annolid_depth.io.source"):
         frames = decode_all(source)
     assert [index for index, _ in frames] == [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11]
     assert [level(rgb) for _, rgb in frames] == [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11]

@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from annolid.gui import app
-from annolid.gui.system_libraries import debian_package, unresolved, xcb_plugin, xcb_problem
+from annolid_depth.gui import app
+from annolid_depth.gui.system_libraries import debian_package, unresolved, xcb_plugin, xcb_problem
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Qt's xcb plugin is Linux only")
 
@@ -71,4 +71,4 @@ def test_ldd_finds_what_a_plugin_cannot_load(tmp_path):
 def test_the_app_stops_with_the_message_before_qt_starts(monkeypatch, capsys):
     monkeypatch.setattr(app, "xcb_problem", lambda: ("missing: libxcb-cursor.so.0 ...", True))
     assert app.main([]) == 1
-    assert capsys.readouterr().err == "annolid: missing: libxcb-cursor.so.0 ...\n"
+    assert capsys.readouterr().err == "annolid-depth-gui: missing: libxcb-cursor.so.0 ...\n"

@@ -16,11 +16,11 @@ from fake_hub import PAYLOAD, VITS, leftovers
 from parity_recipe import official_keys, recipe_state_dict
 from safetensors.torch import save_file
 
-from annolid.depth import weights
-from annolid.depth.download_weights import main as download_main
-from annolid.depth.errors import WeightsError
-from annolid.depth.model import VideoDepthAnything
-from annolid.depth.weights import (
+from annolid_depth import weights
+from annolid_depth.download_weights import main as download_main
+from annolid_depth.errors import WeightsError
+from annolid_depth.model import VideoDepthAnything
+from annolid_depth.weights import (
     CHECKPOINTS,
     checkpoint_dir,
     checkpoint_key,
@@ -122,7 +122,7 @@ def test_server_down_names_the_manual_route(monkeypatch, tmp_path):
         ensure_checkpoint("vits", root=folder)
     message = str(caught.value)
     for part in (VITS.filename, VITS.repo_id, str(folder), f"http://127.0.0.1:{port}/{VITS.repo_id}/resolve/main/",
-                 "python -m annolid.depth.download_weights --model video_depth_anything_vits"):
+                 "python -m annolid_depth.download_weights --model video_depth_anything_vits"):
         assert part in message
     assert leftovers(folder) == []
 

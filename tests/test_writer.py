@@ -8,11 +8,11 @@ import time
 import numpy as np
 import pytest
 
-from annolid.depth.background import STEP_BACK
-from annolid.depth.engine.transform import read_ahead
-from annolid.depth.io.pipeline import OrderedWriter
-from annolid.depth.io.records import iter_records
-from annolid.depth.io.sinks import NdjsonSink, RunInfo, Sink
+from annolid_depth.background import STEP_BACK
+from annolid_depth.engine.transform import read_ahead
+from annolid_depth.io.pipeline import OrderedWriter
+from annolid_depth.io.records import iter_records
+from annolid_depth.io.sinks import NdjsonSink, RunInfo, Sink
 
 FRAME = np.zeros((6, 8, 3), np.uint8), np.linspace(1, 2, 48, dtype=np.float32).reshape(6, 8)
 

@@ -31,7 +31,7 @@ from .batch import (
     read_list,
     run_many,
 )
-from .errors import DepthError
+from .errors import DepthError, require_opencv
 from .settings import FIELDS, OPTIONS, DepthSettings, config_path, load_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -187,6 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.paths and not args.from_list:
         print("annolid-depth: give at least one video or folder (or --from-list FILE)", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        require_opencv()
+    except ImportError as exc:
+        print(f"annolid-depth: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
     from .engine import reuse_freed_memory  # torch loads only once the arguments parse
 

@@ -1,6 +1,6 @@
 """View → Depth Settings…: every option of a depth run, saved to ~/.labelmerc.
 
-The form is generated from the options' declarations (`annolid.depth.settings.OPTIONS`):
+The form is generated from the options' declarations (`annolid_depth.settings.OPTIONS`):
 their labels, help texts, choices and groups, so it never drifts from the CLI or the API.
 """
 from __future__ import annotations
@@ -23,8 +23,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from annolid.depth.settings import FIELDS, GROUPS, OPTIONS, DepthSettings, save_settings
-from annolid.depth.weights import CHECKPOINTS, checkpoint_key, checkpoint_path
+from ..settings import FIELDS, GROUPS, OPTIONS, DepthSettings, save_settings
+from ..weights import CHECKPOINTS, checkpoint_key, checkpoint_path
 
 FOLDERS = ("output_dir", "checkpoint_root")  # text fields with a Browse… button
 NUMBER_LIMIT = 100000

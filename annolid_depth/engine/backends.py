@@ -2,7 +2,7 @@
 
 A compiled backend is an object with the network's own interface (`encode`, `decode`,
 `metric`), so the engines, sinks and resume do not know which one runs.
-It runs the graphs of `annolid.depth.export`, made once per checkpoint and kept under
+It runs the graphs of `annolid_depth.export`, made once per checkpoint and kept under
 ~/.cache/annolid/depth/compiled/ (or $XDG_CACHE_HOME/annolid/depth/compiled/), so a
 second run starts in seconds. Features travel between the graphs as [N, ph, pw, C] arrays;
 the streaming memory keeps each attention block's keys and values in CPU tensors held by the

@@ -12,8 +12,8 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QDockWidget, QWidget
 
-from annolid.depth.io.annotations import VideoAnnotations
-from annolid.depth.io.regions import median_axis_title, read_medians, units
+from ..io.annotations import VideoAnnotations
+from ..io.regions import median_axis_title, read_medians, units
 
 # Tableau's ten colours: distinct, and readable on a dark background
 PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]

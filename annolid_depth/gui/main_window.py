@@ -20,16 +20,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from annolid.depth.batch import VIDEO_EXTENSIONS
-from annolid.depth.errors import DepthError
-from annolid.depth.io.records import RecordIndex
-from annolid.depth.io.regions import units
-from annolid.depth.io.run_folder import depth_of, shown_outputs, unfinished_run
-from annolid.depth.io.sinks import REGIONS_CSV, partial
-from annolid.depth.io.source import FrameReader
-from annolid.depth.settings import DepthSettings, default_output_dir, load_settings
-from annolid.depth.weights import checkpoint_key, checkpoint_path
-
+from ..batch import VIDEO_EXTENSIONS
+from ..errors import DepthError
+from ..io.records import RecordIndex
+from ..io.regions import units
+from ..io.run_folder import depth_of, shown_outputs, unfinished_run
+from ..io.sinks import REGIONS_CSV, partial
+from ..io.source import FrameReader
+from ..settings import DepthSettings, default_output_dir, load_settings
+from ..weights import checkpoint_key, checkpoint_path
 from .batch_dialog import BatchDialog
 from .images import blend, colour_ramp, depth_image, to_pixmap
 from .region_panel import RegionPanel

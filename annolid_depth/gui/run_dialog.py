@@ -9,10 +9,9 @@ import numpy as np
 from PySide6.QtCore import QObject, Qt, QThread, Signal
 from PySide6.QtWidgets import QDialog, QLabel, QProgressBar, QPushButton, QVBoxLayout
 
-from annolid.depth.errors import DepthError
-from annolid.depth.settings import DepthSettings, default_output_dir
-from annolid.depth.weights import download_checkpoint
-
+from ..errors import DepthError
+from ..settings import DepthSettings, default_output_dir
+from ..weights import download_checkpoint
 from .images import depth_image, to_pixmap
 
 PREVIEW_INTERVAL_S = 0.25  # the preview redraws at most this often
@@ -41,7 +40,7 @@ class Job(QObject):
 
 
 def depth_job(video: Path, settings: DepthSettings, resume: bool = False) -> Job:
-    from annolid.depth import run_video_depth_anything  # torch loads with the first run, not at start-up
+    from .. import run_video_depth_anything  # torch loads with the first run, not at start-up
 
     def work(job: Job) -> dict:
         last_preview = [0.0]

@@ -1,6 +1,6 @@
 """ONNX graphs of the network, for compiled CPU runtimes and for use outside this package.
 
-`python -m annolid.depth.export --model video_depth_anything_vits --onnx OUT_DIR` writes four
+`python -m annolid_depth.export --model video_depth_anything_vits --onnx OUT_DIR` writes four
 graphs and `export.json`, which says what each graph takes and returns and what it was
 exported from. The graphs split the network where the engines need to work between calls:
 
@@ -298,7 +298,7 @@ def read_spec(folder: Path, encoder: str, metric: bool, checkpoint: Path | None)
         raise ExportError(f"{folder} holds no ONNX export ({SPEC} is missing)") from None
     except (OSError, ValueError) as exc:
         raise ExportError(f"{path} cannot be read ({exc}); export again") from None
-    redo = f"export again: python -m annolid.depth.export --model <model> --onnx {folder}"
+    redo = f"export again: python -m annolid_depth.export --model <model> --onnx {folder}"
     if spec.get("format") != FORMAT:
         raise ExportError(f"{folder} is an export of format {spec.get('format')}, this version reads {FORMAT}; {redo}")
     if (spec.get("encoder"), spec.get("metric")) != (encoder, metric):
@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     from .runner import load_model
     from .weights import ensure_checkpoint, get_checkpoint
 
-    parser = argparse.ArgumentParser(prog="python -m annolid.depth.export", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m annolid_depth.export", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="checkpoint key, e.g. video_depth_anything_vits")
     parser.add_argument("--onnx", required=True, type=Path, metavar="OUT_DIR", help="folder to write the graphs to")
     parser.add_argument("--checkpoint-root", type=Path, help="folder with the .pth checkpoints")

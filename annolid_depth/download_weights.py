@@ -1,12 +1,15 @@
-"""`python -m annolid.depth.download_weights`: see which checkpoints are on disk, fetch them
-ahead of a run (for example before going offline).
+"""`python -m annolid_depth.download_weights` (`annolid.depth.download_weights` where Annolid is
+not installed): see which checkpoints are on disk, fetch them ahead of a run (for example
+before going offline).
 
-Exit status: 0 done, 1 a download failed, 2 bad usage.
+Exit status: 0 done, 1 a download failed, 2 bad usage. Annolid calls its downloader by this
+module's name, `download_weights(argv)`, which this module answers as well.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import types
 
 from .errors import WeightsError
 from .weights import CHECKPOINTS, FOLDER_ENV, Checkpoint, checkpoint_dir, checkpoint_path, download_checkpoint, get_checkpoint
@@ -14,13 +17,13 @@ from .weights import CHECKPOINTS, FOLDER_ENV, Checkpoint, checkpoint_dir, checkp
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m annolid.depth.download_weights",
+        prog="python -m annolid_depth.download_weights",
         description="List and download the Video Depth Anything checkpoints from the Hugging Face Hub.",
     )
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--list", action="store_true", help="show each checkpoint, where it is or would go, and whether it is present")
     action.add_argument(
-        "--model", action="append", metavar="NAME",
+        "-m", "--model", action="append", metavar="NAME",
         help=f"checkpoint to download; repeatable, case-insensitive: {', '.join(CHECKPOINTS)}",
     )
     action.add_argument("--all", action="store_true", help="download all six checkpoints")
@@ -79,6 +82,13 @@ def _row(entry: Checkpoint, dest: str | None) -> tuple[str, ...]:
 def _size(megabytes: int) -> str:
     return f"{megabytes / 1000:.1f} GB" if megabytes >= 1000 else f"{megabytes} MB"
 
+
+class _Command(types.ModuleType):
+    def __call__(self, argv: list[str] | None = None) -> int:
+        return main(argv)
+
+
+sys.modules[__name__].__class__ = _Command
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,6 +14,7 @@ import pickle
 import re
 import shlex
 import tempfile
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from .model import ENCODERS, encoder_config
 HUB_URL = "https://huggingface.co"
 FOLDER_ENV = "ANNOLID_DEPTH_CHECKPOINTS"
 PACKAGE_CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
-DOWNLOAD_COMMAND = "python -m annolid.depth.download_weights"
+DOWNLOAD_COMMAND = "python -m annolid_depth.download_weights"
 
 # Each encoder's size as the Hub names it, and its checkpoint's size in MB (float32 parameters:
 # 29 M, 115 M, 385 M), in the order of the model's ENCODERS.
@@ -159,6 +160,14 @@ def ensure_checkpoint(
     if not download:
         raise WeightsError(f"checkpoint {path.name} is not in {path.parent}.\n{_how_to_get(CHECKPOINTS[key], path.parent, root)}")
     return download_checkpoint(key, root)
+
+
+def ensure_checkpoints(models: Sequence[str], *, dest: str | Path | None = None) -> None:
+    """Annolid's call: download each named checkpoint (registry keys) that is not on disk yet,
+    into `dest` (default: the usual folder, see `checkpoint_dir`). An unknown name is a
+    ValueError before anything downloads."""
+    for entry in [get_checkpoint(name) for name in models]:
+        download_checkpoint(entry.key, dest)
 
 
 def download_checkpoint(key: str, root: str | Path | None = None) -> Path:

@@ -1,6 +1,6 @@
 """File → Process Folder…: every video of a folder with the current settings, one after another.
 
-The batch runs `annolid.depth.batch.run_many` in a worker thread (on this machine; clusters
+The batch runs `annolid_depth.batch.run_many` in a worker thread (on this machine; clusters
 are for the command line and Python), with a row per video, the current video's progress
 and Cancel, which stops the current video where it is (it can be resumed) and the rest.
 """
@@ -22,9 +22,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from annolid.depth.batch import COMPLETE, FAILED, SKIPPED, plan, run_many
-from annolid.depth.settings import DepthSettings
-
+from ..batch import COMPLETE, FAILED, SKIPPED, plan, run_many
+from ..settings import DepthSettings
 from .run_dialog import Job, format_seconds
 
 COLUMNS = ("Video", "Status", "Frames", "Output folder or error")

@@ -1,1 +1,0 @@
-"""Everything that touches files: decoding the video, writing the outputs."""
