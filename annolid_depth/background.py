@@ -12,10 +12,7 @@ while it waits on a full queue, so Ctrl-C ends a run within a fraction of a seco
 The thread steps back (`step_back`): the caller's thread runs the network, the one piece
 of work that cannot be split, and on a GPU host it is the thread that keeps the GPU fed; the
 helpers run on the time it leaves. With every thread at one priority, the network's thread
-got about two thirds of a core while the others waited for its frames. depth.ndjson at
-1280x720 on 2 cores (`bench_pipeline`'s case, runs alternated): 91 frames/s with no step
-back, 95 with 5 levels, 99 with 10; a CPU run, where torch's threads take every core, kept
-its speed (input 252, bf16, torch and OpenVINO).
+got only part of a core while the others waited for its frames (bench/bench_pipeline.py).
 """
 from __future__ import annotations
 

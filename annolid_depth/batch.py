@@ -17,11 +17,12 @@ import socket
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DepthError
-from .settings import DepthSettings, default_output_dir, load_settings
+from .io.run_folder import RUN_JSON, Status
+from .settings import ALIASES, RUN_OPTIONS, DepthSettings, default_output_dir, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,6 @@ INSTALL_RAY = "pip install 'annolid-depth[cluster]'"
 CONNECT_TIMEOUT_S = 5.0
 CPUS_PER_WORKER = 4  # a CPU actor's share when --cpus-per-worker is not given (capped at a node's CPUs)
 
-# statuses of a record; "not started" videos were left when the batch was stopped
-COMPLETE, SKIPPED, FAILED, CANCELLED, NOT_STARTED = "complete", "skipped", "failed", "cancelled", "not started"
 
 # video number, video, and the runner's per-frame payload (frames_done, frames_total, depth, ...)
 # or None as the video starts
@@ -97,8 +96,7 @@ def find_videos(folder: Path) -> list[Path]:
 
 def is_output_folder(folder: Path) -> bool:
     """Whether a run wrote into `folder`: every run leaves its description and its records there."""
-    from .io.records import NDJSON
-    from .io.run_folder import RUN_JSON
+    from .io.records import NDJSON  # the record codec needs OpenCV, which a batch checks for later
 
     return any((folder / name).exists() for name in (RUN_JSON, NDJSON))
 
@@ -172,17 +170,16 @@ def distinct_names(videos: list[Path]) -> list[str]:
 # ---------------------------------------------------------------------------- one video
 
 
-def check_options(options: dict) -> None:
-    """Bad settings fail the whole batch at once, not once per video."""
-    known = {f.name for f in fields(DepthSettings)}
-    values = {
-        k: "" if v is None else os.fspath(v) if isinstance(v, os.PathLike) else v
-        for k, v in options.items() if k in known and k != "output_dir"
-    }
-    DepthSettings(**values).validate()
+def batch_settings(options: dict) -> DepthSettings:
+    """The batch's settings from `run_video_depth_anything`'s keyword arguments: an unknown
+    name or a bad value fails the whole batch at once, not once per video."""
+    unknown = sorted(set(options) - set(RUN_OPTIONS) - set(ALIASES))
+    if unknown:
+        raise TypeError(f"run_many() got unexpected keyword arguments: {', '.join(unknown)}")
+    return DepthSettings.from_arguments(options)
 
 
-def run_one(job: Job, resume: bool, options: dict, progress=None, should_cancel=None) -> dict:
+def run_one(job: Job, resume: bool, settings: DepthSettings, progress=None, should_cancel=None) -> dict:
     """Depth for one video of a batch; every failure becomes the record's error.
 
     `progress(payload)` gets the runner's per-frame payload. A complete result for which
@@ -190,7 +187,7 @@ def run_one(job: Job, resume: bool, options: dict, progress=None, should_cancel=
     from .runner import run_video_depth_anything  # torch loads with the first video, not with the batch
 
     if job.error is not None:
-        return record(job.video, FAILED, error=job.error)
+        return record(job.video, Status.FAILED, error=job.error)
     computed = False
 
     def on_frame(payload: dict) -> None:
@@ -202,15 +199,16 @@ def run_one(job: Job, resume: bool, options: dict, progress=None, should_cancel=
     started = time.perf_counter()
     try:
         result = run_video_depth_anything(
-            job.video, job.output_dir, resume=resume, frame_callback=on_frame, should_cancel=should_cancel, **options
+            job.video, job.output_dir, resume=resume, frame_callback=on_frame, should_cancel=should_cancel,
+            **settings.arguments(),
         )
     except (DepthError, ValueError) as exc:
-        return record(job.video, FAILED, job.output_dir, seconds=time.perf_counter() - started, error=str(exc))
+        return record(job.video, Status.FAILED, job.output_dir, seconds=time.perf_counter() - started, error=str(exc))
     except Exception as exc:  # out of memory, a decoder crash: this video fails, the batch goes on
         log.debug("%s failed", job.video, exc_info=True)
         error = f"{type(exc).__name__}: {exc}"
-        return record(job.video, FAILED, job.output_dir, seconds=time.perf_counter() - started, error=error)
-    status = CANCELLED if result["cancelled"] else COMPLETE if computed or not result["frames"] else SKIPPED
+        return record(job.video, Status.FAILED, job.output_dir, seconds=time.perf_counter() - started, error=error)
+    status = Status.CANCELLED if result["cancelled"] else Status.COMPLETE if computed or not result["frames"] else Status.SKIPPED
     return record(job.video, status, job.output_dir, result["frames"], time.perf_counter() - started)
 
 
@@ -240,7 +238,7 @@ def run_many(
     Ray cluster; `progress` and `should_cancel` are for local batches. Ctrl-C raises
     `BatchInterrupted` carrying the records so far.
     """
-    check_options(options)
+    settings = batch_settings(options)
     if ray_address is not None and (progress is not None or should_cancel is not None):
         raise ValueError("progress and should_cancel are for local batches; leave them out with ray_address")
     jobs = plan(paths, output_dir)
@@ -251,11 +249,11 @@ def run_many(
                 on_record(entry)
 
         if ray_address is not None:
-            return run_on_ray(jobs, ray_address, resume, options, ended, gpus_per_worker, cpus_per_worker)
-        return run_here(jobs, resume, options, ended, progress, should_cancel)
+            return run_on_ray(jobs, ray_address, resume, settings, ended, gpus_per_worker, cpus_per_worker)
+        return run_here(jobs, resume, settings, ended, progress, should_cancel)
 
 
-def run_here(jobs: list[Job], resume: bool, options: dict, ended, progress, should_cancel) -> list[dict]:
+def run_here(jobs: list[Job], resume: bool, settings: DepthSettings, ended, progress, should_cancel) -> list[dict]:
     """The videos one after another in this process; the model loads once for all of them."""
     records: list[dict | None] = [None] * len(jobs)
     for number, job in enumerate(jobs):
@@ -266,9 +264,9 @@ def run_here(jobs: list[Job], resume: bool, options: dict, ended, progress, shou
             progress(number, job.video, None)
             report_progress = functools.partial(progress, number, job.video)
         try:
-            records[number] = run_one(job, resume, options, report_progress, should_cancel)
+            records[number] = run_one(job, resume, settings, report_progress, should_cancel)
         except KeyboardInterrupt:
-            records[number] = record(job.video, CANCELLED, job.output_dir, error="interrupted")
+            records[number] = record(job.video, Status.CANCELLED, job.output_dir, error="interrupted")
             ended(records[number])
             raise BatchInterrupted(unfinished(jobs, records)) from None
         ended(records[number])
@@ -376,8 +374,8 @@ def worker_resources(ray, gpus_per_worker: float | None, cpus_per_worker: float 
 class VideoWorker:
     """A Ray Data actor: whole videos, one after another, with the model kept loaded."""
 
-    def __init__(self, options: dict, resume: bool):
-        self.options, self.resume = options, resume
+    def __init__(self, settings: DepthSettings, resume: bool):
+        self.settings, self.resume = settings, resume
 
     def __call__(self, batch: dict) -> dict:
         from .engine import reuse_freed_memory
@@ -386,11 +384,11 @@ class VideoWorker:
         for video, output_dir, error in zip(batch["video"], batch["output_dir"], batch["error"]):
             job = Job(Path(video), Path(output_dir) if output_dir else None, error or None)
             with reuse_freed_memory():  # this process is the actor's alone, as the CLI's is its own
-                entries.append(json.dumps(run_one(job, self.resume, self.options)))
+                entries.append(json.dumps(run_one(job, self.resume, self.settings)))
         return {"index": batch["index"], "record": entries}
 
 
-def run_on_ray(jobs: list[Job], address: str, resume: bool, options: dict, ended,
+def run_on_ray(jobs: list[Job], address: str, resume: bool, settings: DepthSettings, ended,
                gpus_per_worker: float | None, cpus_per_worker: float | None) -> list[dict]:
     """The batch as a Ray Data dataset of one row per video, mapped by a pool of VideoWorkers.
 
@@ -413,7 +411,7 @@ def run_on_ray(jobs: list[Job], address: str, resume: bool, options: dict, ended
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
             VideoWorker,
-            fn_constructor_kwargs={"options": options, "resume": resume},
+            fn_constructor_kwargs={"settings": settings, "resume": resume},
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=min(fits, len(rows)), max_tasks_in_flight_per_actor=1),
             **need,
@@ -437,4 +435,4 @@ def run_on_ray(jobs: list[Job], address: str, resume: bool, options: dict, ended
 
 def unfinished(jobs: list[Job], records: list[dict | None]) -> list[dict]:
     """Every video's record, "not started" for those without one."""
-    return [entry or record(job.video, NOT_STARTED, job.output_dir) for job, entry in zip(jobs, records)]
+    return [entry or record(job.video, Status.NOT_STARTED, job.output_dir) for job, entry in zip(jobs, records)]

@@ -20,19 +20,10 @@ import sys
 import threading
 from pathlib import Path
 
-from .batch import (
-    CANCELLED,
-    COMPLETE,
-    CPUS_PER_WORKER,
-    FAILED,
-    INSTALL_RAY,
-    SKIPPED,
-    BatchInterrupted,
-    read_list,
-    run_many,
-)
+from .batch import CPUS_PER_WORKER, INSTALL_RAY, BatchInterrupted, read_list, run_many
 from .errors import DepthError, require_opencv
-from .settings import FIELDS, OPTIONS, DepthSettings, config_path, load_settings
+from .io.run_folder import Status
+from .settings import FIELDS, OPTIONS, RUN_OPTIONS, DepthSettings, config_path, load_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -148,8 +139,8 @@ def summary(records: list[dict]) -> str:
     """The table printed after a batch: video, status, frames, seconds, output folder or error."""
     rows = [("video", "status", "frames", "seconds", "output folder or error")]
     for entry in records:
-        where = entry["error"] if entry["status"] == FAILED else entry["output_dir"] or ""
-        if entry["error"] and entry["status"] != FAILED:
+        where = entry["error"] if entry["status"] == Status.FAILED else entry["output_dir"] or ""
+        if entry["error"] and entry["status"] != Status.FAILED:
             where = f"{where} ({entry['error']})"
         frames = "" if entry["frames"] is None else str(entry["frames"])
         seconds = "" if entry["seconds"] is None else f"{entry['seconds']:.1f}"
@@ -168,7 +159,7 @@ def summary(records: list[dict]) -> str:
 
 def announce(entry: dict, bars: BatchBars | None) -> None:
     """Failures on stderr as they happen; on Ray, which shows no bars, every video as it ends."""
-    if entry["status"] == FAILED:
+    if entry["status"] == Status.FAILED:
         if bars is not None:
             bars.close()
         print(f"annolid-depth: {entry['path']}: {entry['error']}", file=sys.stderr)
@@ -195,9 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .engine import reuse_freed_memory  # torch loads only once the arguments parse
 
-    options = {name: getattr(args, name) for name in OPTIONS}
-    output_root = options.pop("output_dir")
-    options = {k: (v if v != "" else None) for k, v in options.items()}
+    options = {name: getattr(args, name) for name in RUN_OPTIONS}
     here = args.ray is None
     bars = BatchBars(args.quiet) if here else None
     interrupted = False
@@ -206,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             paths = [*args.paths, *(p for name in args.from_list for p in read_list(name))]
             records = run_many(
-                paths, output_dir=output_root, resume=args.resume, report=args.report, ray_address=args.ray,
+                paths, output_dir=args.output_dir, resume=args.resume, report=args.report, ray_address=args.ray,
                 gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker, progress=bars,
                 should_cancel=interrupts.stop.is_set if here else None,
                 on_record=lambda entry: announce(entry, bars), **options,
@@ -220,10 +209,10 @@ def main(argv: list[str] | None = None) -> int:
             if bars is not None:
                 bars.close()
     print(summary(records))
-    if interrupted or any(entry["status"] == CANCELLED for entry in records):
+    if interrupted or any(entry["status"] == Status.CANCELLED for entry in records):
         print("annolid-depth: interrupted; run again with --resume to go on", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return EXIT_OK if all(entry["status"] in (COMPLETE, SKIPPED) for entry in records) else EXIT_FAILED
+    return EXIT_OK if all(entry["status"] in (Status.COMPLETE, Status.SKIPPED) for entry in records) else EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -10,11 +10,12 @@ import itertools
 from pathlib import Path
 
 from .errors import OutputError
+from .io.files import publish
 from .io.records import METRIC_DEPTH, NDJSON, decode_depth, iter_records
 from .io.run_folder import FolderLock, read_record
-from .io.sinks import RegionPlotSink, RegionStatsSink, RunInfo, publish
+from .io.sinks import RegionPlotSink, RegionStatsSink, RunInfo, close_all, open_sinks
 from .io.source import VideoSource
-from .settings import DepthSettings
+from .settings import DEFAULT, DepthSettings
 
 
 def recompute_region_stats(
@@ -50,26 +51,16 @@ def recompute_region_stats(
     with VideoSource(video) as source:
         fps = source.fps
     run_settings = (read_record(out) or {}).get("settings") or {}
-    info = RunInfo(
-        video_path=video,
-        output_dir=out,
-        stem=video.stem,
-        width=int(first["imageWidth"]),
-        height=int(first["imageHeight"]),
-        fps=fps,
-        source_fps=fps,
-        settings=DepthSettings(
-            metric=first["otherData"]["depth_map"].get("kind") == METRIC_DEPTH,
-            focal_length_x=focal_length_x or run_settings.get("focal_length_x", 470.4),
-            focal_length_y=focal_length_y or run_settings.get("focal_length_y", 470.4),
-            save_region_stats=True,
-        ),
+    settings = DepthSettings(
+        metric=first["otherData"]["depth_map"].get("kind") == METRIC_DEPTH,
+        focal_length_x=focal_length_x or run_settings.get("focal_length_x", DEFAULT.focal_length_x),
+        focal_length_y=focal_length_y or run_settings.get("focal_length_y", DEFAULT.focal_length_y),
+        save_region_stats=True,
     )
-    info.settings.validate()
-    sinks = [RegionStatsSink(), RegionPlotSink()]
+    settings.validate()
+    info = RunInfo(video, out, int(first["imageWidth"]), int(first["imageHeight"]), fps, settings, source_fps=fps)
     with FolderLock(out):  # not while a run writes into the folder
-        for sink in sinks:
-            sink.open(info)
+        sinks = open_sinks([RegionStatsSink(), RegionPlotSink()], info)
         completed = False
         try:
             for record in itertools.chain([first], records):
@@ -78,8 +69,9 @@ def recompute_region_stats(
                     sink.put(record["frame_index"], None, depth)
             completed = True
         finally:
-            for sink in sinks:
-                sink.close(completed)
+            close_error = close_all(sinks, completed)
+        if close_error is not None:
+            raise close_error
         for sink in sinks:
             publish(sink.tmp, sink.final)
     return {sink.result_key: str(sink.final) for sink in sinks}

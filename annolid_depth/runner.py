@@ -7,80 +7,80 @@ the outputs once the run completes. Everything that can be checked before infere
 argument never costs a model load or leaves partial output.
 
 The signature is Annolid's, parameter for parameter and in its order, so Annolid's own code
-and scripts drive this package unchanged; everything this package adds is keyword-only.
+and scripts drive this package unchanged; everything this package adds is keyword-only. The
+defaults are the options' own (`settings.DEFAULT`), and the options become a `DepthSettings`
+in one step.
 """
 from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import itertools
 import logging
 import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from .engine import OfflineEngine, StreamingEngine, pick_device, pick_precision
-from .engine.backends import load_backend, pick_backend
-from .engine.device import DTYPES
+from .engine import Engine, OfflineEngine, StreamingEngine, pick_device, pick_precision
+from .engine.backends import pick_backend
+from .engine.loading import load_model
 from .errors import OutputError
+from .io.colour import colorize
+from .io.files import partial
 from .io.pipeline import OrderedWriter, spare_cores
 from .io.records import KINDS
-from .io.run_folder import RUN_JSON, RunFolder, now, video_fingerprint
-from .io.sinks import ResumePoint, RunInfo, build_sinks, colorize, output_names, partial
+from .io.run_folder import RUN_JSON, Plan, RunFolder, Status, now, video_fingerprint
+from .io.sinks import ResumePoint, RunInfo, Sink, build_sinks, close_all, open_sinks, output_names
 from .io.source import VideoSource
-from .model import VideoDepthAnything
-from .settings import DepthSettings, default_output_dir, load_settings
-from .weights import checkpoint_key, checkpoint_sha256, ensure_checkpoint, load_weights
+from .settings import DEFAULT, DepthSettings, default_output_dir, load_settings
+from .weights import checkpoint_key, checkpoint_sha256, ensure_checkpoint
 
 log = logging.getLogger(__name__)
 
 RECORD_EVERY_S = 2.0  # run.json's frame count is at most this old
 CHECKPOINT_MIN_S = 2.0  # resume points are saved at most this often ...
 CHECKPOINT_COST = 10  # ... and at most as often as keeps saving them under 1/10 of the run
-# Settings that change neither the numbers nor the outputs, so a resume may differ in them.
-NOT_IDENTITY = ("output_dir", "checkpoint_root", "device", "fp32", "precision", "backend")
 
 
 def run_video_depth_anything(
     input_video: str | Path,
     output_dir: str | Path | None = None,
-    encoder: str = "vits",
-    input_size: int = 518,
-    max_res: int = 1280,
-    max_len: int = -1,
-    target_fps: float = -1,
-    metric: bool = False,
-    fp32: bool = False,
-    grayscale: bool = False,
-    save_npz: bool = False,
-    save_exr: bool = False,
-    focal_length_x: float = 470.4,
-    focal_length_y: float = 470.4,
+    encoder: str = DEFAULT.encoder,
+    input_size: int = DEFAULT.input_size,
+    max_res: int = DEFAULT.max_res,
+    max_len: int = DEFAULT.max_frames,
+    target_fps: float = DEFAULT.target_fps,
+    metric: bool = DEFAULT.metric,
+    fp32: bool = DEFAULT.fp32,
+    grayscale: bool = DEFAULT.grayscale,
+    save_npz: bool = DEFAULT.save_npz,
+    save_exr: bool = DEFAULT.save_exr,
+    focal_length_x: float = DEFAULT.focal_length_x,
+    focal_length_y: float = DEFAULT.focal_length_y,
     checkpoint_root: str | Path | None = None,
     progress_callback: Callable[[int], None] | None = None,
     preview_callback: Callable[[dict], None] | None = None,
-    streaming: bool = True,
-    save_depth_video: bool = False,
-    save_depth_frames: bool = False,
-    save_point_clouds: bool = False,
-    include_region_labels: bool = False,
+    streaming: bool = DEFAULT.streaming,
+    save_depth_video: bool = DEFAULT.save_depth_video,
+    save_depth_frames: bool = DEFAULT.save_depth_frames,
+    save_point_clouds: bool = DEFAULT.save_point_clouds,
+    include_region_labels: bool = DEFAULT.include_region_labels,
     *,
     max_frames: int | None = None,
-    point_cloud_format: str = "csv",
-    point_cloud_stride: int = 1,
-    point_cloud_voxel: float = 0.0,
+    point_cloud_format: str = DEFAULT.point_cloud_format,
+    point_cloud_stride: int = DEFAULT.point_cloud_stride,
+    point_cloud_voxel: float = DEFAULT.point_cloud_voxel,
     device: str | None = None,
     precision: str | None = None,
-    save_region_stats: bool = False,
-    backend: str = "torch",
+    save_region_stats: bool = DEFAULT.save_region_stats,
+    backend: str = DEFAULT.backend,
     resume: bool = False,
     frame_callback: Callable[[dict], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
@@ -105,16 +105,7 @@ def run_video_depth_anything(
     give metres. Returns Annolid's entries (lists of paths: `output_dir`, `depth_ndjson`, ...)
     and the run's facts (`status`, `frames`, `fps`, ...).
     """
-    settings = DepthSettings(
-        encoder=encoder, metric=metric, input_size=input_size, max_res=max_res, target_fps=target_fps,
-        max_frames=max_len if max_frames is None else max_frames, streaming=streaming, fp32=fp32,
-        precision=precision or "", grayscale=grayscale, save_depth_video=save_depth_video,
-        save_depth_frames=save_depth_frames, save_point_clouds=save_point_clouds,
-        point_cloud_format=point_cloud_format, point_cloud_stride=point_cloud_stride,
-        point_cloud_voxel=point_cloud_voxel, save_npz=save_npz, save_exr=save_exr,
-        include_region_labels=include_region_labels, save_region_stats=save_region_stats, focal_length_x=focal_length_x, focal_length_y=focal_length_y,
-        checkpoint_root=str(checkpoint_root or ""), device=device or "", backend=backend,
-    ).normalized()
+    settings = DepthSettings.from_arguments(locals())
     if not isinstance(resume, bool):
         raise ValueError(f"resume must be true or false, got {resume!r}")
     torch_device = pick_device(settings.device or None)
@@ -147,6 +138,17 @@ def prepare_output_dir(path: Path) -> None:
         raise OutputError(f"cannot write to output folder {path} ({exc.strerror}); choose another output_dir") from None
 
 
+@dataclass
+class Outcome:
+    """How a run ends: its status, and the error that ended it."""
+
+    status: Status = Status.FAILED
+    error: BaseException | None = None
+
+    def fail(self, error: BaseException) -> None:
+        self.status, self.error = Status.FAILED, error
+
+
 class Run:
     """One run of one video into its folder: what it is (identity), doing it, its result."""
 
@@ -154,8 +156,8 @@ class Run:
                  device: torch.device, precision: str, backend: str):
         self.folder, self.source, self.settings = folder, source, settings
         self.checkpoint, self.device, self.precision, self.backend = checkpoint, device, precision, backend
-        self.info = RunInfo(Path(source.path), folder.path, Path(source.path).stem, source.width, source.height,
-                            source.output_fps, settings, source_fps=source.fps)
+        self.info = RunInfo(Path(source.path), folder.path, source.width, source.height, source.output_fps, settings,
+                            source_fps=source.fps)
         self.warnings: list[str] = []
 
     def identity(self) -> dict:
@@ -163,7 +165,7 @@ class Run:
         or the outputs, and the model."""
         return {
             "video": video_fingerprint(Path(self.source.path)),
-            "settings": {k: v for k, v in asdict(self.settings).items() if k not in NOT_IDENTITY},
+            "settings": self.settings.identity(),
             "model": {
                 "key": checkpoint_key(self.settings.encoder, self.settings.metric),
                 "sha256": checkpoint_sha256(self.checkpoint),
@@ -171,95 +173,71 @@ class Run:
             },
         }
 
-    def begin(self, plan) -> list:
-        """Open the sinks where the plan says (at its resume point, or afresh: also when the
-        partial outputs cannot resume) and record what this run is and will write."""
-        source, folder, record = self.source, self.folder, plan.record
+    def begin(self, plan: Plan) -> list[Sink]:
+        """Open the sinks and record what this run is and will write."""
+        source, record = self.source, plan.record
         self.warnings += plan.notes
-        if plan.resume_at:
-            self.info.resume = ResumePoint(plan.resume_at, plan.last_index, record["resume_point"].get("marks", {}))
-        else:
-            folder.discard_unfinished()
-        try:
-            opened = self.open_sinks()
-        except ValueError as exc:  # the partial outputs do not reach the resume point
-            if not plan.resume_at:
-                raise
-            self.warnings.append(f"cannot resume ({exc}); starting over")
-            log.warning("%s: %s", folder.path, self.warnings[-1])
-            plan.resume_at, plan.last_index, plan.state, self.info.resume = 0, None, None, None
-            folder.discard_unfinished()
-            opened = self.open_sinks()
+        sinks = self.open_outputs(plan)
         record.update({
             "started": record.get("started") or now(), "device": str(self.device), "frames_done": plan.resume_at,
             "mode": "streaming" if self.settings.streaming else "offline", "frames_expected": source.frame_count,
             "processed": {"width": source.width, "height": source.height, "fps": source.output_fps},
-            "outputs": {sink.result_key: sink.name(self.info) for sink in opened},
+            "outputs": {sink.result_key: sink.name(self.info) for sink in sinks},
             "resume_point": record.get("resume_point") if plan.resume_at else None,
         })
         record.setdefault("previous", None)
         record["replaces"] = sorted((set(output_names(self.info)) | set((record["previous"] or {}).get("outputs", {}).values()))
                                     - set(record["outputs"].values()))
-        folder.write(record)
-        return opened
+        self.folder.write(record)
+        return sinks
 
-    def execute(self, plan, callbacks: Callbacks, cancel_requested: Callable[[], bool]) -> None:
-        source, folder, record = self.source, self.folder, plan.record
-        opened = self.begin(plan)
-        started, status, error = time.perf_counter(), "failed", None
-        done, last_index = plan.resume_at, plan.last_index
-        writer = OrderedWriter(opened, workers=spare_cores(self.device))
-        engine = frames = decoded = None
-        saved_at, save_cost, recorded_at = time.monotonic(), 0.0, time.monotonic()
-
-        def save_resume_point() -> None:
-            nonlocal saved_at, save_cost
-            state = engine.snapshot()
-            if state is None:
-                return
-            began = time.monotonic()
-            writer.drain()
-            folder.save_state(record, state, last_index, {sink.result_key: sink.mark() for sink in opened})
-            saved_at, save_cost = time.monotonic(), time.monotonic() - began
-
-        def hand_out(frame_index: int, rgb: np.ndarray, depth: np.ndarray) -> None:
-            nonlocal done, last_index
-            writer.write(frame_index, rgb, depth)
-            done, last_index = done + 1, frame_index
-            callbacks.frame(done, frame_index, rgb, depth)
-
+    def open_outputs(self, plan: Plan) -> list[Sink]:
+        """The run's sinks, opened where the plan says: at its resume point, or afresh (also
+        when the partial outputs do not reach the resume point)."""
+        if plan.resume_at:
+            self.info.resume = ResumePoint(plan.resume_at, plan.last_index, plan.record["resume_point"].get("marks", {}))
+        else:
+            self.folder.discard_unfinished()
         try:
-            model = load_model(str(self.checkpoint), self.checkpoint.stat().st_mtime_ns, self.settings.encoder,
-                               self.settings.metric, str(self.device), self.precision, self.backend)
-            engine = (StreamingEngine if self.settings.streaming else OfflineEngine)(
-                model, self.settings.input_size, self.device, self.precision)
-            decoded = source.frames(skip=plan.resume_at)  # read ahead by the engine
+            return open_sinks(build_sinks(self.info), self.info)
+        except ValueError as exc:
+            if not plan.resume_at:
+                raise
+            self.warnings.append(f"cannot resume ({exc}); starting over")
+            log.warning("%s: %s", self.folder.path, self.warnings[-1])
+            plan.resume_at, plan.last_index, plan.state, self.info.resume = 0, None, None, None
+            self.folder.discard_unfinished()
+            return open_sinks(build_sinks(self.info), self.info)
+
+    def engine(self) -> Engine:
+        model = load_model(str(self.checkpoint), self.checkpoint.stat().st_mtime_ns, self.settings.encoder,
+                           self.settings.metric, str(self.device), self.precision, self.backend)
+        kind = StreamingEngine if self.settings.streaming else OfflineEngine
+        return kind(model, self.settings.input_size, self.device, self.precision)
+
+    def execute(self, plan: Plan, callbacks: Callbacks, cancel_requested: Callable[[], bool]) -> None:
+        """The frames through the engine to the sinks, then the run's end recorded; a cancel
+        finishes the frames already computed and saves a resume point."""
+        sinks = self.begin(plan)
+        writer = OrderedWriter(sinks, workers=spare_cores(self.device))
+        loop = FrameLoop(self.folder, plan, sinks, writer, callbacks)
+        outcome, started, frames, decoded = Outcome(), time.perf_counter(), None, None
+        try:
+            engine = self.engine()
+            decoded = self.source.frames(skip=plan.resume_at)  # read ahead by the engine
             frames = engine.run(decoded, plan.state)
-            for item in frames:
-                hand_out(*item)
-                if cancel_requested():
-                    for computed in itertools.islice(frames, engine.ready()):  # finish them: a resume point
-                        hand_out(*computed)
-                    status = "complete" if engine.finished() else "cancelled"
-                    break
-                if time.monotonic() - saved_at >= max(CHECKPOINT_MIN_S, CHECKPOINT_COST * save_cost):
-                    save_resume_point()
-                if time.monotonic() - recorded_at >= RECORD_EVERY_S:
-                    record["frames_done"], recorded_at = done, time.monotonic()
-                    folder.write(record)
-            else:
-                status = "complete"
+            outcome.status = loop.run(engine, frames, cancel_requested)
             writer.drain()
-            if status == "cancelled":
-                save_resume_point()
+            if outcome.status is Status.CANCELLED:
+                loop.save_resume_point(engine)
         except KeyboardInterrupt:
-            status = "cancelled"
+            outcome.status = Status.CANCELLED
             raise
         except OSError as exc:
-            error = out_of_space(exc, folder.path, done)
-            raise error from exc
+            outcome.error = out_of_space(exc, self.folder.path, loop.done)
+            raise outcome.error from exc
         except BaseException as exc:
-            error = exc
+            outcome.error = exc
             raise
         finally:
             with deferred_interrupts() as interrupted:
@@ -267,46 +245,41 @@ class Run:
                     if generator is not None:
                         generator.close()
                 writer.finish(raise_error=False)
-                close_error = close_all(opened, completed=status == "complete")
-                if close_error is not None and status == "complete":
-                    status, error = "failed", out_of_space(close_error, folder.path, done)
-                elapsed = time.perf_counter() - started
-                self.warnings += source.warnings
-                record.update({"status": status, "frames_done": done, "error": None if error is None else str(error),
-                               "skipped_frames": source.skipped_frames, "warnings": self.warnings,
-                               "elapsed_s": round(elapsed, 3),
-                               "frames_per_second": round((done - plan.resume_at) / elapsed, 3) if elapsed > 0 else None})
-                try:
-                    folder.complete(record) if status == "complete" else folder.write(record)
-                except OSError as exc:  # run.json keeps its last state, which is resumable
-                    log.warning("%s could not be updated: %s", folder.path / RUN_JSON, exc.strerror or exc)
-                    if status == "complete":
-                        status, close_error = "failed", close_error or exc
-                        error = out_of_space(exc, folder.path, done)
-            if interrupted and status != "complete":  # a run that completed meanwhile stands
+                close_error = self.end(plan.record, sinks, loop, outcome, started)
+            if interrupted and outcome.status is not Status.COMPLETE:  # a run that completed meanwhile stands
                 raise KeyboardInterrupt
-            if status == "complete":
+            if outcome.status is Status.COMPLETE:
                 callbacks.finished()
-            if close_error is not None and error is not None and status == "failed":
-                raise error from close_error
+            if close_error is not None and outcome.error is not None and outcome.status is Status.FAILED:
+                raise outcome.error from close_error
 
-    def open_sinks(self) -> list:
-        """The run's sinks, opened: this checks optional packages and folders before the model
-        loads, and cuts a resumed run's partial outputs back to its resume point."""
-        opened = []
+    def end(self, record: dict, sinks: list[Sink], loop: FrameLoop, outcome: Outcome, started: float) -> BaseException | None:
+        """Close the sinks and record how the run ended, publishing its outputs when it
+        completed (a failure to close or publish then fails the run); returns the error that
+        closing gave."""
+        close_error = close_all(sinks, completed=outcome.status is Status.COMPLETE)
+        if close_error is not None and outcome.status is Status.COMPLETE:
+            outcome.fail(out_of_space(close_error, self.folder.path, loop.done))
+        elapsed = time.perf_counter() - started
+        self.warnings += self.source.warnings
+        record.update({"status": outcome.status, "frames_done": loop.done,
+                       "error": None if outcome.error is None else str(outcome.error),
+                       "skipped_frames": self.source.skipped_frames, "warnings": self.warnings,
+                       "elapsed_s": round(elapsed, 3),
+                       "frames_per_second": round(loop.computed / elapsed, 3) if elapsed > 0 else None})
         try:
-            for sink in build_sinks(self.info):
-                sink.open(self.info)
-                opened.append(sink)
-        except BaseException:
-            close_all(opened, completed=False)
-            raise
-        return opened
+            self.folder.complete(record) if outcome.status is Status.COMPLETE else self.folder.write(record)
+        except OSError as exc:  # run.json keeps its last state, which is resumable
+            log.warning("%s could not be updated: %s", self.folder.path / RUN_JSON, exc.strerror or exc)
+            if outcome.status is Status.COMPLETE:
+                outcome.fail(out_of_space(exc, self.folder.path, loop.done))
+                close_error = close_error or exc
+        return close_error
 
     def result(self, record: dict) -> dict:
         """Annolid's entries (lists of path strings) and this package's facts about the run."""
         out = self.folder.path
-        complete = record["status"] == "complete"
+        complete = record["status"] == Status.COMPLETE
         paths = {}
         for key, name in record.get("outputs", {}).items():
             path = out / name if complete else partial(out / name)
@@ -319,7 +292,7 @@ class Run:
             "output_dir": [str(out)],
             **paths,
             "status": record["status"],
-            "cancelled": record["status"] == "cancelled",
+            "cancelled": record["status"] == Status.CANCELLED,
             "run_json": str(out / RUN_JSON),
             "video": str(self.source.path),
             "frames": record.get("frames_done", 0),
@@ -338,6 +311,79 @@ class Run:
         }
 
 
+class ResumeTimer:
+    """When the next resume point is due: at most every CHECKPOINT_MIN_S, and rarely enough
+    that saving them takes under 1/CHECKPOINT_COST of the run."""
+
+    def __init__(self):
+        self.saved_at, self.cost = time.monotonic(), 0.0
+
+    def due(self) -> bool:
+        return time.monotonic() - self.saved_at >= max(CHECKPOINT_MIN_S, CHECKPOINT_COST * self.cost)
+
+    @contextlib.contextmanager
+    def timing(self):
+        began = time.monotonic()
+        yield
+        self.saved_at = time.monotonic()
+        self.cost = self.saved_at - began
+
+
+class Heartbeat:
+    """run.json's count of the frames done, rewritten at most every RECORD_EVERY_S."""
+
+    def __init__(self, folder: RunFolder, record: dict):
+        self.folder, self.record, self.at = folder, record, time.monotonic()
+
+    def beat(self, done: int) -> None:
+        if time.monotonic() - self.at >= RECORD_EVERY_S:
+            self.record["frames_done"], self.at = done, time.monotonic()
+            self.folder.write(self.record)
+
+
+class FrameLoop:
+    """The engine's frames to the writer and the callbacks, in order, with resume points saved
+    and run.json's count kept fresh along the way."""
+
+    def __init__(self, folder: RunFolder, plan: Plan, sinks: list[Sink], writer: OrderedWriter, callbacks: Callbacks):
+        self.folder, self.record, self.sinks, self.writer, self.callbacks = folder, plan.record, sinks, writer, callbacks
+        self.first, self.done, self.last_index = plan.resume_at, plan.resume_at, plan.last_index
+        self.timer, self.heartbeat = ResumeTimer(), Heartbeat(folder, plan.record)
+
+    @property
+    def computed(self) -> int:
+        """Frames computed in this run (a resumed run's earlier ones not counted)."""
+        return self.done - self.first
+
+    def run(self, engine: Engine, frames, cancel_requested: Callable[[], bool]) -> Status:
+        """Every frame (complete), or up to a cancel: the frames already computed are handed
+        out too, for a resume point (cancelled, or complete if they were the video's last)."""
+        for item in frames:
+            self.hand_out(*item)
+            if cancel_requested():
+                for computed in itertools.islice(frames, engine.ready()):
+                    self.hand_out(*computed)
+                return Status.COMPLETE if engine.finished() else Status.CANCELLED
+            if self.timer.due():
+                self.save_resume_point(engine)
+            self.heartbeat.beat(self.done)
+        return Status.COMPLETE
+
+    def hand_out(self, frame_index: int, rgb: np.ndarray, depth: np.ndarray) -> None:
+        self.writer.write(frame_index, rgb, depth)
+        self.done, self.last_index = self.done + 1, frame_index
+        self.callbacks.frame(self.done, frame_index, rgb, depth)
+
+    def save_resume_point(self, engine: Engine) -> None:
+        """At an engine boundary (else nothing), once every frame handed out is written."""
+        state = engine.snapshot()
+        if state is None:
+            return
+        with self.timer.timing():
+            self.writer.drain()
+            self.folder.save_state(self.record, state, self.last_index, {sink.result_key: sink.mark() for sink in self.sinks})
+
+
 def out_of_space(exc: BaseException, folder: Path, done: int) -> BaseException:
     """A write error as a message that says what to do; other errors as they are."""
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -347,19 +393,6 @@ def out_of_space(exc: BaseException, folder: Path, done: int) -> BaseException:
         return OutputError(f"cannot write the outputs in {folder} ({exc.strerror}); "
                            f"fix that, then run again with resume=True (annolid-depth --resume)")
     return exc
-
-
-def close_all(sinks, completed: bool) -> BaseException | None:
-    """Close every sink, even after one fails (its partial files then stay resumable); the
-    first error is returned."""
-    first = None
-    for sink in sinks:
-        try:
-            sink.close(completed)
-        except Exception as exc:  # noqa: BLE001 - the rest must still close
-            log.warning("closing %s failed: %s", type(sink).__name__, exc)
-            first = first or exc
-    return first
 
 
 @contextlib.contextmanager
@@ -398,7 +431,7 @@ class Callbacks:
         if self.on_frame is not None:
             self.on_frame(payload)
         if self.preview is not None:
-            self.preview({**payload, **preview_overlay(depth, self.info.metric, self.info.grayscale)})
+            self.preview({**payload, **preview_overlay(depth, self.info.settings.metric, self.info.settings.grayscale)})
 
     def finished(self) -> None:
         if self.progress is not None:
@@ -431,7 +464,7 @@ TAIL_SAMPLE = 8192  # values sampled to find where a map's 1 % tails begin
 
 def display_range(values: np.ndarray) -> tuple[float, float]:
     """`np.percentile(values, (1, 99))` of finite 1-D values, the same floats, faster on a
-    large map (1.0 against 3.6 ms at 1280x720, on the network's thread of every preview): only
+    large map (it runs on the network's thread for every preview; bench/bench_pipeline.py): only
     the values below the 2nd and above the 98th percentile of a strided sample are
     partitioned, since they hold the order statistics needed whenever they are enough;
     otherwise, and for small maps, numpy does it all."""
@@ -451,20 +484,3 @@ def display_range(values: np.ndarray) -> tuple[float, float]:
             ends = np.where(gamma >= 0.5, b - step * (1 - gamma), a + step * gamma)
             return float(ends[0]), float(ends[1])
     return tuple(float(v) for v in np.percentile(values, (1, 99)))
-
-
-@functools.lru_cache(maxsize=1)
-def load_model(
-    checkpoint: str, modified_ns: int, encoder: str, metric: bool, device: str, precision: str = "fp32",
-    backend: str = "torch",
-) -> VideoDepthAnything:
-    """The network with its weights, on `device`, ready for `precision`, run by `backend` (as
-    `pick_backend` chose it); kept for the next run in this process (`modified_ns` makes a
-    replaced checkpoint file load afresh). Channels-last convolution weights run the head
-    about 15 % faster on CPU, with identical results."""
-    model = VideoDepthAnything(encoder, metric)
-    load_weights(model, Path(checkpoint))
-    model = model.eval().to(device, memory_format=torch.channels_last)
-    if backend != "torch":
-        return load_backend(model, backend, Path(checkpoint), precision)
-    return model if precision == "fp32" else model.hold_weights_in(DTYPES[precision])

@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -25,7 +25,6 @@ from .model.config import ENCODERS, PATCH
 log = logging.getLogger(__name__)
 
 SECTION = "video_depth_anything"
-PRECISIONS = ("fp32", "bf16", "fp16")
 BACKENDS = ("torch", "auto", "onnxruntime", "openvino")
 POINT_CLOUD_FORMATS = ("csv", "ply")
 MAX_INPUT_SIZE = 2044  # 146 patches a side: a vitl window there already needs tens of GB
@@ -47,6 +46,8 @@ class Option:
     minimum: float | None = None  # numbers: the bounds taken, and the GUI field's
     maximum: float | None = None
     decimals: int = 1  # floats: the GUI field's
+    identity: bool = True  # runs that differ in it are different runs (resume, skip); False: how, not what
+    run_argument: bool = True  # run_video_depth_anything takes it (output_dir: there the exact folder)
 
 
 def option(default, label: str, help: str, group: str, **details):
@@ -76,11 +77,11 @@ class DepthSettings:
                              off="all frames")
     streaming: bool = option(True, "Streaming mode (recommended)",
                              "streaming mode (one frame at a time) instead of 32-frame windows", "model")
-    fp32: bool = option(False, "Force FP32", "force FP32 on GPUs (default there: FP16)", "advanced")
+    fp32: bool = option(False, "Force FP32", "force FP32 on GPUs (default there: FP16)", "advanced", identity=False)
     precision: str = option("", "Precision",
                             "fp32, bf16 (CPUs with AVX512-BF16 or AMX: about twice as fast, about 1% of the "
                             "depth range off) or fp16 (GPUs); automatic: fp32 on CPUs, fp16 on GPUs", "advanced",
-                            choices=(("", "automatic"), ("fp32", ""), ("bf16", ""), ("fp16", "fp16 (GPU)")))
+                            choices=(("", "automatic"), ("fp32", ""), ("bf16", ""), ("fp16", "fp16 (GPU)")), identity=False)
     grayscale: bool = option(False, "Grayscale (instead of inferno)",
                              "grayscale instead of the inferno colour map for the depth video and frames", "outputs")
     save_depth_video: bool = option(False, "Save depth video", "write <stem>_vis.mp4", "outputs")
@@ -109,20 +110,20 @@ class DepthSettings:
                                      "outputs")
     output_dir: str = option("", "Output folder",
                              "folder for the outputs: <folder>/<video stem>/ (empty: next to the video, "
-                             "in a folder named after it)", "outputs")
+                             "in a folder named after it)", "outputs", identity=False, run_argument=False)
     focal_length_x: float = option(470.4, "Focal length x (px)", "focal length in pixels for point clouds", "camera",
                                    accepts=lambda v: v > 0, accepted="a number of pixels > 0")
     focal_length_y: float = option(470.4, "Focal length y (px)", "focal length in pixels for point clouds", "camera",
                                    accepts=lambda v: v > 0, accepted="a number of pixels > 0")
     checkpoint_root: str = option("", "Checkpoint folder",
-                                  "folder with the .pth checkpoints (empty: the default checkpoint folder)", "advanced")
+                                  "folder with the .pth checkpoints (empty: the default checkpoint folder)", "advanced", identity=False)
     device: str = option("", "Device", "cpu, cuda, cuda:N or mps (empty: cuda, then mps, then cpu)", "advanced",
                          accepts=lambda v: re.fullmatch(r"(cpu|mps|cuda(:\d+)?)?", v) is not None,
-                         accepted='"" (automatic), cpu, cuda, cuda:N or mps')
+                         accepted='"" (automatic), cpu, cuda, cuda:N or mps', identity=False)
     backend: str = option("torch", "Backend",
                           "what runs the network: torch, or on a CPU a compiled runtime (onnxruntime, openvino: "
                           "pip install 'annolid-depth[onnx]' or '[openvino]'; exported once, then cached); "
-                          "auto: the fastest installed", "advanced", choices=tuple((b, "") for b in BACKENDS))
+                          "auto: the fastest installed", "advanced", choices=tuple((b, "") for b in BACKENDS), identity=False)
 
     def validate(self) -> None:
         """Raise ValueError for the first option that is out of range or of the wrong type."""
@@ -135,23 +136,39 @@ class DepthSettings:
         off = {name: -1 for name, o in OPTIONS.items() if o.off and getattr(self, name) <= 0}
         return replace(self, **off)
 
-    def run_kwargs(self) -> dict:
-        """Keyword arguments for `run_video_depth_anything`, empty strings as None.
+    @classmethod
+    def from_arguments(cls, arguments: Mapping[str, object]) -> DepthSettings:
+        """The options among a call's arguments (`run_video_depth_anything`'s, the CLI's, a
+        batch's), in one step, validated and normalised. Arguments that are not run options
+        (the video, the callbacks, `output_dir`) are left out; an alias (Annolid's `max_len`)
+        counts where its option is None; None for a text option is its empty value; a path
+        becomes its string."""
+        values = {name: arguments[name] for name in RUN_OPTIONS if name in arguments}
+        for alias, name in ALIASES.items():
+            if values.get(name) is None and alias in arguments:
+                values[name] = arguments[alias]
+            if name in values and values[name] is None:
+                del values[name]
+        for name, value in values.items():
+            if value is None and FIELDS[name] is str:
+                values[name] = ""
+            elif isinstance(value, os.PathLike):
+                values[name] = os.fspath(value)
+        return cls(**values).normalized()
 
-        `output_dir` is left out: here it is the root that gets one `<stem>/` folder per
-        video, while the runner's `output_dir` is the exact folder. Pass
-        `default_output_dir(video, settings.output_dir)`, or nothing to let the runner
-        resolve it from the config file.
-        """
-        return {
-            name: (None if value == "" else value)
-            for name, value in asdict(self).items()
-            if name != "output_dir"
-        }
+    def arguments(self) -> dict:
+        """The run options as keyword arguments of `run_video_depth_anything`."""
+        return {name: getattr(self, name) for name in RUN_OPTIONS}
+
+    def identity(self) -> dict:
+        """The options that make two runs of one video the same run (run.json's `settings`)."""
+        return {name: getattr(self, name) for name, opt in OPTIONS.items() if opt.identity}
 
 
 FIELDS = typing.get_type_hints(DepthSettings)  # name -> type, in declaration order
 OPTIONS: dict[str, Option] = {f.name: f.metadata["option"] for f in fields(DepthSettings)}
+RUN_OPTIONS = tuple(name for name, opt in OPTIONS.items() if opt.run_argument)
+DEFAULT = DepthSettings()  # every option's default, written once: the runner's signature reads them here
 
 
 def _has_type(value, kind) -> bool:
@@ -195,6 +212,13 @@ def check_option(name: str, value) -> None:
         ok = opt.accepts(value)
     if not ok:
         raise ValueError(f"{name} must be {accepted_values(name)}, got {value!r}")
+
+
+def user_cache(*parts: str) -> Path:
+    """A folder of this package's per-user files: `$XDG_CACHE_HOME/annolid/depth/...`
+    (`~/.cache/...` when unset)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache, "annolid", "depth", *parts)
 
 
 def config_path() -> Path:

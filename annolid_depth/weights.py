@@ -26,6 +26,7 @@ from safetensors.torch import load_file as load_safetensors
 
 from .errors import WeightsError
 from .model import ENCODERS, encoder_config
+from .settings import user_cache
 
 HUB_URL = "https://huggingface.co"
 FOLDER_ENV = "ANNOLID_DEPTH_CHECKPOINTS"
@@ -33,8 +34,8 @@ PACKAGE_CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 DOWNLOAD_COMMAND = "python -m annolid_depth.download_weights"
 
 # Each encoder's size as the Hub names it, and its checkpoint's size in MB (float32 parameters:
-# 29 M, 115 M, 385 M), in the order of the model's ENCODERS.
-_PUBLISHED = dict(zip(ENCODERS, (("Small", 116), ("Base", 458), ("Large", 1538)), strict=True))
+# 29 M, 115 M, 385 M), by encoder name: the registry below has a row for each of the model's.
+_PUBLISHED = {"vits": ("Small", 116), "vitb": ("Base", 458), "vitl": ("Large", 1538)}
 _ENCODER_BY_WIDTH = {cfg.embed_dim: name for name, cfg in ENCODERS.items()}
 _TRUE_VALUES = {"1", "on", "yes", "true"}  # as huggingface_hub reads boolean variables
 _SHA256 = re.compile(r"[0-9a-f]{64}")  # the Hub's etag of a file kept in Git LFS is its SHA-256
@@ -92,8 +93,7 @@ def get_checkpoint(name: str) -> Checkpoint:
 
 def user_checkpoint_dir() -> Path:
     """Per-user folder, for installs whose package folder is read-only."""
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "annolid" / "depth" / "checkpoints"
+    return user_cache("checkpoints")
 
 
 def checkpoint_dir(root: str | Path | None = None) -> Path:

@@ -34,14 +34,14 @@ sys.path.insert(0, str(ROOT / "tests"))
 from parity_recipe import PARITY, SHARED, write_checkpoint  # noqa: E402
 from reference import reference_fps  # noqa: E402
 
-from annolid_depth import runner  # noqa: E402
-from annolid_depth.engine import autocast, offline_depth, reuse_freed_memory, streaming_depth  # noqa: E402
+from annolid_depth.engine import OfflineEngine, StreamingEngine, autocast, reuse_freed_memory  # noqa: E402
 from annolid_depth.engine.backends import RUNTIMES, installed, pick_backend  # noqa: E402
 from annolid_depth.engine.device import DTYPES, cpu_runs_bf16  # noqa: E402
+from annolid_depth.engine.loading import load_model  # noqa: E402
 from annolid_depth.io.source import VideoSource  # noqa: E402
 
 CLIP = SHARED / "media" / "davis_rollercoaster.mp4"
-ENGINES = {"offline": offline_depth, "streaming": streaming_depth}
+ENGINES = {"offline": OfflineEngine, "streaming": StreamingEngine}
 
 
 def cpu_attention_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
@@ -70,11 +70,11 @@ def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
 
 def run_engine(model, mode: str, frames: list, size: int, precision: str) -> np.ndarray:
     with torch.no_grad(), reuse_freed_memory():
-        return np.stack([d for _, _, d in ENGINES[mode](model, enumerate(frames), size, torch.device("cpu"), precision)])
+        return np.stack([d for _, _, d in ENGINES[mode](model, size, torch.device("cpu"), precision).run(enumerate(frames))])
 
 
 def model_for(checkpoint: Path, precision: str, backend: str = "torch"):
-    return runner.load_model(str(checkpoint), checkpoint.stat().st_mtime_ns, "vits", False, "cpu", precision, backend)
+    return load_model(str(checkpoint), checkpoint.stat().st_mtime_ns, "vits", False, "cpu", precision, backend)
 
 
 def backend_cases(backends: list[str], precisions: list[str]) -> list[tuple[str, str]]:

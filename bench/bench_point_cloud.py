@@ -46,7 +46,7 @@ def main() -> None:
         (labels / "v_000000000.json").write_text(json.dumps({"shapes": shapes}))
         for fmt, regions in (("csv", False), ("csv", True), ("ply", False)):
             sink = PointCloudSink()
-            sink.open(RunInfo(tmp / "v.mp4", tmp / f"{fmt}{regions}", "v", W, H, 30.0,
+            sink.open(RunInfo(tmp / "v.mp4", tmp / f"{fmt}{regions}", W, H, 30.0,
                               point_cloud_format=fmt, include_region_labels=regions))
             seconds = best_of(functools.partial(sink.put, 0, rgb, depth))
             size = (sink.tmp / f"point_0000.{fmt}").stat().st_size

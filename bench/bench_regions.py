@@ -56,7 +56,7 @@ def main() -> None:
         store = tmp / "v" / "v_annotations.ndjson"
         with open(store, "w") as out:
             out.writelines(json.dumps(record(i), separators=(",", ":")) + "\n" for i in range(RECORDS))
-        info = RunInfo(tmp / "v.mp4", tmp / "out", "v", W, H, 30.0)
+        info = RunInfo(tmp / "v.mp4", tmp / "out", W, H, 30.0)
         (tmp / "out").mkdir()
         regions, ndjson = RegionStatsSink(), NdjsonSink()
         regions.open(info)

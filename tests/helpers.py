@@ -14,14 +14,15 @@ import numpy as np
 from parity_recipe import SHARED
 from PIL import Image
 
-from annolid_depth.engine import offline_depth, streaming_depth
+from annolid_depth.engine import OfflineEngine, StreamingEngine
+from annolid_depth.io.files import publish
 from annolid_depth.io.regions import COLUMNS
-from annolid_depth.io.sinks import RunInfo, build_sinks, publish
+from annolid_depth.io.sinks import RunInfo, build_sinks
 from annolid_depth.settings import DepthSettings
 
 MEDIA_CLIP = SHARED / "media" / "davis_rollercoaster.mp4"
 
-ENGINES = {"offline": offline_depth, "stream": streaming_depth}
+ENGINES = {"offline": OfflineEngine, "stream": StreamingEngine}
 
 
 # --------------------------------------------------------------------------- frames and videos
@@ -86,7 +87,7 @@ def rgb_frame(i: int) -> np.ndarray:
 
 
 def run_info(out: Path, stem: str = "clip", **settings) -> RunInfo:
-    return RunInfo(video_path=out.parent / f"{stem}.mp4", output_dir=out, stem=stem, width=W, height=H, fps=12.5,
+    return RunInfo(video_path=out.parent / f"{stem}.mp4", output_dir=out, width=W, height=H, fps=12.5,
                    settings=DepthSettings(**settings))
 
 

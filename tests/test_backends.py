@@ -13,11 +13,12 @@ from parity_recipe import errors, recipe_state_dict, write_checkpoint
 from annolid_depth.engine.backends import RUNTIMES as RUNTIME_CLASSES
 from annolid_depth.engine.backends import BackendError, CompiledModel, exported, installed, load_backend, pick_backend
 from annolid_depth.engine.device import cpu_runs_bf16
-from annolid_depth.export import FORMAT, SPEC, ExportError, export_onnx
+from annolid_depth.engine.graphs import FORMAT, SPEC, ExportError, export_onnx
+from annolid_depth.engine.loading import load_model
 from annolid_depth.export import main as export_main
 from annolid_depth.model import VideoDepthAnything
 from annolid_depth.model.vda import write_slots
-from annolid_depth.runner import load_model, run_video_depth_anything
+from annolid_depth.runner import run_video_depth_anything
 
 RUNTIMES = [r for r in ("onnxruntime", "openvino") if installed(r)]
 pytestmark = pytest.mark.skipif(not RUNTIMES, reason="no ONNX runtime installed (pip install 'annolid-depth[onnx]')")
@@ -40,7 +41,7 @@ def vits_export(tmp_path_factory):
 
 
 def depth_of(model, kind, frames, input_size=28):
-    return np.stack([d for _, _, d in ENGINES[kind](model, enumerate(frames), input_size=input_size)])
+    return np.stack([d for _, _, d in ENGINES[kind](model, input_size=input_size).run(enumerate(frames))])
 
 
 def assert_same_depth(compiled, model, frames):
@@ -129,8 +130,7 @@ def test_openvino_bf16_compiled_after_fp32_stays_close(parity_dir, vits_export, 
     frames, expected = fixture["frames"][:10], fixture["depth"][:10]  # streaming is causal: the first frames' depth
     for precision, bounds in (("fp32", (3e-5, 1e-5)), ("bf16", (4e-2, 2e-2))):
         compiled = load_backend(vits_export.model, "openvino", vits_export.checkpoint, precision, folder)
-        depth = np.stack([d for _, _, d in ENGINES["stream"](compiled, enumerate(frames), int(fixture["input_size"]),
-                                                            precision=precision)])
+        depth = np.stack([d for _, _, d in ENGINES["stream"](compiled, int(fixture["input_size"]), precision=precision).run(enumerate(frames))])
         max_rel, rel_l2 = errors(depth, expected)
         assert max_rel <= bounds[0] and rel_l2 <= bounds[1], (precision, max_rel, rel_l2)
     assert sorted(p.name for p in (folder / "openvino").iterdir()) == ["bf16", "fp32"]

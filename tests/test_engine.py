@@ -11,10 +11,8 @@ from annolid_depth.engine import (
     OfflineEngine,
     StreamingEngine,
     device,
-    offline_depth,
     pick_device,
     pick_precision,
-    streaming_depth,
 )
 from annolid_depth.engine.device import cpu_runs_bf16, per_call
 from annolid_depth.engine.streaming import MAX_AHEAD, SLOTS, context_frames, slot
@@ -44,7 +42,7 @@ class CountingSource:
 @pytest.mark.parametrize("kind", ["offline", "stream"])
 def test_engines_reproduce_reference(parity_dir, vits, kind):
     fixture = np.load(parity_dir / f"vits_{kind}.npz")
-    out = list(ENGINES[kind](vits, enumerate(fixture["frames"]), input_size=int(fixture["input_size"])))
+    out = list(ENGINES[kind](vits, input_size=int(fixture["input_size"])).run(enumerate(fixture["frames"])))
     assert [i for i, _, _ in out] == list(range(len(fixture["frames"])))
     depth = np.stack([d for _, _, d in out])
     max_rel, rel_l2 = errors(depth, fixture["depth"])
@@ -87,7 +85,7 @@ def test_offline_matches_the_reference_windows_at_every_length(vits, count):
     decoded): its depth must still be the reference's, frame for frame."""
     frames = [rgb for _, rgb in synthetic_frames(count, 28, 42)]
     expected = windows_as_the_reference(vits, frames, 28)
-    depth = np.stack([d for _, _, d in offline_depth(vits, enumerate(frames), input_size=28)])
+    depth = np.stack([d for _, _, d in OfflineEngine(vits, input_size=28).run(enumerate(frames))])
     max_rel, rel_l2 = errors(depth, expected)
     assert max_rel <= 3e-5 and rel_l2 <= 1e-5, (max_rel, rel_l2)
 
@@ -116,7 +114,7 @@ def test_wide_videos_get_a_smaller_input_size():
 @pytest.mark.parametrize("kind", ["offline", "stream"])
 @pytest.mark.parametrize("count", [1, 5, 23, 45])
 def test_every_frame_comes_out_once_in_order(vits, kind, count):
-    out = list(ENGINES[kind](vits, synthetic_frames(count), input_size=14))
+    out = list(ENGINES[kind](vits, input_size=14).run(synthetic_frames(count)))
     assert [i for i, _, _ in out] == [3 * i for i in range(count)]
     for _, rgb, depth in out:
         assert depth.shape == rgb.shape[:2] == (20, 28) and depth.dtype == np.float32
@@ -124,7 +122,7 @@ def test_every_frame_comes_out_once_in_order(vits, kind, count):
 
 def test_offline_reads_about_one_window_ahead(vits):
     source = CountingSource(200)
-    engine = offline_depth(vits, source, input_size=14)
+    engine = OfflineEngine(vits, input_size=14).run(source)
     early = READ_AHEAD + 1  # decoded ahead on the reading thread: its queue and the frame in its hand
     next(engine)
     assert 32 <= source.taken <= 32 + early  # the first window, and what is read ahead
@@ -138,7 +136,7 @@ def test_offline_reads_about_one_window_ahead(vits):
 
 def test_streaming_reads_at_most_one_group_ahead(vits):
     source = CountingSource(60)
-    for produced, _ in enumerate(streaming_depth(vits, source, input_size=14), start=1):
+    for produced, _ in enumerate(StreamingEngine(vits, input_size=14).run(source), start=1):
         assert produced <= source.taken <= produced + MAX_AHEAD - 1 + READ_AHEAD + 1
     assert source.taken == 60
 
@@ -148,12 +146,12 @@ def test_streaming_groups_stay_whole_when_the_encoder_takes_fewer_images(vits, m
     runs the whole group, so the stored keys and values are read once per group, not per
     frame; the depth is that of the default run, to rounding."""
     frames = list(synthetic_frames(20))
-    default = np.stack([d for _, _, d in streaming_depth(vits, frames, input_size=14)])
+    default = np.stack([d for _, _, d in StreamingEngine(vits, input_size=14).run(frames)])
     monkeypatch.setattr(device, "CPU_TOKENS", 1)  # one image a call, as at input 518
     encoder_calls, head_calls = [], []
     monkeypatch.setattr(vits.pretrained, "forward", _recorder(vits.pretrained.forward, encoder_calls))
     monkeypatch.setattr(vits.head, "forward", _recorder(vits.head.forward, head_calls))
-    small_calls = np.stack([d for _, _, d in streaming_depth(vits, frames, input_size=14)])
+    small_calls = np.stack([d for _, _, d in StreamingEngine(vits, input_size=14).run(frames)])
     assert encoder_calls == [1] * 20 and head_calls == [1, 8, 8, 3]
     max_rel, rel_l2 = errors(small_calls, default)  # matrix products of another size round differently
     assert max_rel <= 1e-4 and rel_l2 <= 1e-5, (max_rel, rel_l2)
@@ -202,10 +200,10 @@ def test_streaming_slots_hold_every_frame_a_window_needs(group):
 def test_offline_metric_model_skips_alignment(vits):
     """Metric depth is absolute: later windows are not rescaled, so a metric run differs."""
     frames = list(synthetic_frames(40))
-    relative = [d for _, _, d in offline_depth(vits, frames, input_size=14)]
+    relative = [d for _, _, d in OfflineEngine(vits, input_size=14).run(frames)]
     vits.metric = True
     try:
-        metric = [d for _, _, d in offline_depth(vits, frames, input_size=14)]
+        metric = [d for _, _, d in OfflineEngine(vits, input_size=14).run(frames)]
     finally:
         vits.metric = False
     np.testing.assert_array_equal(relative[0], metric[0])  # first window: never scaled
@@ -214,8 +212,8 @@ def test_offline_metric_model_skips_alignment(vits):
 
 def test_bf16_on_cpu_is_close_to_fp32(vits):
     frames = list(synthetic_frames(6, 28, 42))
-    exact = np.stack([d for _, _, d in streaming_depth(vits, frames, input_size=28)])
-    fast = np.stack([d for _, _, d in streaming_depth(vits, frames, input_size=28, precision="bf16")])
+    exact = np.stack([d for _, _, d in StreamingEngine(vits, input_size=28).run(frames)])
+    fast = np.stack([d for _, _, d in StreamingEngine(vits, input_size=28, precision="bf16").run(frames)])
     max_rel, _ = errors(fast, exact)
     assert 0 < max_rel < 0.05
 
@@ -223,12 +221,12 @@ def test_bf16_on_cpu_is_close_to_fp32(vits):
 @pytest.mark.skipif(not cpu_runs_bf16(), reason="this CPU has no bf16 arithmetic")
 def test_weights_held_in_bf16_give_the_numbers_of_autocast(vits):
     frames = list(synthetic_frames(6, 28, 42))
-    autocast_only = np.stack([d for _, _, d in streaming_depth(vits, frames, input_size=28, precision="bf16")])
+    autocast_only = np.stack([d for _, _, d in StreamingEngine(vits, input_size=28, precision="bf16").run(frames)])
     held = copy.deepcopy(vits).hold_weights_in(torch.bfloat16)
     assert held.pretrained.blocks[0].attn.qkv.weight.dtype == torch.bfloat16
     assert held.head.scratch.output_conv2[0].weight.dtype == torch.float32
     assert held.pretrained.blocks[0].norm1.weight.dtype == torch.float32
-    cast_once = np.stack([d for _, _, d in streaming_depth(held, frames, input_size=28, precision="bf16")])
+    cast_once = np.stack([d for _, _, d in StreamingEngine(held, input_size=28, precision="bf16").run(frames)])
     np.testing.assert_array_equal(cast_once, autocast_only)
 
 
@@ -267,7 +265,7 @@ def test_a_cancel_finishes_the_computed_frames_at_a_resume_point(vits, kind, sto
 def test_frame_size_change_midway_is_an_error(vits):
     frames = [(0, np.zeros((20, 28, 3), np.uint8)), (1, np.zeros((28, 20, 3), np.uint8))]
     with pytest.raises(ValueError, match="frame size changed"):
-        list(streaming_depth(vits, frames, input_size=14))
+        list(StreamingEngine(vits, input_size=14).run(frames))
 
 
 @pytest.mark.parametrize("kind, count", [("offline", 49), ("offline", 47), ("stream", 50)])

@@ -22,7 +22,6 @@ from annolid_depth.io.records import (
     iter_records,
     quantize,
     record_line,
-    scan_range,
 )
 
 H, W = 36, 50
@@ -138,7 +137,6 @@ def test_a_killed_runs_cut_last_line_is_skipped(tmp_path):
     text = path.read_text()
     path.write_text(text[:-100])  # the third record, cut mid-way
     assert [r["frame_index"] for r in iter_records(path)] == [0, 3]
-    assert scan_range(path)[2] == 2
     path.write_text(text[:-1])  # complete, only the newline missing (another tool's file)
     assert [r["frame_index"] for r in iter_records(path)] == [0, 3, 6]
 
@@ -149,13 +147,6 @@ def test_a_cut_line_before_the_end_is_an_error(tmp_path):
     path.write_text(lines[0][:50] + "\n" + lines[1])
     with pytest.raises(json.JSONDecodeError):
         list(iter_records(path))
-
-
-def test_scan_range_covers_every_record(tmp_path):
-    path = write_ndjson(tmp_path / "depth.ndjson", [gradient(1, 2), gradient(0.5, 1.5), gradient(3, 7)])
-    assert scan_range(path) == (0.5, 7.0, 3)
-    (tmp_path / "empty.ndjson").write_text("")
-    assert scan_range(tmp_path / "empty.ndjson")[2] == 0
 
 
 def test_record_index_reads_one_frame_at_a_time(tmp_path):

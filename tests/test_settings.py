@@ -240,11 +240,28 @@ def test_default_output_dir():
     assert default_output_dir("videos/mice.mp4", "~/depth") == Path.home() / "depth" / "mice"
 
 
-def test_run_kwargs():
+def test_arguments_are_the_run_options_as_they_are():
     settings = DepthSettings(encoder="vitl", max_frames=10, output_dir="/data/depth", checkpoint_root="/weights")
-    expected = {**DEFAULTS, "encoder": "vitl", "max_frames": 10, "checkpoint_root": "/weights", "device": None, "precision": None}
-    del expected["output_dir"]
-    assert settings.run_kwargs() == expected
+    expected = {**DEFAULTS, "encoder": "vitl", "max_frames": 10, "checkpoint_root": "/weights"}
+    del expected["output_dir"]  # the runner's output_dir is the exact folder, not this root
+    assert settings.arguments() == expected
+    assert DepthSettings.from_arguments(settings.arguments()) == DepthSettings(encoder="vitl", max_frames=10,
+                                                                                checkpoint_root="/weights")
+
+
+def test_identity_leaves_out_how_a_run_goes():
+    assert set(DEFAULTS) - set(DepthSettings().identity()) == {"output_dir", "checkpoint_root", "device", "fp32",
+                                                                "precision", "backend"}
+
+
+def test_from_arguments_takes_annolids_names_none_and_paths():
+    assert DepthSettings.from_arguments({"max_len": 12, "max_frames": None}).max_frames == 12
+    assert DepthSettings.from_arguments({"max_len": 12, "max_frames": 5}).max_frames == 5
+    made = DepthSettings.from_arguments({"checkpoint_root": Path("/w"), "device": None, "input_video": "v.mp4",
+                                         "output_dir": "/exact/folder", "progress_callback": print})
+    assert made == DepthSettings(checkpoint_root="/w")  # not options: the video, the folder, the callbacks
+    with pytest.raises(ValueError, match="metric must be true or false, got None"):
+        DepthSettings.from_arguments({"metric": None})
 
 
 def test_off_values_normalise_to_minus_one():

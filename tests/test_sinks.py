@@ -16,12 +16,12 @@ from helpers import H, W, depth_frames, finish, read_seed_snippet, rgb_frame, ru
 from PIL import Image
 
 from annolid_depth.errors import OutputError
-from annolid_depth.io import sinks
+from annolid_depth.io.colour import colorize, with_colour_bar
 from annolid_depth.io.npz import DATA_OFFSET, combine_crc32, finish_npz, first_header_size, npy_header
 from annolid_depth.io.pipeline import OrderedWriter
+from annolid_depth.io.point_files import BYTES, csv_rows, label_cells
 from annolid_depth.io.records import iter_records
 from annolid_depth.io.sinks import (
-    BYTES,
     SINKS,
     DepthFramesSink,
     DepthVideoSink,
@@ -29,8 +29,7 @@ from annolid_depth.io.sinks import (
     PointCloudSink,
     ResumePoint,
     build_sinks,
-    csv_rows,
-    label_cells,
+    rendered,
 )
 
 EVERY_OUTPUT = {f"save_{name}": True for name in ("depth_video", "depth_frames", "point_clouds", "npz", "exr", "region_stats")}
@@ -142,7 +141,7 @@ def test_depth_frames_share_one_range_and_are_named_by_frame_index(tmp_path):
 
 
 def test_the_first_frames_fix_the_colour_range_and_later_values_saturate(tmp_path, monkeypatch):
-    monkeypatch.setattr(sinks, "RANGE_FRAMES", 2)
+    monkeypatch.setattr(rendered, "RANGE_FRAMES", 2)
     depths = depth_frames(5)
     results = run_sinks(tmp_path / "out", depths=depths, save_depth_frames=True, grayscale=True)
     drawn = [np.array(Image.open(Path(results["depth_frames"]) / f"depth_{2 * i:05d}.png"))[..., 0] for i in range(5)]
@@ -155,7 +154,7 @@ def test_the_first_frames_fix_the_colour_range_and_later_values_saturate(tmp_pat
 
 def test_drawing_in_a_pool_gives_the_same_files(tmp_path, monkeypatch):
     """Frames prepared before the range is known are drawn when they are written."""
-    monkeypatch.setattr(sinks, "RANGE_FRAMES", 3)
+    monkeypatch.setattr(rendered, "RANGE_FRAMES", 3)
     outputs = []
     for workers in (0, 3):
         out = tmp_path / str(workers)
@@ -176,7 +175,7 @@ def test_drawing_in_a_pool_gives_the_same_files(tmp_path, monkeypatch):
 
 
 def test_a_resumed_run_draws_what_an_uninterrupted_one_does(tmp_path, monkeypatch):
-    monkeypatch.setattr(sinks, "RANGE_FRAMES", 3)
+    monkeypatch.setattr(rendered, "RANGE_FRAMES", 3)
     depths = depth_frames(8)
     whole = run_sinks(tmp_path / "whole", depths=depths, save_depth_video=True, save_depth_frames=True)
     for stop in (2, 5):  # before and after the range is fixed
@@ -407,7 +406,7 @@ def test_missing_openexr_is_a_clear_error_at_open(tmp_path):
         "from annolid_depth.io.sinks import RunInfo, build_sinks\n"
         "from annolid_depth.errors import OutputError\n"
         "from annolid_depth.settings import DepthSettings\n"
-        f"info = RunInfo(Path('v.mp4'), Path({str(tmp_path)!r}), 'v', 4, 4, 10.0, DepthSettings(save_exr=True))\n"
+        f"info = RunInfo(Path('v.mp4'), Path({str(tmp_path)!r}), 4, 4, 10.0, DepthSettings(save_exr=True))\n"
         "try:\n    [s.open(info) for s in build_sinks(info)]\n"
         "except OutputError as e:\n    print(e)\n"
     )
@@ -480,7 +479,6 @@ def test_ndjson_comes_first():
 
 
 def test_depth_video_carries_a_colour_bar_with_its_unit(tmp_path):
-    from annolid_depth.io.sinks import colorize, with_colour_bar
 
     frame = np.zeros((360, 640, 3), np.uint8)
     for metric in (False, True):

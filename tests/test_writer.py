@@ -56,7 +56,7 @@ def test_frames_are_written_in_order_with_their_own_payloads(workers):
 @pytest.mark.parametrize("fail_in", ["prepare", "write"])
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_failing_sink_raises_in_the_caller_and_keeps_what_came_before(tmp_path, workers, fail_in):
-    info = RunInfo(video_path=tmp_path / "v.mp4", output_dir=tmp_path, stem="v", width=8, height=6, fps=10)
+    info = RunInfo(video_path=tmp_path / "v.mp4", output_dir=tmp_path, width=8, height=6, fps=10)
     ndjson, failing = NdjsonSink(), LoggingSink(fail_at=3, fail_in=fail_in)
     ndjson.open(info)
     writer = OrderedWriter([ndjson, failing], workers)

@@ -2,7 +2,7 @@
 
 A compiled backend is an object with the network's own interface (`encode`, `decode`,
 `metric`), so the engines, sinks and resume do not know which one runs.
-It runs the graphs of `annolid_depth.export`, made once per checkpoint and kept under
+It runs the graphs of `graphs.py`, exported once per checkpoint and kept under
 ~/.cache/annolid/depth/compiled/ (or $XDG_CACHE_HOME/annolid/depth/compiled/), so a
 second run starts in seconds. Features travel between the graphs as [N, ph, pw, C] arrays;
 the streaming memory keeps each attention block's keys and values in CPU tensors held by the
@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
-import os
 import warnings
 from pathlib import Path
 
@@ -25,15 +24,15 @@ import torch
 from ..errors import DepthError
 from ..model import PATCH, VideoDepthAnything
 from ..model.vda import StreamMemory, finish_depth, micro_batches, write_slots
-from ..settings import BACKENDS
+from ..settings import BACKENDS, user_cache
+from ..weights import checkpoint_key
+from .graphs import FORMAT, ExportError, export_onnx, read_spec, state_shapes
 
 EXTRAS = {"onnxruntime": "onnx", "openvino": "openvino"}
 GRAPHS = ("encoder", "temporal", "step", "per_image")
-# The runtimes each precision runs on, and auto's choice on a CPU, fastest first (bench_speed.py,
-# vits, 2 threads, idle machine; README "Compiled CPU runtimes"). FP32, within the parity
-# tolerance: OpenVINO ran at 0.96-1.09x torch's frames/s (input 252 and 518, both modes), ONNX
-# Runtime at 0.87x, so auto does not take it. bf16: OpenVINO ran at 1.07-1.29x torch in every
-# case once its streaming state stayed in bf16. A compiled backend cannot recompute a non-finite
+# The runtimes each precision runs on, and auto's choice on a CPU, fastest first (measured by
+# bench/bench_speed.py; README "Compiled CPU runtimes"): ONNX Runtime ran slower than torch, so
+# auto does not take it. A compiled backend cannot recompute a non-finite
 # group in FP32 (the run stops instead); bf16 has float32's exponent range and does not overflow
 # as fp16 does, so that is left to broken weights or input, which FP32 would refuse as well.
 RUNTIME_PRECISIONS = {"onnxruntime": ("fp32",), "openvino": ("fp32", "bf16")}
@@ -71,26 +70,16 @@ def pick_backend(requested: str, device: torch.device, precision: str) -> str:
     return requested
 
 
-def cache_root() -> Path:
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "annolid" / "depth" / "compiled"
-
-
 def cache_dir(model: VideoDepthAnything, checkpoint: Path) -> Path:
     """One folder per checkpoint file (path, size and date) and export format."""
-    from ..export import FORMAT
-    from ..weights import checkpoint_key
-
     stat = checkpoint.stat()
     identity = f"{checkpoint.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{FORMAT}"
-    return cache_root() / f"{checkpoint_key(model.encoder, model.metric)}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
+    return user_cache("compiled") / f"{checkpoint_key(model.encoder, model.metric)}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
 
 
 def exported(model: VideoDepthAnything, checkpoint: Path, folder: Path | None = None) -> Path:
     """A folder with the graphs of `model`: `folder` as given (refused when it does not match
     the checkpoint), else the cache's, exported there first when missing or stale."""
-    from ..export import ExportError, export_onnx, read_spec
-
     if folder is not None:
         read_spec(folder, model.encoder, model.metric, checkpoint)
         return folder
@@ -144,8 +133,7 @@ class OpenVinoGraphs:
             "CACHE_DIR": str(folder / "openvino" / precision),
         }
         # In bf16 the step graph takes and returns the streaming state in bf16: in float32 the
-        # runtime converted the whole state (~280 MB at input 252) on every call (vits, 252,
-        # 7 frames a call: 189 -> 164 ms a call).
+        # runtime converted the whole state (hundreds of MB) on every call.
         self.state_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         self.graphs = {name: core.compile_model(self._read(core, folder, name), "CPU", config) for name in GRAPHS}
 
@@ -232,8 +220,6 @@ class CompiledModel:
 
     def step(self, f2: np.ndarray, f3: np.ndarray, memory: StreamMemory) -> np.ndarray:
         """The current frames through the temporal levels, reading and extending `memory`."""
-        from ..export import state_shapes
-
         dtype = self.graphs.state_dtype
         if not memory.stores:
             shapes = state_shapes(self.model, f2.shape[1], f2.shape[2], memory.slots)

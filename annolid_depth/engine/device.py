@@ -43,8 +43,7 @@ def pick_device(requested: str | None = None) -> torch.device:
 def per_call(device: torch.device, item_tokens: int) -> int | None:
     """How many items (images, or pixels' frame sequences) of `item_tokens` tokens each the
     network takes in one call on `device`: about CPU_TOKENS tokens' worth on a CPU, since
-    larger activations fall out of the caches (a 22-frame window ran 30 % slower through the
-    encoder in one call); None, all at once, on a GPU."""
+    larger activations fall out of the caches (bench/bench_model.py); None, all at once, on a GPU."""
     return max(1, CPU_TOKENS // item_tokens) if device.type == "cpu" else None
 
 
@@ -151,8 +150,8 @@ def reuse_freed_memory():
 
     torch takes each CPU tensor straight from malloc, and glibc hands freed blocks of more
     than a few megabytes back to the system, so the next activation of that size starts on
-    fresh pages and pays a page fault for every 4 KiB (vits at input 252 on 2 cores: 10 %
-    of a streaming run, 18 % of a windowed one). Raising glibc's thresholds keeps those pages for reuse; at the end
+    fresh pages and pays a page fault for every 4 KiB (a tenth of a CPU run and more,
+    bench/bench_speed.py). Raising glibc's thresholds keeps those pages for reuse; at the end
     `malloc_trim` returns them and the thresholds go back to where glibc's own adjustment
     would take them. Elsewhere (macOS, Windows, musl) this does nothing. It changes the
     allocator of the whole process, so only the CLI, whose process this is, turns it on; a

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from itertools import islice
 
 import numpy as np
@@ -72,38 +73,75 @@ class Aligner:
         return aligned, offset
 
 
+@dataclass
+class WindowEnd:
+    """Where the last window left the run: `frames` frames are final once handed out (a resume
+    point then), the next window starts at processed frame `start` with the aligner's state
+    and the keyframes' features; `last`: no window follows."""
+
+    frames: int
+    start: int
+    frame_shape: tuple[int, int]
+    aligner: Aligner
+    keyframe_features: list[torch.Tensor]
+    last: bool
+
+
+class Slots:
+    """The frames windows are cut from: those received and not yet handed out (`pending`), and
+    the network inputs of the slots the next window encodes (`new`). The reference pads the
+    video with copies of its last frame (`last_input`)."""
+
+    def __init__(self, inputs: Iterator, first: int):
+        self.inputs, self.pending, self.new = inputs, deque(), []
+        self.exhausted, self.last_input = False, None
+        for frame_index, rgb, x in islice(inputs, first):
+            self.pending.append((frame_index, rgb))
+            self.last_input = x
+        self.received = len(self.pending)
+
+    def fill(self, needed: int) -> None:
+        """Read until `needed` slots wait to be encoded, or the video ends."""
+        while len(self.new) < needed and not self.exhausted:
+            item = next(self.inputs, None)
+            if item is None:
+                self.exhausted = True
+            else:
+                frame_index, rgb, self.last_input = item
+                self.pending.append((frame_index, rgb))
+                self.new.append(self.last_input)
+                self.received += 1
+
+
 class OfflineEngine:
     """(frame_index, rgb) in order -> (frame_index, rgb, depth float32 [h, w]) in order."""
 
     def __init__(self, model: VideoDepthAnything, input_size: int = 518, device=torch.device("cpu"), precision="fp32"):
         self.model, self.input_size, self.device, self.precision = model, input_size, device, precision
         self.yielded = 0
-        self._resume_point: tuple[int, dict] | None = None
-        self._last_window = False
+        self.window_end: WindowEnd | None = None
 
     def ready(self) -> int:
         """Frames computed but not yet handed out: the rest of the current window's."""
-        if self._resume_point is None:
-            return 0
-        return max(0, self._resume_point[0] - self.yielded)
+        return 0 if self.window_end is None else max(0, self.window_end.frames - self.yielded)
 
     def finished(self) -> bool:
         """Whether every frame of the video has been handed out (a cancel in the last window
         finishes the video)."""
-        return self._last_window and self.ready() == 0
+        return self.window_end is not None and self.window_end.last and self.ready() == 0
 
     def snapshot(self) -> dict | None:
         """How to go on after the frames yielded so far, or None between window ends: the
         aligner's depth maps and the keyframes' encoder features (on the CPU; encoding them
         again would change their last bits with the batch size)."""
-        if self._resume_point is None or self._resume_point[0] != self.yielded:
+        end = self.window_end
+        if end is None or end.frames != self.yielded:
             return None
-        start, first_shape, aligner, features = self._resume_point[1]
         return {
-            "frames": self.yielded, "start": start, "frame_shape": first_shape,
-            "reference": [torch.from_numpy(d) for d in aligner.reference],
-            "to_blend": [torch.from_numpy(d) for d in aligner.to_blend],
-            "keyframe_features": [f.cpu() for f in features],
+            "frames": self.yielded, "start": end.start, "frame_shape": end.frame_shape,
+            "reference": [torch.from_numpy(d) for d in end.aligner.reference],
+            "to_blend": [torch.from_numpy(d) for d in end.aligner.to_blend],
+            "keyframe_features": [f.cpu() for f in end.keyframe_features],
         }
 
     def run(self, frames: Iterable[tuple[int, np.ndarray]], state: dict | None = None) -> Iterator:
@@ -115,87 +153,61 @@ class OfflineEngine:
             inputs.close()
 
     def _run(self, inputs: Iterator, state: dict | None) -> Iterator:
-        model, device = self.model, self.device
-        aligner = Aligner(model.metric)
-        pending: deque[tuple[int, np.ndarray]] = deque()  # received, not yet yielded
-        new_slots: list[np.ndarray] = []  # network inputs of the slots the next window encodes
-        start, keyframe_features = 0, None
-        if state is not None:  # the frames after the snapshot: first those the next window blends into
+        aligner, start, keyframe_features = Aligner(self.model.metric), 0, None
+        slots = Slots(inputs, 1 if state is None else BLEND)  # resumed: first the frames the next window blends into
+        if state is None:
+            slots.new = [slots.last_input] if slots.pending else []
+        else:
             start = state["start"]
             aligner.reference = [d.numpy() for d in state["reference"]]
             aligner.to_blend = [d.numpy() for d in state["to_blend"]]
-            keyframe_features = [f.to(device) for f in state["keyframe_features"]]
-        for frame_index, rgb, x in islice(inputs, 1 if state is None else BLEND):
-            pending.append((frame_index, rgb))
-            if state is None:
-                new_slots.append(x)
-            last_input = x  # the reference pads the video with copies of its last frame
-        if not pending:
+            keyframe_features = [f.to(self.device) for f in state["keyframe_features"]]
+            slots.exhausted = len(slots.pending) < BLEND
+        if not slots.pending:
             return
         self.yielded = state["frames"] if state else 0
-        frame_shape = tuple(state["frame_shape"]) if state else pending[0][1].shape[:2]
-        net_h, net_w = last_input.shape[1:]
-        images_per_call = per_call(device, image_tokens(net_h, net_w))
-        pixels_per_call = per_call(device, WINDOW)  # a pixel's sequence holds the window's frames
-        network = FiniteDepth(model, device, self.precision)
-        received = self.yielded + len(pending)
-        exhausted = state is not None and len(pending) < BLEND
-
+        slots.received += self.yielded
+        frame_shape = tuple(state["frame_shape"]) if state else slots.pending[0][1].shape[:2]
+        network = FiniteDepth(self.model, self.device, self.precision)
         while True:
-            needed = WINDOW if keyframe_features is None else STEP
-            while len(new_slots) < needed and not exhausted:
-                item = next(inputs, None)
-                if item is None:
-                    exhausted = True
-                else:
-                    frame_index, rgb, last_input = item
-                    pending.append((frame_index, rgb))
-                    new_slots.append(last_input)
-                    received += 1
-            if start >= received:
+            slots.fill(WINDOW if keyframe_features is None else STEP)
+            if start >= slots.received:
                 return
-            real = len(new_slots)
-            has_next = not exhausted or start + STEP < received
-            # Past the end the window is filled with copies of the last frame: they encode alike,
-            # and unless a next window blends into them, only slots up to the last real frame
-            # give depth that is used (the copies still lend temporal context).
-            used = WINDOW if has_next else WINDOW - needed + real
-
-            images = batch(new_slots or [last_input], device)
-
-            def run_window(images=images, needed=needed, real=real, used=used, keyframes=keyframe_features):
-                features = model.encode(images, images_per_call)
-                features = [torch.cat([f[:real], f[-1:].expand(needed - real, *f.shape[1:])]) for f in features]
-                if keyframes is not None:
-                    features = [torch.cat([k, f]) for k, f in zip(keyframes, features)]  # the wider dtype
-                return model.decode(features, WINDOW, net_h, net_w, outputs=used, pixels_per_call=pixels_per_call), features
-
-            depth, features = network(run_window, f"the window from processed frame {start}")
-            depth = to_frame_size(depth, frame_shape)
+            has_next = not slots.exhausted or start + STEP < slots.received
+            depth, features = self.window(network, slots, keyframe_features, start, has_next)
             keyframe_features = [f[KEYFRAMES] for f in features]
-            new_slots = []
-
-            aligned, offset = aligner.align(depth, first=start == 0, has_next=has_next)
+            aligned, offset = aligner.align(to_frame_size(depth, frame_shape), first=start == 0, has_next=has_next)
             # Frames the next window will blend stay pending; with no next window, all are final.
-            final_through = start + STEP + 1 if has_next else received - 1
+            final_through = start + STEP + 1 if has_next else slots.received - 1
             # After the last window the resume point is the end: a cancel inside it finishes the video.
-            self._resume_point = (final_through + 1, (start + STEP, frame_shape, aligner, keyframe_features))
-            self._last_window = not has_next
+            self.window_end = WindowEnd(final_through + 1, start + STEP, frame_shape, aligner, keyframe_features, not has_next)
             for position, d in enumerate(aligned, start=start + offset):
-                if position > final_through or not pending:
+                if position > final_through or not slots.pending:
                     break
-                frame_index, rgb = pending.popleft()
+                frame_index, rgb = slots.pending.popleft()
                 self.yielded += 1
                 yield frame_index, rgb, d
             start += STEP
 
+    def window(self, network: FiniteDepth, slots: Slots, keyframes: list[torch.Tensor] | None, start: int, has_next: bool):
+        """One window's depth at network size and its slots' features: the new slots encoded,
+        after the previous window's keyframes. Past the end the window is filled with copies of
+        the last frame: they encode alike, and unless a next window blends into them, only
+        slots up to the last real frame give depth that is used (the copies still lend
+        temporal context)."""
+        model, needed, real = self.model, WINDOW if keyframes is None else STEP, len(slots.new)
+        used = WINDOW if has_next else WINDOW - needed + real
+        images = batch(slots.new or [slots.last_input], self.device)
+        slots.new = []
+        net_h, net_w = images.shape[2:]
+        images_per_call = per_call(self.device, image_tokens(net_h, net_w))
+        pixels_per_call = per_call(self.device, WINDOW)  # a pixel's sequence holds the window's frames
 
-def offline_depth(
-    model: VideoDepthAnything,
-    frames: Iterable[tuple[int, np.ndarray]],
-    input_size: int = 518,
-    device: torch.device = torch.device("cpu"),
-    precision: str = "fp32",
-) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """(frame_index, rgb) in order -> (frame_index, rgb, depth float32 [h, w]) in order."""
-    return OfflineEngine(model, input_size, device, precision).run(frames)
+        def run_window():
+            features = model.encode(images, images_per_call)
+            features = [torch.cat([f[:real], f[-1:].expand(needed - real, *f.shape[1:])]) for f in features]
+            if keyframes is not None:
+                features = [torch.cat([k, f]) for k, f in zip(keyframes, features)]  # the wider dtype
+            return model.decode(features, WINDOW, net_h, net_w, outputs=used, pixels_per_call=pixels_per_call), features
+
+        return network(run_window, f"the window from processed frame {start}")

@@ -13,9 +13,9 @@ frame alone, and in the head each frame attends only to frames at or before it, 
 and values are stored before anyone attends, so a group gives exactly the depth of one frame
 after another, with larger matrix products and one read of the stored keys for the group.
 A group is MAX_AHEAD frames at any input size; the encoder takes them `per_call` images at a
-time (one at 518 on a CPU). Reading the stored keys once per frame instead made the head at
-518 1.3-1.7x slower (vits, 960x540: 1.43 -> 1.21 s a frame in FP32 with torch, 0.55 -> 0.44 s
-in bf16 with OpenVINO); the peak memory at 518 rose from 2.3 to 3.6 GB, as windows mode's 3.7.
+time (one at 518 on a CPU). Reading the stored keys once per frame instead made the head
+slower at every size, at the price of a larger peak memory at 518, about windows mode's
+(bench/bench_speed.py and bench/bench_memory.py measure both).
 """
 from __future__ import annotations
 
@@ -113,14 +113,3 @@ class StreamingEngine:
                 self.yielded += 1
                 yield frame_index, rgb, d
             group = list(islice(inputs, MAX_AHEAD))
-
-
-def streaming_depth(
-    model: VideoDepthAnything,
-    frames: Iterable[tuple[int, np.ndarray]],
-    input_size: int = 518,
-    device: torch.device = torch.device("cpu"),
-    precision: str = "fp32",
-) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """(frame_index, rgb) in order -> (frame_index, rgb, depth float32 [h, w]), one for one."""
-    return StreamingEngine(model, input_size, device, precision).run(frames)

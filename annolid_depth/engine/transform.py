@@ -46,7 +46,7 @@ class FrameTransform:
     """Turns RGB uint8 frames of one video into normalised network inputs, one thread at a
     time: each frame is converted to float in one buffer kept for the video. A fresh float
     frame each time cost more in page faults than in the conversion (new memory is zeroed
-    by the kernel; 11 MB at 1280x720): 2.2 -> 0.9 ms a frame in `bench_pipeline`."""
+    by the kernel; 11 MB at 1280x720; bench/bench_pipeline.py measures it)."""
 
     def __init__(self, height: int, width: int, input_size: int):
         self.frame_shape = (height, width)

@@ -22,7 +22,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from ..batch import COMPLETE, FAILED, SKIPPED, plan, run_many
+from ..batch import plan, run_many
+from ..io.run_folder import Status
 from ..settings import DepthSettings
 from .run_dialog import Job, format_seconds
 
@@ -46,7 +47,7 @@ def batch_job(folder: Path, settings: DepthSettings, resume: bool) -> BatchJob:
 
         records = run_many(
             [folder], output_dir=settings.output_dir, resume=resume, progress=progress,
-            should_cancel=job.cancel.is_set, on_record=job.video_ended.emit, **settings.run_kwargs(),
+            should_cancel=job.cancel.is_set, on_record=job.video_ended.emit, **settings.arguments(),
         )
         return {"records": records}
 
@@ -71,7 +72,7 @@ class BatchDialog(QDialog):
         self.table.horizontalHeader().setStretchLastSection(True)
         for row, job in enumerate(self.jobs):
             name = str(job.video.relative_to(self.folder)) if job.video != self.folder else str(job.video)
-            status = FAILED if job.error else "queued"
+            status = Status.FAILED if job.error else "queued"
             self._set_row(row, name, status, "", job.error or str(job.output_dir))
         self.resume_box = QCheckBox("Skip videos already done with these settings; continue unfinished ones")
         self.resume_box.setChecked(True)
@@ -117,7 +118,7 @@ class BatchDialog(QDialog):
         self.bar.setRange(0, 0)
         row = self.rows.get(path)  # None: a video added to the folder since it was listed
         if row is not None:
-            self._set_row(row, None, "running")
+            self._set_row(row, None, Status.RUNNING)
         where = f"video {row + 1} of {len(self.jobs)}" if row is not None else "a video found since"
         self.status.setText(f"Running {where}: {Path(path).name}")
 
@@ -129,17 +130,17 @@ class BatchDialog(QDialog):
     def on_ended(self, entry: dict) -> None:
         if entry["path"] in self.rows:
             frames = "" if entry["frames"] is None else str(entry["frames"])
-            where = entry["error"] if entry["status"] == FAILED else entry["output_dir"]
+            where = entry["error"] if entry["status"] == Status.FAILED else entry["output_dir"]
             self._set_row(self.rows[entry["path"]], None, entry["status"], frames, where)
 
     def on_finished(self, result: dict) -> None:
         self.records = result["records"]
         for entry in self.records:
-            if entry["status"] not in (COMPLETE, SKIPPED, FAILED) and entry["path"] in self.rows:
+            if entry["status"] not in (Status.COMPLETE, Status.SKIPPED, Status.FAILED) and entry["path"] in self.rows:
                 self._set_row(self.rows[entry["path"]], None, entry["status"])
         self._stop()
-        done = sum(entry["status"] in (COMPLETE, SKIPPED) for entry in self.records)
-        failed = sum(entry["status"] == FAILED for entry in self.records)
+        done = sum(entry["status"] in (Status.COMPLETE, Status.SKIPPED) for entry in self.records)
+        failed = sum(entry["status"] == Status.FAILED for entry in self.records)
         seconds = sum(entry["seconds"] or 0 for entry in self.records)
         self.status.setText(f"{done} done, {failed} failed, {len(self.records) - done - failed} not finished "
                             f"in {format_seconds(seconds)}")

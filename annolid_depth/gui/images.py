@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 from PySide6.QtGui import QImage, QPixmap
 
-from ..io.sinks import colorize
+from ..io.colour import colorize
 
 
 def to_pixmap(rgb: np.ndarray) -> QPixmap:

@@ -1,7 +1,6 @@
 """The main window: a video with its depth, scrubbed together, and the depth menus."""
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +21,11 @@ from PySide6.QtWidgets import (
 
 from ..batch import VIDEO_EXTENSIONS
 from ..errors import DepthError
+from ..io.files import partial
 from ..io.records import RecordIndex
 from ..io.regions import units
-from ..io.run_folder import depth_of, shown_outputs, unfinished_run
-from ..io.sinks import REGIONS_CSV, partial
+from ..io.run_folder import Status, depth_of, shown_outputs, unfinished_run
+from ..io.sinks import REGIONS_CSV
 from ..io.source import FrameReader
 from ..settings import DepthSettings, default_output_dir, load_settings
 from ..weights import checkpoint_key, checkpoint_path
@@ -112,9 +112,9 @@ def describe_run(record: dict | None, depth: RecordIndex | None, resumable: bool
         return f"depth for {len(depth)} frames" if depth else ""
     done, expected = record.get("frames_done", 0), record.get("frames_expected")
     of = f" of {expected}" if expected else ""
-    if record.get("status") == "complete":
+    if record.get("status") == Status.COMPLETE:
         return f"depth for {done} frames"
-    state = {"running": "stopped", "cancelled": "cancelled", "failed": "failed"}.get(record.get("status"), "stopped")
+    state = {Status.CANCELLED: "cancelled", Status.FAILED: "failed"}.get(record.get("status"), "stopped")
     hint = " (View → Video Depth Anything… resumes it)" if resumable else ""
     return f"depth run {state} at {done}{of} frames{hint}"
 
@@ -411,7 +411,7 @@ class MainWindow(QMainWindow):
             box.open()
             self.last_message = box
             return
-        pending = unfinished_run(self.output_folder(), self.video, asdict(settings.normalized()))
+        pending = unfinished_run(self.output_folder(), self.video, settings.normalized().identity())
         if pending is None:
             self._start(RunDialog(depth_job(self.video, settings), f"Depth for {self.video.name}", self))
             return

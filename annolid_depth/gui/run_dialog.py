@@ -55,7 +55,7 @@ def depth_job(video: Path, settings: DepthSettings, resume: bool = False) -> Job
         return run_video_depth_anything(
             video,
             default_output_dir(video, settings.output_dir),
-            **settings.run_kwargs(),
+            **settings.arguments(),
             frame_callback=on_frame,
             stop_event=job.cancel,
             resume=resume,

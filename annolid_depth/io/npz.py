@@ -40,7 +40,7 @@ def combine_crc32(crc1: int, crc2: int, length2: int) -> int:
     return crc1 ^ crc2
 
 
-try:  # ISA-L's CRC-32 (the `fast` extra): ~5x faster than zlib's
+try:  # ISA-L's CRC-32 (the `fast` extra): faster than zlib's
     from isal.isal_zlib import crc32, crc32_combine
 except ImportError:
     from zlib import crc32

@@ -26,8 +26,8 @@ from ..background import Relay, step_back
 
 WRITE_AHEAD = 16  # frames queued for the writers: two of the streaming engine's groups. Depth
 # leaves the network in bursts of up to 8 frames; with a queue shorter than a burst the network
-# waited for the pool, then the pool for the network (ndjson at 1280x720 on 2 cores: 89 -> 103
-# frames/s). About 100 MB at 1280x720.
+# waited for the pool, then the pool for the network (bench/bench_pipeline.py). About 100 MB at
+# 1280x720.
 
 
 def usable_cores() -> int:
@@ -37,7 +37,7 @@ def usable_cores() -> int:
 def spare_cores(device: torch.device) -> int:
     """Cores the network leaves to the writers: all of them beside a GPU; on a CPU run those
     beyond torch's threads, none when torch uses every core (a writer thread then slowed
-    2-core runs by 3-5 %, measured with the network at input 518)."""
+    2-core runs, bench/bench_pipeline.py)."""
     cores = usable_cores()
     return cores if device.type != "cpu" else max(0, cores - torch.get_num_threads())
 

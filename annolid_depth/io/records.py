@@ -33,17 +33,17 @@ COLOR_TYPES = {1: 0, 3: 2}  # channels -> PNG colour type: grayscale, truecolour
 
 
 def zlib_deflate(data: bytes) -> bytes:
-    """zlib level 1 with run-length matching: ~14 ms on a 1280x720 16-bit map, ~1.25 MB."""
+    """zlib level 1 with run-length matching: fast, and about as small as zlib gets on depth maps."""
     packer = zlib.compressobj(1, zlib.DEFLATED, zlib.MAX_WBITS, 9, zlib.Z_RLE)
     return packer.compress(data) + packer.flush()
 
 
-try:  # SIMD base64 (the `fast` extra): ~1 ms less per 1280x720 frame, and the GIL left free
+try:  # SIMD base64 (the `fast` extra): faster, and the GIL left free
     from pybase64 import b64decode, b64encode
 except ImportError:
     from base64 import b64decode, b64encode
 
-try:  # ISA-L's deflate at level 1: ~4 ms, ~1.2 MB
+try:  # ISA-L's deflate at level 1: several times zlib's speed, the same size
     from isal.isal_zlib import compress as _isal_compress
 
     def deflate(data: bytes) -> bytes:
@@ -62,13 +62,13 @@ def encode_png(image: np.ndarray) -> bytes:
     it runs once per frame per output. Every row gets the "sub" filter (each byte minus the
     same byte of the pixel to its left, which numpy does in one subtraction; on depth maps
     within 5 % of the size of adaptive filters) and one fast deflate: with the `isal`
-    package (pip install 'annolid-depth[fast]') ~4 ms for a 1280x720 16-bit map, with
-    zlib's run-length mode ~14 ms, against ~16 ms for OpenCV's encoder at its fastest."""
+    package (pip install 'annolid-depth[fast]'), else zlib's run-length mode; either is faster
+    than OpenCV's encoder at its fastest (bench/bench_pipeline.py)."""
     channels = 1 if image.ndim == 2 else image.shape[2]
     if image.dtype not in (np.uint8, np.uint16) or image.ndim not in (2, 3) or channels not in COLOR_TYPES:
         raise ValueError(f"cannot encode a {image.shape} {image.dtype} image as PNG; expected gray or BGR, 8 or 16 bit")
     height, width = image.shape[:2]
-    pixels = image if channels == 1 else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)  # PNG stores RGB; 30x numpy's reversed copy
+    pixels = image if channels == 1 else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)  # PNG stores RGB; far faster than numpy's reversed copy
     rows = np.ascontiguousarray(pixels, image.dtype.newbyteorder(">")).view(np.uint8).reshape(height, -1)
     step = channels * image.itemsize  # bytes per pixel
     filtered = np.empty((height, rows.shape[1] + 1), np.uint8)
@@ -125,7 +125,7 @@ def quantize(depth: np.ndarray) -> Quantised:
     if hi <= lo:
         return Quantised(np.zeros(depth.shape, np.uint16), lo, hi)
     # (depth - lo) * scale, rounded to the nearest level and clipped to 0..LEVELS, in one pass
-    # (OpenCV's scaled conversion; numpy's five passes took 2.5x as long at 1280x720). Its
+    # (OpenCV's scaled conversion instead of numpy's five passes). Its
     # float rounding puts about 1 value in 2000 one level off numpy's, within the half-level
     # quantisation error either way.
     scale = LEVELS / (hi - lo)
@@ -169,7 +169,7 @@ IMAGE_DATA_SLOT = "\0"  # json.dumps writes it as "\u0000", which nothing else i
 
 def record_line(record: dict) -> str:
     """`json.dumps(record) + "\\n"`, the same text, without JSON scanning the megabytes of
-    base64 for characters to escape (it has none): ~2.5 ms less per 1280x720 frame."""
+    base64 for characters to escape (it has none)."""
     depth_map = record["otherData"]["depth_map"]
     slotted = {**record, "otherData": {**record["otherData"], "depth_map": {**depth_map, "image_data": IMAGE_DATA_SLOT}}}
     head, tail = json.dumps(slotted).split(json.dumps(IMAGE_DATA_SLOT))
@@ -209,16 +209,6 @@ def iter_records(path: str | Path) -> Iterator[dict]:
             record = json.loads(line) if line.endswith("\n") else parse_last_line(line)
             if record is not None:
                 yield record
-
-
-def scan_range(path: str | Path) -> tuple[float, float, int]:
-    """(min, max, count) over all records from their `scale` fields, without decoding a PNG:
-    the one colour range of a whole run. No records: (inf, -inf, 0)."""
-    lo, hi, count = np.inf, -np.inf, 0
-    for record in iter_records(path):
-        scale = record["otherData"]["depth_map"]["scale"]
-        lo, hi, count = min(lo, scale["min"]), max(hi, scale["max"]), count + 1
-    return float(lo), float(hi), count
 
 
 FRAME_INDEX = re.compile(rb'"frame_index": (\d+)')

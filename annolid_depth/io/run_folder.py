@@ -1,7 +1,7 @@
 """One run per output folder: its lock, its description (`run.json`) and its resume state.
 
 The rule: final file names only ever hold a complete run, which `run.json` describes. A run
-writes under `.partial` names (`sinks.partial`) and publishes them all at once when it
+writes under `.partial` names (`files.partial`) and publishes them all at once when it
 completes, removing whatever an earlier run left that this one did not write; until then the
 earlier complete result stays as it was. A run that is cancelled, fails or is killed leaves
 its partial files, its last resume state (`run.state.partial`) and a `run.json` that says
@@ -16,14 +16,12 @@ import logging
 import os
 import socket
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
-
-import torch
 
 from .. import __version__
 from ..errors import OutputError
-from .records import NDJSON, iter_records
-from .sinks import partial, publish, remove
+from .files import partial, publish, remove
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +30,25 @@ LOCK = "run.lock"
 STATE = "run.state.partial"
 FORMAT = 1  # of run.json; a newer one is not read
 HEAD_BYTES = 1 << 20  # the video's first bytes go into its fingerprint
+
+
+class Status(str, Enum):
+    """How a run stands (run.json's `status`), and how a batch's video ended (its record):
+    a run is running, publishing (its outputs being put in place), complete, cancelled or
+    failed; a batch's video may also be skipped (a complete run with the same video and
+    settings was there) or not started (the batch stopped first). Equal to its text, and
+    written as it."""
+
+    RUNNING = "running"
+    PUBLISHING = "publishing"
+    COMPLETE = "complete"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    NOT_STARTED = "not started"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 def now() -> str:
@@ -63,6 +80,8 @@ def video_fingerprint(path: Path) -> dict:
 def save_tensors(state: dict, stream) -> None:
     """torch.save into `stream`, with the stream's own write error (a full disk) raised as
     such rather than as the RuntimeError torch turns it into."""
+    import torch  # here: the batch and the CLI read run folders without loading torch
+
     failures = []
 
     class Writer:
@@ -212,11 +231,11 @@ class RunFolder:
         """Decide, from the folder's record, whether this run is already done, resumes or
         starts afresh (saying why when `resume` was asked for and cannot be honoured)."""
         old = read_record(self.path)
-        if old is not None and old.get("status") == "publishing":  # killed while publishing: finish it
+        if old is not None and old.get("status") == Status.PUBLISHING:  # killed while publishing: finish it
             self._publish(old)
             old = read_record(self.path)
-        complete = old if old is not None and old.get("status") == "complete" else (old or {}).get("previous")
-        record = {"format": FORMAT, "version": __version__, **identity, "status": "running", "previous": complete}
+        complete = old if old is not None and old.get("status") == Status.COMPLETE else (old or {}).get("previous")
+        record = {"format": FORMAT, "version": __version__, **identity, "status": Status.RUNNING, "previous": complete}
         if old is None or not resume:
             return Plan(record)
         changed = differences(old, identity)
@@ -224,11 +243,13 @@ class RunFolder:
             message = f"{self.path}: settings or video differ from the run there ({'; '.join(changed)}); starting over"
             log.warning(message)
             return Plan(record, notes=[message])
-        if old["status"] == "complete":
+        if old["status"] == Status.COMPLETE:
             return Plan(old, done=all((self.path / name).exists() for name in old.get("outputs", {}).values()))
         point = old.get("resume_point") or {}
         state = None
         if point.get("frames"):
+            import torch
+
             try:
                 state = torch.load(self.path / STATE, map_location="cpu", weights_only=True)
             except Exception as exc:  # noqa: BLE001 - unreadable for any reason: start over
@@ -237,7 +258,7 @@ class RunFolder:
             if state.get("frames") != point["frames"]:
                 log.warning("%s: the resume state does not match run.json; starting over", self.path)
                 return Plan(record)
-        return Plan({**old, "status": "running", "error": None}, resume_at=point.get("frames", 0),
+        return Plan({**old, "status": Status.RUNNING, "error": None}, resume_at=point.get("frames", 0),
                     last_index=point.get("last_frame_index"), state=state)
 
     def write(self, record: dict) -> None:
@@ -267,7 +288,7 @@ class RunFolder:
     def complete(self, record: dict) -> None:
         """Publish every partial output under its final name, as one step that a kill
         cannot leave half done: the record says `publishing` until all are in place."""
-        record["status"] = "publishing"
+        record["status"] = Status.PUBLISHING
         self.write(record)
         self._publish(record)
 
@@ -279,7 +300,7 @@ class RunFolder:
             remove(self.path / name)
         for path in self.path.glob("*.partial"):  # the resume state and raw files the outputs were made from
             remove(path)
-        record.update(status="complete", resume_point=None, previous=None)
+        record.update(status=Status.COMPLETE, resume_point=None, previous=None)
         self.write(record)
 
 
@@ -287,7 +308,7 @@ def unfinished_run(folder: Path, video: Path, settings: dict) -> dict | None:
     """The folder's record when it holds an unfinished run of this video file with these
     settings (a dict as in run.json) and a resume point: what a user may resume."""
     record = read_record(folder)
-    if record is None or record.get("status") == "complete" or not (record.get("resume_point") or {}).get("frames"):
+    if record is None or record.get("status") == Status.COMPLETE or not (record.get("resume_point") or {}).get("frames"):
         return None
     try:
         stat = video.stat()
@@ -306,8 +327,10 @@ def shown_outputs(folder: Path) -> tuple[Path | None, dict | None]:
     partial one while that run is unfinished (a folder from before run.json existed: its
     depth.ndjson, without a record)."""
     record = read_record(folder)
+    from .records import NDJSON  # here: the record codec needs OpenCV, a batch reads run folders first
+
     name = ((record or {}).get("outputs") or {}).get("depth_ndjson", NDJSON)
-    unfinished = record is not None and record.get("status") != "complete"
+    unfinished = record is not None and record.get("status") != Status.COMPLETE
     for path in (partial(folder / name), folder / name) if unfinished else (folder / name,):
         if path.is_file() and path.stat().st_size:
             return path, record
@@ -329,6 +352,8 @@ def depth_of(folder: Path, video: Path) -> tuple[Path, dict | None]:
         if (known.get("size"), known.get("head_sha256")) != (this["size"], this["head_sha256"]):
             raise ValueError(f"{folder} holds depth of another video ({known.get('path')}), not of {video}")
         return ndjson, record
+    from .records import iter_records
+
     try:
         name = next(iter_records(ndjson)).get("video_name")
     except (StopIteration, ValueError, AttributeError):

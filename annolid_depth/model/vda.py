@@ -11,6 +11,7 @@ C channels.
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -175,8 +176,26 @@ class PositionalEncoding(nn.Module):
         return self.pe[0, :length].to(dtype)
 
 
+class AttentionMemory(Protocol):
+    """What streaming temporal attention reads and extends: the earlier frames' keys and
+    values, and the windows the current frames attend to. `StreamMemory` below holds them in
+    tensors; the exported step graph's `GraphMemory` (engine/graphs.py) takes them as inputs."""
+
+    window: torch.Tensor  # [T, positions]: the slot of each position of each current frame's window
+
+    def store(self, block: nn.Module, keys: torch.Tensor, values: torch.Tensor):
+        """Keep the current frames' keys and values [P, heads, T, d]; return the block's keys
+        and values of every slot (one tensor, or parts side by side: `held_parts`)."""
+
+    def to_windows(self, scores: torch.Tensor) -> torch.Tensor:
+        """Per-slot values [P, heads, T, slots] -> each frame's window [P, heads, T, positions]."""
+
+    def to_slots(self, weights: torch.Tensor, slots: int) -> torch.Tensor:
+        """Per-position weights [P, heads, T, positions] -> summed per slot [P, heads, T, slots]."""
+
+
 class StreamMemory:
-    """Streaming state of the temporal attention: each attention block's keys and values of
+    """An `AttentionMemory` in tensors: the streaming state of the temporal attention: each attention block's keys and values of
     earlier frames, held in `slots` frame slots, and the windows the current frames attend to.
 
     The current frames are T consecutive frames. `window[t, i]` is the slot of the frame at
@@ -243,7 +262,7 @@ class StreamMemory:
 def write_slots(store, slots, values) -> None:
     """store[:, :, slots] = values (`slots` a tensor or an array), as one strided copy per run
     of consecutive slots (a group of frames takes consecutive slots, wrapping round the ring
-    at most once): 2-3x faster than assigning through an index array."""
+    at most once): faster than assigning through an index array."""
     slots = slots.tolist()
     start = 0
     for end in range(1, len(slots) + 1):
@@ -271,7 +290,7 @@ class TemporalAttention(nn.Module):
         self.to_out = nn.ModuleList([nn.Linear(dim, dim)])
         self.pos_encoder = PositionalEncoding(dim)
 
-    def forward(self, x: torch.Tensor, memory: StreamMemory | None = None):
+    def forward(self, x: torch.Tensor, memory: AttentionMemory | None = None):
         """x: [P, T, C] for P pixel sequences. Without memory the T frames attend to each other;
         with it (streaming) each frame attends to its window of the frames held there."""
         if memory is not None:
@@ -283,7 +302,7 @@ class TemporalAttention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v)
         return self.to_out[0](out.transpose(1, 2).reshape(p, t, c))
 
-    def attend_windows(self, x: torch.Tensor, memory: StreamMemory) -> torch.Tensor:
+    def attend_windows(self, x: torch.Tensor, memory: AttentionMemory) -> torch.Tensor:
         """x: [P, T, C], the current frames. The position table enters the bias-free key and
         value projections linearly, so keys = to_k(frame) + to_k(position): each frame's part
         is projected and stored once, and the positions add small per-position terms to the
@@ -356,7 +375,7 @@ class TemporalTransformer(nn.Module):
         self.transformer_blocks = nn.ModuleList([TemporalBlock(channels, heads)])
         self.proj_out = nn.Linear(channels, channels)
 
-    def forward(self, x: torch.Tensor, frames: int, memory: StreamMemory | None = None, pixels_per_call: int | None = None):
+    def forward(self, x: torch.Tensor, frames: int, memory: AttentionMemory | None = None, pixels_per_call: int | None = None):
         """x: [B*T, C, h, w] -> the change to add to it. Every pixel's frames form one sequence;
         the sequences are independent, so without memory they may run `pixels_per_call` at a time."""
         n, c, h, w = x.shape
@@ -377,7 +396,7 @@ class TemporalModule(nn.Module):
         super().__init__()
         self.temporal_transformer = TemporalTransformer(channels)
 
-    def forward(self, x: torch.Tensor, frames: int, memory: StreamMemory | None = None, pixels_per_call: int | None = None):
+    def forward(self, x: torch.Tensor, frames: int, memory: AttentionMemory | None = None, pixels_per_call: int | None = None):
         """x: [B*T, C, h, w] -> same shape."""
         return x + self.temporal_transformer(x, frames, memory, pixels_per_call)
 
@@ -468,7 +487,7 @@ class DPTHead(nn.Module):
         self.motion_modules = nn.ModuleList(TemporalModule(ch) for ch in (oc[2], oc[3], features, features))
 
     def forward(
-        self, tokens, frames: int, ph: int, pw: int, memory: StreamMemory | None = None, outputs: int | None = None,
+        self, tokens, frames: int, ph: int, pw: int, memory: AttentionMemory | None = None, outputs: int | None = None,
         pixels_per_call: int | None = None,
     ):
         """tokens: 4 x [B*T, ph*pw, C] -> depth [outputs, 1, 14*ph, 14*pw].
@@ -488,7 +507,7 @@ class DPTHead(nn.Module):
         return self.resize_layers[i](self.projects[i](x))
 
     def temporal(
-        self, tokens_2, tokens_3, frames: int, ph: int, pw: int, memory: StreamMemory | None = None, pixels_per_call: int | None = None
+        self, tokens_2, tokens_3, frames: int, ph: int, pw: int, memory: AttentionMemory | None = None, pixels_per_call: int | None = None
     ):
         """The two coarsest levels, where the frames attend to each other -> path_3 [N, F, 2ph, 2pw]."""
         mm, s = self.motion_modules, self.scratch
@@ -542,8 +561,7 @@ class VideoDepthAnything(nn.Module):
 
     def hold_weights_in(self, dtype: torch.dtype) -> VideoDepthAnything:
         """Keep linear and convolution weights in `dtype`, cast once rather than by autocast on
-        every call: the same numbers under autocast to `dtype`, about 8 % faster in bf16 on
-        a CPU. Layers that always run in float32 stay so."""
+        every call: the same numbers under autocast to `dtype`, faster on a CPU. Layers that always run in float32 stay so."""
         full_precision = {layer for module in self.modules() if isinstance(module, FullPrecision) for layer in module.modules()}
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)) and module not in full_precision:
@@ -551,7 +569,7 @@ class VideoDepthAnything(nn.Module):
         return self
 
     def decode(
-        self, tokens, frames: int, h: int, w: int, memory: StreamMemory | None = None, outputs: int | None = None,
+        self, tokens, frames: int, h: int, w: int, memory: AttentionMemory | None = None, outputs: int | None = None,
         pixels_per_call: int | None = None,
     ) -> torch.Tensor:
         """Encoder features of T frames (per video) -> relu depth [N or outputs, h, w]. With `memory`

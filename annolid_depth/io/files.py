@@ -1,0 +1,77 @@
+"""Files and folders of a run's outputs: the temporary names they are written under, putting
+them in place, and checking that a final name can take them.
+
+Everything is written under `<final name>.partial` and renamed into place only once complete,
+so a failed or killed run never leaves a half-written file under a final name.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from ..errors import OutputError
+
+
+def partial(path: Path) -> Path:
+    """The temporary name a file or folder is written under until it is complete."""
+    return path.with_name(path.name + ".partial")
+
+
+def publish(tmp: Path, final: Path) -> None:
+    """Put a finished file or folder in place of the previous one."""
+    if final.is_dir() and not final.is_symlink():  # a folder cannot be replaced in one step
+        old = final.with_name(final.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, final)
+
+
+def remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def cannot_write(path: Path, exc: OSError) -> OutputError:
+    existing = next((folder for folder in path.parents if folder.exists()), None)
+    if existing is not None and not existing.is_dir():
+        return OutputError(f"{existing} is a file, not a folder; choose another output_dir")
+    return OutputError(f"cannot write {path} ({exc.strerror or exc}); choose another output_dir")
+
+
+def claim_file(final: Path, keep: bool = False) -> Path:
+    """Check that `final` can become this output file and that its folder takes files;
+    returns the temporary name, cleared of an earlier run's leftovers unless `keep`."""
+    if final.is_dir():
+        raise OutputError(f"{final} is a folder, but this output is a file; move it or choose another output_dir")
+    tmp = partial(final)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if not keep:
+            remove(tmp)
+        with open(tmp, "ab"):
+            pass
+    except OSError as exc:
+        raise cannot_write(tmp, exc) from None
+    return tmp
+
+
+def claim_folder(final: Path, keep: bool = False) -> Path:
+    """Check that `final` can become this output folder; returns the temporary folder,
+    emptied unless `keep`."""
+    if final.exists() and not final.is_dir():
+        raise OutputError(f"{final} is a file, but this output is a folder; move the file or choose another output_dir")
+    tmp = partial(final)
+    try:
+        if not keep:
+            remove(tmp)
+        tmp.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise cannot_write(tmp, exc) from None
+    return tmp
