@@ -220,6 +220,7 @@ def states(env, wheel, clip, tmp_path_factory) -> dict[str, dict]:
     states["without Annolid"] = {
         "import": env.run(env.python, "-c", "import annolid.depth as d; print(d.__file__, "
                                             "d.run_video_depth_anything.__module__, d.download_weights.__name__)"),
+        "metadata": env.run(env.python, "-c", "import importlib.metadata as m; m.version('annolid')"),
         "download_weights --list": env.run(env.python, "-m", "annolid.depth.download_weights", "--list"),
     }
     env.reinstall(f"annolid=={ANNOLID}")
@@ -354,6 +355,7 @@ def test_without_annolid_the_wheel_answers_to_annolid_depth(states):
     file, engine, downloader = seen["import"].stdout.split()
     assert file.endswith("annolid_depth/_standalone/annolid/depth/__init__.py")
     assert engine == "annolid_depth.runner" and downloader == "annolid_depth.download_weights"
+    assert "PackageNotFoundError: No package metadata was found for annolid" in seen["metadata"].stderr  # nor said to be
     listing = seen["download_weights --list"]
     assert listing.returncode == 0 and all(model in listing.stdout for model in MODELS), listing.stderr
 
