@@ -1,9 +1,14 @@
 # Two entry points, both doing their own set-up in .venv on a fresh machine:
 #   make depth VIDEO=path/to/video.mp4   depth for one video (extra CLI flags in ARGS="...")
 #   make test                            the test suite (CPU build of torch pinned here only)
+# `make test` also builds .venv-annolid: Annolid 1.6.10 from PyPI, where tests/test_beside_annolid.py
+# installs and removes this package's wheel beside it (built once, reused while its stamp stands).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+ANNOLID_VENV := .venv-annolid
+ANNOLID_BIN := $(ANNOLID_VENV)/bin
+ANNOLID_VERSION := 1.6.10
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,12 +23,37 @@ $(VENV)/.test: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-.PHONY: depth test bench
+# Annolid's depth modules import torchvision, which needs the torch build it was made for (PyPI's
+# torchvision does not load beside the CPU build pinned above); Annolid 1.6.10 calls
+# matplotlib.cm.get_cmap, gone in matplotlib 3.9; annolid.gui.app needs pyzmq.
+$(ANNOLID_VENV)/.annolid:
+	rm -rf $(ANNOLID_VENV)
+	$(PYTHON) -m venv $(ANNOLID_VENV)
+	$(ANNOLID_BIN)/pip install -q --upgrade pip
+	$(ANNOLID_BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(ANNOLID_BIN)/pip install -q annolid==$(ANNOLID_VERSION) PySide6-Essentials pyzmq einops 'matplotlib<3.9'
+	touch $@
+
+# The wheels of Annolid and of the OpenCV it brought, so the tests reinstall them without the index.
+$(ANNOLID_VENV)/.wheels: $(ANNOLID_VENV)/.annolid
+	$(ANNOLID_BIN)/pip download -q --no-deps -d $(ANNOLID_VENV)/wheels annolid==$(ANNOLID_VERSION) \
+		opencv-contrib-python==$$($(ANNOLID_BIN)/python -c 'import importlib.metadata as m; print(m.version("opencv-contrib-python"))')
+	touch $@
+
+# This package's own requirements, so that installing its wheel there in the tests needs no index.
+$(ANNOLID_VENV)/.deps: $(ANNOLID_VENV)/.annolid pyproject.toml
+	$(ANNOLID_BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' > $(ANNOLID_VENV)/requirements.txt
+	$(ANNOLID_BIN)/pip install -q -r $(ANNOLID_VENV)/requirements.txt
+	touch $@
+
+.PHONY: depth test bench annolid-env
 depth: $(VENV)/.app
 	@test -n "$(VIDEO)" || { echo "usage: make depth VIDEO=path/to/video.mp4 [ARGS='--encoder vitb ...']" >&2; exit 2; }
 	$(BIN)/annolid-depth "$(VIDEO)" $(ARGS)
 
-test: $(VENV)/.test
+annolid-env: $(ANNOLID_VENV)/.deps $(ANNOLID_VENV)/.wheels
+
+test: $(VENV)/.test annolid-env
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
 bench: $(VENV)/.test

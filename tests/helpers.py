@@ -22,6 +22,14 @@ from annolid_depth.settings import DepthSettings
 
 MEDIA_CLIP = SHARED / "media" / "davis_rollercoaster.mp4"
 
+# the positional parameters of Annolid's own run_video_depth_anything (annolid/depth/run.py), in order
+ANNOLID_ORDER = [
+    "input_video", "output_dir", "encoder", "input_size", "max_res", "max_len", "target_fps", "metric", "fp32",
+    "grayscale", "save_npz", "save_exr", "focal_length_x", "focal_length_y", "checkpoint_root", "progress_callback",
+    "preview_callback", "streaming", "save_depth_video", "save_depth_frames", "save_point_clouds",
+    "include_region_labels",
+]
+
 ENGINES = {"offline": OfflineEngine, "stream": StreamingEngine}
 
 

@@ -7,18 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import ANNOLID_ORDER
 from parity_recipe import write_checkpoint
 
 from annolid_depth import run_video_depth_anything as depth_run
 from annolid_depth.io.records import decode_depth, iter_records
 from annolid_depth.runner import display_range
-
-ANNOLID_ORDER = [
-    "input_video", "output_dir", "encoder", "input_size", "max_res", "max_len", "target_fps", "metric", "fp32",
-    "grayscale", "save_npz", "save_exr", "focal_length_x", "focal_length_y", "checkpoint_root", "progress_callback",
-    "preview_callback", "streaming", "save_depth_video", "save_depth_frames", "save_point_clouds",
-    "include_region_labels",
-]
 
 
 @pytest.fixture(scope="module")
