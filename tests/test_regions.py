@@ -185,6 +185,7 @@ def test_region_table_on_known_shapes_and_depth(tmp_path, caplog):
 
     unprocessed = [r.getMessage() for r in caplog.records if "not processed" in r.getMessage()]
     assert len(unprocessed) == 1 and unprocessed[0].startswith("1 annotated frames")
+    assert [r[name] for r in rows for name in COLUMNS[-5:]] == [""] * 5 * len(rows)  # no floor given: no heights
     assert Image.open(results["region_plot"]).size == (800, 450)
 
 

@@ -7,6 +7,13 @@ frame, and `x`, `y`, `z` the mean of its usable pixels back-projected through th
 clouds' pinhole camera. `units` says what the depth values are: `m` for metric models; `disparity` for
 relative ones (larger = nearer, unknown scale and shift), where `z` = 1 / disparity is a
 depth only up to an unknown scale, never metres.
+
+With a floor (`floor.py`), `height_median`, `height_p90`, `height_max` are the signed
+distances of the region's usable points above it (positive towards the camera) and
+`floor_x`, `floor_y` the region's mean point in the floor's frame, so distances on the floor
+are plain differences. These five are in the unit of `x`, `y`, `z` (`m`, or 1 / disparity for
+relative models: `floor.floor_units`), come after `units` so that every earlier column keeps
+its place, and are empty without a floor.
 """
 from __future__ import annotations
 
@@ -18,9 +25,10 @@ import numpy as np
 
 from ..errors import OutputError
 from .camera import back_project, usable
+from .floor import Floor
 
 COLUMNS = ("frame_index", "time_s", "label", "pixels", "median", "mean", "p10", "p90", "min", "max",
-           "u", "v", "x", "y", "z", "excluded", "units")
+           "u", "v", "x", "y", "z", "excluded", "units", "height_median", "height_p90", "height_max", "floor_x", "floor_y")
 PLOT_MISSING = "depth_regions.png needs matplotlib: pip install 'annolid-depth[plot]'"
 
 
@@ -41,10 +49,12 @@ def region_rows(
     depth: np.ndarray,
     rays: tuple[np.ndarray, np.ndarray],
     metric: bool,
+    floor: Floor | None = None,
 ) -> str:
     """CSV rows for one frame, a row per label in `names` (one whose pixels all lack a
-    usable depth with `pixels` 0 and empty statistics). Work goes label by label, each a
-    mask over the frame: a few labels per frame, never a loop over pixels."""
+    usable depth with `pixels` 0 and empty statistics; empty heights without a `floor`).
+    Work goes label by label, each a mask over the frame: a few labels per frame, never a
+    loop over pixels."""
     ok = usable(depth, metric)
     columns = np.arange(label_map.shape[1])
     lines = np.arange(label_map.shape[0])
@@ -57,14 +67,21 @@ def region_rows(
         if area:
             centre = [np.count_nonzero(region, axis=0) @ columns / area, np.count_nonzero(region, axis=1) @ lines / area]
         values, xyz = back_project(depth, region.ravel() & ok, rays, metric)
-        stats, point = [None] * 6, [None] * 3
+        stats, point, heights, foot = [None] * 6, [None] * 3, [None] * 3, [None] * 2
         if values.size:
             low, p10, median, p90, high = np.percentile(values, [0, 10, 50, 90, 100])
             stats = [median, values.mean(dtype=np.float64), p10, p90, low, high]
             point = [axis.mean(dtype=np.float64) for axis in xyz]
-        numbers = [f"{float(v):.6g}" if v is not None else "" for v in (*stats, *centre, *point)]
-        writer.writerow([frame_index, f"{time_s:.6f}", names[k], values.size, *numbers, area - values.size, units(metric)])
+            if floor is not None:
+                heights = np.percentile(floor.height(*xyz), [50, 90, 100])
+                foot = floor.floor_xy(*point)
+        writer.writerow([frame_index, f"{time_s:.6f}", names[k], values.size, *cells(*stats, *centre, *point),
+                         area - values.size, units(metric), *cells(*heights, *foot)])
     return out.getvalue()
+
+
+def cells(*numbers) -> list[str]:
+    return [f"{float(v):.6g}" if v is not None else "" for v in numbers]
 
 
 def read_medians(csv_path: str | Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], str]:
