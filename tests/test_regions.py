@@ -9,11 +9,23 @@ import numpy as np
 import pytest
 from helpers import H, W, make_video, read_table, run_info, run_sinks, square, write_json
 from PIL import Image
+from scenes import Arena, Box
 
 from annolid_depth.errors import OutputError
 from annolid_depth.io.annotations import VideoAnnotations
+from annolid_depth.io.camera import pinhole_rays
+from annolid_depth.io.floor import FloorSample
 from annolid_depth.io.records import RecordIndex
-from annolid_depth.io.regions import COLUMNS, plot_regions
+from annolid_depth.io.regions import (
+    COLUMNS,
+    header,
+    plot_paths,
+    plot_regions,
+    read_heights,
+    read_medians,
+    read_series,
+    region_rows,
+)
 from annolid_depth.io.sinks import RegionStatsSink, ResumePoint
 from annolid_depth.recompute import recompute_region_stats
 from annolid_depth.runner import run_video_depth_anything
@@ -185,7 +197,8 @@ def test_region_table_on_known_shapes_and_depth(tmp_path, caplog):
 
     unprocessed = [r.getMessage() for r in caplog.records if "not processed" in r.getMessage()]
     assert len(unprocessed) == 1 and unprocessed[0].startswith("1 annotated frames")
-    assert Image.open(results["region_plot"]).size == (800, 450)
+    assert [r[name] for r in rows for name in COLUMNS[-5:]] == [""] * 5 * len(rows)  # no floor given: no heights
+    assert Image.open(results["region_plot"]).size == (1300, 450)
 
 
 def test_a_resumed_table_is_cut_back_to_the_resume_point_and_goes_on(tmp_path, caplog):
@@ -246,6 +259,41 @@ def test_plot_needs_matplotlib_and_says_what_to_install(tmp_path, monkeypatch):
         run_sinks(tmp_path / "out", count=1, save_region_stats=True)  # before any frame
     with pytest.raises(OutputError, match=r"pip install 'annolid-depth\[plot\]'"):
         plot_regions(table, tmp_path / "plot.png")
+
+
+def test_heights_and_paths_are_read_back_and_plotted(tmp_path):
+    arena = Arena()
+    rays = pinhole_rays(arena.width, arena.height, arena.focal, arena.focal)
+    x, y = arena.floor_point(160, 120)
+    frames = [arena.render([Box("mouse_1", x - 0.1 + 0.02 * f, y, 0.03), Box("mouse_2", x + 0.1, y, 0.06)]) for f in range(6)]
+    sample = FloorSample(rays, metric=True)
+    for f, (depth, label_map, _) in enumerate(frames):
+        sample.add(f, depth, label_map)
+    floor, _ = sample.fit()
+    table = tmp_path / "depth_regions.csv"
+    table.write_text(header() + "".join(region_rows(f, f / 10, labels, names, depth, rays, True, floor)
+                                        for f, (depth, labels, names) in enumerate(frames)), encoding="utf-8")
+    heights, unit = read_heights(table)
+    assert unit == "m" and list(heights) == ["mouse_1", "mouse_2"]
+    frames_read, times, medians = heights["mouse_2"]
+    assert frames_read.tolist() == list(range(6)) and times.tolist() == pytest.approx([f / 10 for f in range(6)])
+    np.testing.assert_allclose(medians, 0.06, atol=1e-4)
+    paths, _ = read_series(table, "floor_x", "floor_y")
+    assert np.diff(paths["mouse_1"][2]) == pytest.approx([0.02] * 5, abs=0.002)  # 2 cm a frame along floor x
+
+    assert Image.open(plot_regions(table, tmp_path / "regions.png")).size == (1300, 450)
+    assert Image.open(plot_paths(table, tmp_path / "paths.png")).size == (650, 600)
+
+    # a table written before heights existed: its readers and plots still work, without heights
+    old = tmp_path / "old.csv"
+    with open(table, newline="") as new_rows, open(old, "w", newline="") as old_rows:
+        old_rows.writelines(",".join(line.rstrip("\n").split(",")[:17]) + "\n" for line in new_rows)
+    assert read_medians(old)[0]["mouse_1"][2] == pytest.approx(read_medians(table)[0]["mouse_1"][2])
+    assert np.isnan(read_heights(old)[0]["mouse_1"][2]).all()
+    without = [plot_regions(old, tmp_path / "old_regions.png"), plot_paths(old, tmp_path / "old_paths.png")]
+    assert [Image.open(path).size for path in without] == [(1300, 450), (650, 600)]
+    # the height panel and the path plot say there is no floor instead of drawing lines
+    assert Image.open(without[1]).tobytes() != Image.open(tmp_path / "paths.png").tobytes()
 
 
 # --------------------------------------------------------------------------- end to end
