@@ -25,7 +25,7 @@ from .model.config import ENCODERS, PATCH
 log = logging.getLogger(__name__)
 
 SECTION = "video_depth_anything"
-BACKENDS = ("torch", "auto", "onnxruntime", "openvino")
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 POINT_CLOUD_FORMATS = ("csv", "ply")
 MAX_INPUT_SIZE = 2044  # 146 patches a side: a vitl window there already needs tens of GB
 ALIASES = {"max_len": "max_frames"}  # the reference scripts' name
@@ -120,10 +120,11 @@ class DepthSettings:
     device: str = option("", "Device", "cpu, cuda, cuda:N or mps (empty: cuda, then mps, then cpu)", "advanced",
                          accepts=lambda v: re.fullmatch(r"(cpu|mps|cuda(:\d+)?)?", v) is not None,
                          accepted='"" (automatic), cpu, cuda, cuda:N or mps', identity=False)
-    backend: str = option("torch", "Backend",
-                          "what runs the network: torch, or on a CPU a compiled runtime (onnxruntime, openvino: "
-                          "pip install 'annolid-depth[onnx]' or '[openvino]'; exported once, then cached); "
-                          "auto: the fastest installed", "advanced", choices=tuple((b, "") for b in BACKENDS), identity=False)
+    backend: str = option("auto", "Backend",
+                          "what runs the network: auto (on a CPU the fastest installed runtime that passes a "
+                          "self-check against torch: OpenVINO, from pip install 'annolid-depth[fast]'; torch on GPUs), "
+                          "torch, or on a CPU a compiled runtime (onnxruntime, openvino; exported once, then cached)",
+                          "advanced", choices=tuple((b, "") for b in BACKENDS), identity=False)
 
     def validate(self) -> None:
         """Raise ValueError for the first option that is out of range or of the wrong type."""

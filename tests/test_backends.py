@@ -1,6 +1,9 @@
 """ONNX export and the compiled CPU backends: the same depth as torch, through the same engines."""
 import json
+import os
+import re
 import shutil
+import subprocess
 import sys
 from types import SimpleNamespace
 
@@ -14,7 +17,7 @@ from annolid_depth.engine.backends import RUNTIMES as RUNTIME_CLASSES
 from annolid_depth.engine.backends import BackendError, CompiledModel, exported, installed, load_backend, pick_backend
 from annolid_depth.engine.device import cpu_runs_bf16
 from annolid_depth.engine.graphs import FORMAT, SPEC, ExportError, export_onnx
-from annolid_depth.engine.loading import load_model
+from annolid_depth.engine.loading import load_model, self_check
 from annolid_depth.export import main as export_main
 from annolid_depth.model import VideoDepthAnything
 from annolid_depth.model.vda import write_slots
@@ -159,7 +162,7 @@ def test_a_stale_cache_is_exported_again(vits_export, tmp_path, monkeypatch):
 def test_runner_runs_on_a_compiled_backend(vits_export, video, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(vits_export.cache))
     options = dict(checkpoint_root=vits_export.checkpoint.parent, input_size=28, max_res=64, max_frames=3, save_npz=True)
-    on_torch = run_video_depth_anything(video, tmp_path / "torch", **options)
+    on_torch = run_video_depth_anything(video, tmp_path / "torch", backend="torch", **options)
     compiled = run_video_depth_anything(video, tmp_path / "compiled", backend=RUNTIMES[0], **options)
     assert compiled["frames"] == on_torch["frames"] == 3
     a, b = np.load(on_torch["npz"][0])["depths"], np.load(compiled["npz"][0])["depths"]
@@ -271,3 +274,48 @@ def test_openvino_bf16_stream_state_is_bf16_and_resumes_across_precisions(vits_e
     for later in (resumed(fp32, "fp32", state), resumed(bf16, "bf16", interrupted(fp32, "fp32"))):
         max_rel, rel_l2 = errors(np.stack(later), np.stack(exact[len(frames) - len(later):]))
         assert max_rel <= 4e-2 and rel_l2 <= 2e-2, (max_rel, rel_l2)
+
+
+def test_self_check_catches_a_graph_with_wrong_numbers(vits_export, tmp_path):
+    """A graph that compiles and runs but computes something else (one weight of the head
+    changed): the self-check names the engine and the error; the true graphs pass it."""
+    import onnx
+    from onnx import numpy_helper
+
+    folder = tmp_path / "onnx"
+    shutil.copytree(vits_export.folder, folder, ignore=shutil.ignore_patterns("openvino"))
+    graph = onnx.load(str(folder / "per_image.onnx"))
+    biggest = max(graph.graph.initializer, key=lambda t: np.prod(t.dims))
+    changed = numpy_helper.to_array(biggest) * 1.5
+    biggest.CopyFrom(numpy_helper.from_array(changed.astype(np.float32), biggest.name))
+    onnx.save(graph, str(folder / "per_image.onnx"))
+    runtime = RUNTIME_CLASSES[RUNTIMES[0]]
+    good = CompiledModel(vits_export.model, runtime(vits_export.folder, "fp32"), RUNTIMES[0])
+    assert self_check(good, vits_export.model, "fp32") is None
+    wrong = CompiledModel(vits_export.model, runtime(folder, "fp32"), RUNTIMES[0])
+    assert re.fullmatch(r"StreamingEngine: max_rel \S+, rel_l2 \S+", self_check(wrong, vits_export.model, "fp32"))
+
+
+BROKEN_RUNTIME = "raise ImportError('libopenvino.so.2026: cannot open shared object file')\n"
+
+
+@pytest.mark.skipif("openvino" not in RUNTIMES, reason="needs OpenVINO (what auto takes)")
+def test_auto_with_a_broken_runtime_runs_torch_with_one_line(vits_export, video, tmp_path):
+    """An OpenVINO that is installed but does not import: the default backend runs torch, says
+    why in one line, and gives torch's depth."""
+    fake = tmp_path / "site"
+    (fake / "openvino").mkdir(parents=True)
+    (fake / "openvino" / "__init__.py").write_text(BROKEN_RUNTIME)
+    options = dict(checkpoint_root=str(vits_export.checkpoint.parent), input_size=28, max_res=64, max_frames=3, save_npz=True)
+    script = ("import sys, json; from annolid_depth import run_video_depth_anything as run; "
+              f"print(json.dumps(run(sys.argv[1], sys.argv[2], **{options!r})['npz']))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), *sys.path])}
+    done = subprocess.run([sys.executable, "-c", script, str(video), str(tmp_path / "auto")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "openvino" in line]
+    assert len(lines) == 1 and "backend openvino could not compile the network (ImportError: libopenvino" in lines[0], done.stderr
+    assert lines[0].rstrip().endswith("running on torch")
+    on_torch = run_video_depth_anything(video, tmp_path / "torch", backend="torch", **options)
+    auto = np.load(json.loads(done.stdout)[0])["depths"]
+    assert np.array_equal(auto, np.load(on_torch["npz"][0])["depths"])

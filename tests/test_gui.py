@@ -92,7 +92,7 @@ def test_settings_dialog_saves_and_keeps_other_sections(qtbot, window, _isolated
     assert precision.currentText() == "automatic"
     precision.setCurrentIndex(precision.findData("bf16"))
     backend = dialog.widgets["backend"]
-    assert [backend.itemText(i) for i in range(backend.count())] == ["torch", "auto", "onnxruntime", "openvino"]
+    assert [backend.itemText(i) for i in range(backend.count())] == ["auto", "torch", "onnxruntime", "openvino"]
     backend.setCurrentText("openvino")
     stride, voxel = dialog.widgets["point_cloud_stride"], dialog.widgets["point_cloud_voxel"]
     assert (stride.minimum(), stride.value(), voxel.minimum(), voxel.decimals()) == (1, 1, 0, 4)

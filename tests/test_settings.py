@@ -40,7 +40,7 @@ DEFAULTS = {
     "focal_length_y": 470.4,
     "checkpoint_root": "",
     "device": "",
-    "backend": "torch",
+    "backend": "auto",
 }
 
 # The Configuration example of the user documentation, verbatim.
@@ -96,7 +96,7 @@ def test_defaults():
         ("precision", "fp8", "precision must be \"\" (automatic) or one of fp32, bf16, fp16, got 'fp8'"),
         ("device", "cuda:", "device must be \"\" (automatic), cpu, cuda, cuda:N or mps, got 'cuda:'"),
         ("streaming", "yes", "streaming must be true or false, got 'yes'"),
-        ("backend", "tensorrt", "backend must be one of torch, auto, onnxruntime, openvino, got 'tensorrt'"),
+        ("backend", "tensorrt", "backend must be one of auto, torch, onnxruntime, openvino, got 'tensorrt'"),
         ("output_dir", None, "output_dir must be a string (empty for the default), got None"),
     ],
 )
