@@ -18,6 +18,7 @@ import logging
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 from .batch import CPUS_PER_WORKER, INSTALL_RAY, BatchInterrupted, read_list, run_many
@@ -167,8 +168,15 @@ def announce(entry: dict, bars: BatchBars | None) -> None:
         print(f"annolid-depth: {entry['path']}: {entry['status']}, {entry['frames']} frames", file=sys.stderr)
 
 
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line for the user (the message says what and why), not Python's two
+    lines with the source file and the code that raised it."""
+    print(f"annolid-depth: warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    warnings.showwarning = show_warning
     try:
         defaults = load_settings()
     except ValueError as exc:

@@ -27,12 +27,19 @@ def media_clip() -> Path:
     return MEDIA_CLIP
 
 
+@pytest.fixture(scope="session")
+def _session_cache(tmp_path_factory) -> Path:
+    """One cache for the session: the compiled graphs of the default backend (auto) are
+    exported once per checkpoint file, not once per test; tests of the cache set their own."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path_factory, monkeypatch):
-    """Never read or write the real ~/.labelmerc or the real checkpoint folder in tests."""
+def _isolated_home(tmp_path_factory, monkeypatch, _session_cache):
+    """Never read or write the real ~/.labelmerc, cache or checkpoint folder in tests."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(_session_cache))
     monkeypatch.setenv("ANNOLID_DEPTH_CHECKPOINTS", str(home / "checkpoints"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return home

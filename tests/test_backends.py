@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -301,21 +302,20 @@ BROKEN_RUNTIME = "raise ImportError('libopenvino.so.2026: cannot open shared obj
 
 @pytest.mark.skipif("openvino" not in RUNTIMES, reason="needs OpenVINO (what auto takes)")
 def test_auto_with_a_broken_runtime_runs_torch_with_one_line(vits_export, video, tmp_path):
-    """An OpenVINO that is installed but does not import: the default backend runs torch, says
-    why in one line, and gives torch's depth."""
+    """An OpenVINO that is installed but does not import: the CLI's default backend runs torch,
+    says why in one line, and gives torch's depth."""
     fake = tmp_path / "site"
     (fake / "openvino").mkdir(parents=True)
     (fake / "openvino" / "__init__.py").write_text(BROKEN_RUNTIME)
-    options = dict(checkpoint_root=str(vits_export.checkpoint.parent), input_size=28, max_res=64, max_frames=3, save_npz=True)
-    script = ("import sys, json; from annolid_depth import run_video_depth_anything as run; "
-              f"print(json.dumps(run(sys.argv[1], sys.argv[2], **{options!r})['npz']))")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), *sys.path])}
-    done = subprocess.run([sys.executable, "-c", script, str(video), str(tmp_path / "auto")], env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-m", "annolid_depth", str(video), "--output-dir", str(tmp_path / "auto"),
+                           "--checkpoint-root", str(vits_export.checkpoint.parent), "--input-size", "28", "--max-res", "64",
+                           "--max-frames", "3", "--save-npz", "--quiet"], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stderr.splitlines() if "openvino" in line]
-    assert len(lines) == 1 and "backend openvino could not compile the network (ImportError: libopenvino" in lines[0], done.stderr
-    assert lines[0].rstrip().endswith("running on torch")
-    on_torch = run_video_depth_anything(video, tmp_path / "torch", backend="torch", **options)
-    auto = np.load(json.loads(done.stdout)[0])["depths"]
+    assert lines == ["annolid-depth: warning: backend openvino could not compile the network (ImportError: "
+                     "libopenvino.so.2026: cannot open shared object file); running on torch"], done.stderr
+    on_torch = run_video_depth_anything(video, tmp_path / "torch", backend="torch", checkpoint_root=vits_export.checkpoint.parent,
+                                        input_size=28, max_res=64, max_frames=3, save_npz=True)
+    auto = np.load(tmp_path / "auto" / Path(on_torch["npz"][0]).name)["depths"]
     assert np.array_equal(auto, np.load(on_torch["npz"][0])["depths"])
