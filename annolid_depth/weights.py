@@ -345,13 +345,31 @@ def sha256_record(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
+def recorded_sha256(record: Path) -> str:
+    """The hash in a `sha256sum`-format file (lower-case; `sha256sum -c` takes either case),
+    or a WeightsError saying what is wrong with the file and what to do."""
+    fix = (f"delete {record} and download the checkpoint again, or write its hash there with "
+           f"`sha256sum {record.with_suffix('').name} > {record.name}`")
+    try:
+        fields = record.read_bytes().decode("utf-8").split()
+    except (UnicodeDecodeError, OSError) as exc:
+        reason = "is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else f"cannot be read ({exc.strerror or exc})"
+        raise WeightsError(f"checksum file {record} {reason}; {fix}") from None
+    if not fields:
+        raise WeightsError(f"checksum file {record} is empty; {fix}")
+    digest = fields[0].lower()
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise WeightsError(f"checksum file {record} does not start with a SHA-256 (64 hex digits); {fix}")
+    return digest
+
+
 def verify_checkpoint(path: Path) -> None:
     """A downloaded checkpoint must still have the SHA-256 recorded at download: damaged
     bytes inside a tensor would load without complaint and give meaningless depth."""
     record = sha256_record(path)
     if not record.is_file():
         return
-    recorded = record.read_text(encoding="utf-8").split()[0]
+    recorded = recorded_sha256(record)
     digest = checkpoint_sha256(path)
     if digest != recorded:
         try:

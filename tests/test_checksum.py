@@ -2,6 +2,7 @@
 import hashlib
 import io
 import os
+import re
 
 import pytest
 import torch
@@ -57,3 +58,26 @@ def test_the_hash_is_kept_per_path_size_and_time(tmp_path):
     assert checkpoint_sha256(path) == first  # same size and time: not hashed again
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
     assert checkpoint_sha256(path) == hashlib.sha256(b"b" * 1000).hexdigest()
+
+
+@pytest.mark.parametrize("content, says", [
+    (b"", "is empty"),
+    (b"   \n\t\n", "is empty"),
+    (b"\xff\xfe not text", "is not UTF-8 text"),
+    (b"deadbeef  weights.pth\n", r"does not start with a SHA-256 \(64 hex digits\)"),
+])
+def test_a_damaged_checksum_file_is_named_with_what_to_do(tmp_path, content, says):
+    path = tmp_path / "weights.pth"
+    torch.save({"weight": torch.ones(3)}, path)
+    (tmp_path / "weights.pth.sha256").write_bytes(content)
+    record = re.escape(str(tmp_path / "weights.pth.sha256"))
+    with pytest.raises(WeightsError, match=f"checksum file {record} {says}; delete {record} and download the checkpoint again, "
+                                           r"or write its hash there with `sha256sum weights.pth > weights.pth.sha256`"):
+        read_state_dict(path)
+
+
+def test_an_upper_case_hash_is_accepted(tmp_path):
+    path = tmp_path / "weights.pth"
+    torch.save({"weight": torch.ones(3)}, path)
+    (tmp_path / "weights.pth.sha256").write_text(f"{checkpoint_sha256(path).upper()}  weights.pth\n")
+    assert torch.equal(read_state_dict(path)["weight"], torch.ones(3))
