@@ -9,12 +9,15 @@ so, and `resume=True` continues it. `run.lock` keeps a second process out while 
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
+import errno
 import hashlib
 import json
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -118,50 +121,95 @@ def process_alive(pid: int) -> bool:
 
 
 class FolderLock:
-    """`run.lock` holding this process's id and host, created exclusively. A lock left by a
-    process that is gone (killed, crashed) on this host is taken over; a live one refuses."""
+    """`run.lock` holding this process's id, host and a token of its own. It appears whole: its
+    content is written to a temporary file first and hard-linked into place, which fails when a
+    lock is there (never replacing one). A lock left by a process that is gone (killed, crashed)
+    on this host is taken over, by renaming it away and checking that what was renamed is what
+    was judged gone; a live one refuses. Leaving removes the lock only while it is still ours."""
+
+    UNREADABLE_S = 10.0  # an unreadable lock (an older version's, mid-write) younger than this is in use
 
     def __init__(self, folder: Path):
         self.path = folder / LOCK
-        self.held = False
+        self.mine: bytes | None = None
 
     def __enter__(self) -> FolderLock:
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": now()}
-        for _ in range(2):
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": now(), "token": os.urandom(8).hex()}
+        content = json.dumps(me).encode()
+        for _ in range(3):
             try:
-                handle = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                self._place(content, me["token"])
             except FileExistsError:
-                owner = self._owner()
-                if owner is not None and (owner.get("host") != me["host"] or process_alive(int(owner.get("pid", 0)))):
-                    where = "" if owner.get("host") == me["host"] else f" on {owner.get('host')}"
-                    raise OutputError(
-                        f"{self.path.parent} is in use by another run (process {owner.get('pid')}{where}, "
-                        f"started {owner.get('started')}); wait for it to end or choose another output folder"
-                        + ("" if not where else f" (if that run is dead, delete {self.path})")
-                    ) from None
-                log.warning("taking over %s from process %s, which is gone", self.path, owner and owner.get("pid"))
-                self.path.unlink(missing_ok=True)
+                self._take_over_if_gone(me["host"])
                 continue
             except OSError as exc:
                 raise OutputError(f"cannot write to output folder {self.path.parent} ({exc.strerror})") from None
-            with os.fdopen(handle, "w") as stream:
-                json.dump(me, stream)
-            self.held = True
+            self.mine = content
             return self
         raise OutputError(f"{self.path.parent} is in use by another run that just started; try again")
 
-    def _owner(self) -> dict | None:
-        """The lock's content; None when it is unreadable (a process died while writing it)."""
+    def _place(self, content: bytes, token: str) -> None:
+        """The lock with `content`, visible only once whole; FileExistsError when one is there."""
+        tmp = self.path.with_name(f".{LOCK}.{token}.tmp")
+        tmp.write_bytes(content)
         try:
-            owner = json.loads(self.path.read_text())
-            return owner if isinstance(owner, dict) and str(owner.get("pid", "")).isdigit() else None
-        except (OSError, ValueError):
+            os.link(tmp, self.path)
+        except FileExistsError:
+            raise
+        except OSError as exc:  # a filesystem without hard links: exclusive creation, then the content
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            handle = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(content)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _take_over_if_gone(self, host: str) -> None:
+        """Remove the lock when its owner is provably gone, else refuse with who holds it."""
+        try:
+            seen = self.path.read_bytes()
+            age = time.time() - self.path.stat().st_mtime
+        except FileNotFoundError:
+            return  # released meanwhile: try again
+        owner = self._parse(seen)
+        if owner is None and age < self.UNREADABLE_S:
+            raise OutputError(f"{self.path.parent} is in use by another run that is starting ({self.path}); try again")
+        if owner is not None and (owner.get("host") != host or process_alive(int(owner["pid"]))):
+            where = "" if owner.get("host") == host else f" on {owner.get('host')}"
+            raise OutputError(
+                f"{self.path.parent} is in use by another run (process {owner.get('pid')}{where}, "
+                f"started {owner.get('started')}); wait for it to end or choose another output folder"
+                + ("" if not where else f" (if that run is dead, delete {self.path})")
+            )
+        aside = self.path.with_name(f".{LOCK}.{os.urandom(8).hex()}.stale")
+        try:
+            os.rename(self.path, aside)  # one contender wins; the others find no lock, or a new one
+        except FileNotFoundError:
+            return
+        if aside.read_bytes() != seen:  # a new owner's lock came in between: put it back
+            with contextlib.suppress(FileExistsError):
+                os.link(aside, self.path)
+        else:
+            log.warning("taking over %s from process %s, which is gone", self.path, owner and owner.get("pid"))
+        aside.unlink(missing_ok=True)
+
+    @staticmethod
+    def _parse(content: bytes) -> dict | None:
+        """The lock's owner; None when the content is not a lock's (damaged, or still being written)."""
+        try:
+            owner = json.loads(content)
+        except ValueError:
             return None
+        return owner if isinstance(owner, dict) and str(owner.get("pid", "")).isdigit() else None
 
     def __exit__(self, *exc_info) -> None:
-        if self.held:
-            self.path.unlink(missing_ok=True)
-            self.held = False
+        if self.mine is None:
+            return
+        with contextlib.suppress(OSError):
+            if self.path.read_bytes() == self.mine:
+                self.path.unlink()
+        self.mine = None
 
 
 # --------------------------------------------------------------------------- run.json
