@@ -68,8 +68,7 @@ def self_check(compiled, model: VideoDepthAnything, precision: str) -> str | Non
         except Exception as exc:  # a runtime that cannot run the graphs at all
             return f"{type(exc).__name__}: {exc}"
         truth = np.stack([d for _, _, d in engine(model, SELF_CHECK_INPUT).run(frames)]).astype(np.float64)
-        difference = np.abs(ours - truth)
-        max_rel = float(difference.max() / max(truth.max() - truth.min(), 1e-12)) if np.isfinite(ours).all() else float("inf")
+        max_rel = float(np.abs(ours - truth).max() / max(truth.max() - truth.min(), 1e-12)) if np.isfinite(ours).all() else float("inf")
         rel_l2 = float(np.linalg.norm(ours - truth) / max(np.linalg.norm(truth), 1e-12))
         if not (max_rel <= limit_max and rel_l2 <= limit_l2):
             return f"{engine.__name__}: max_rel {max_rel:.2g}, rel_l2 {rel_l2:.2g}"

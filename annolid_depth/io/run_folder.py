@@ -153,9 +153,7 @@ class FolderLock:
         tmp = self.path.with_name(f".{LOCK}.{token}.tmp")
         tmp.write_bytes(content)
         try:
-            os.link(tmp, self.path)
-        except FileExistsError:
-            raise
+            os.link(tmp, self.path)  # FileExistsError (EEXIST) passes through the clause below
         except OSError as exc:  # a filesystem without hard links: exclusive creation, then the content
             if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
                 raise
