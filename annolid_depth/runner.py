@@ -36,7 +36,7 @@ from .io.colour import colorize
 from .io.files import partial
 from .io.pipeline import OrderedWriter, spare_cores
 from .io.records import KINDS
-from .io.run_folder import RUN_JSON, Plan, RunFolder, Status, now, video_fingerprint
+from .io.run_folder import RUN_JSON, STATE, Plan, RunFolder, Status, now, video_fingerprint
 from .io.sinks import ResumePoint, RunInfo, Sink, build_sinks, close_all, open_sinks, output_names
 from .io.source import VideoSource
 from .settings import DEFAULT, DepthSettings, default_output_dir, load_settings
@@ -199,6 +199,9 @@ class Run:
         else:
             self.folder.discard_unfinished()
         try:
+            missing = sorted(self.engine_kind().STATE_KEYS - set(plan.state or {})) if plan.resume_at else []
+            if missing:
+                raise ValueError(f"the resume state {self.folder.path / STATE} lacks {', '.join(missing)}")
             return open_sinks(build_sinks(self.info), self.info)
         except ValueError as exc:
             if not plan.resume_at:
@@ -212,8 +215,10 @@ class Run:
     def engine(self) -> Engine:
         model = load_model(str(self.checkpoint), self.checkpoint.stat().st_mtime_ns, self.settings.encoder,
                            self.settings.metric, str(self.device), self.precision, self.backend)
-        kind = StreamingEngine if self.settings.streaming else OfflineEngine
-        return kind(model, self.settings.input_size, self.device, self.precision)
+        return self.engine_kind()(model, self.settings.input_size, self.device, self.precision)
+
+    def engine_kind(self) -> type[Engine]:
+        return StreamingEngine if self.settings.streaming else OfflineEngine
 
     def execute(self, plan: Plan, callbacks: Callbacks, cancel_requested: Callable[[], bool]) -> None:
         """The frames through the engine to the sinks, then the run's end recorded; a cancel

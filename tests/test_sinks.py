@@ -31,6 +31,7 @@ from annolid_depth.io.sinks import (
     build_sinks,
     rendered,
 )
+from annolid_depth.io.sinks.base import folder_tally
 
 EVERY_OUTPUT = {f"save_{name}": True for name in ("depth_video", "depth_frames", "point_clouds", "npz", "exr", "region_stats")}
 
@@ -182,7 +183,9 @@ def test_a_resumed_run_draws_what_an_uninterrupted_one_does(tmp_path, monkeypatc
         out = tmp_path / f"resumed{stop}"
         run_sinks(out, depths=depths[:stop], completed=False, save_depth_video=True, save_depth_frames=True)
         info = run_info(out, save_depth_video=True, save_depth_frames=True)
-        marks = {"depth_ndjson": (out / "depth.ndjson.partial").stat().st_size}
+        written = (out / "depth.ndjson.partial").read_bytes()  # the marks the sinks gave at the resume point
+        marks = {"depth_ndjson": {"bytes": len(written), "crc32": zlib.crc32(written)},
+                 "depth_frames": folder_tally(out / "depth_frames.partial")}
         info.resume = ResumePoint(frames=stop, last_index=2 * (stop - 1), marks=marks)
         chosen = build_sinks(info)
         for sink in chosen:

@@ -16,6 +16,8 @@ from .transform import FrameTransform
 class Engine(Protocol):
     """What the runner relies on in an engine (`OfflineEngine`, `StreamingEngine`)."""
 
+    STATE_KEYS: frozenset[str]  # what a `snapshot` holds, checked before a resume
+
     def run(self, frames: Iterable[tuple[int, np.ndarray]], state: dict | None = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """(frame_index, rgb) in order -> (frame_index, rgb, depth float32 [h, w]) in order;
         with `state` (a `snapshot`), `frames` are those after it."""

@@ -130,6 +130,8 @@ class OfflineEngine:
         finishes the video)."""
         return self.window_end is not None and self.window_end.last and self.ready() == 0
 
+    STATE_KEYS = frozenset({"frames", "start", "frame_shape", "reference", "to_blend", "keyframe_features"})
+
     def snapshot(self) -> dict | None:
         """How to go on after the frames yielded so far, or None between window ends: the
         aligner's depth maps and the keyframes' encoder features (on the CPU; encoding them

@@ -63,6 +63,8 @@ class StreamingEngine:
         reading on, which a cancel does not do."""
         return False
 
+    STATE_KEYS = frozenset({"frames", "slots", "memory"})  # of a snapshot
+
     def snapshot(self) -> dict | None:
         """How to go on after the frames yielded so far: every temporal block's keys and values
         of the frames later frames attend to (frame 0 and the last 41, on the CPU), or None

@@ -13,9 +13,11 @@ import contextlib
 import datetime
 import errno
 import hashlib
+import io
 import json
 import logging
 import os
+import re
 import socket
 import time
 from dataclasses import dataclass, field
@@ -80,15 +82,17 @@ def video_fingerprint(path: Path) -> dict:
     return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "head_sha256": head}
 
 
-def save_tensors(state: dict, stream) -> None:
+def save_tensors(state: dict, stream) -> str:
     """torch.save into `stream`, with the stream's own write error (a full disk) raised as
-    such rather than as the RuntimeError torch turns it into."""
+    such rather than as the RuntimeError torch turns it into; returns the SHA-256 of what it
+    wrote."""
     import torch  # here: the batch and the CLI read run folders without loading torch
 
-    failures = []
+    failures, digest = [], hashlib.sha256()
 
     class Writer:
         def write(self, data):
+            digest.update(data)
             try:
                 return stream.write(data)
             except OSError as exc:
@@ -105,6 +109,7 @@ def save_tensors(state: dict, stream) -> None:
             raise failures[0] from None
         raise
     stream.flush()
+    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- lock
@@ -214,8 +219,10 @@ class FolderLock:
 
 
 def read_record(folder: Path) -> dict | None:
-    """The folder's run.json, or None (with one warning) when it is missing, damaged or
-    from a newer version of this package: the run then starts afresh."""
+    """The folder's run.json, or None (with one warning) when it is missing, damaged, names
+    files that are not this package's outputs in this folder, or comes from a newer version
+    of this package: the run then starts afresh. A run.json is input like any other file
+    (folders are shared, copied and synced): it is checked whole before anything is used."""
     path = folder / RUN_JSON
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
@@ -224,13 +231,82 @@ def read_record(folder: Path) -> dict | None:
     except (OSError, ValueError) as exc:
         log.warning("%s cannot be read (%s); starting afresh", path, getattr(exc, "strerror", None) or exc)
         return None
-    if not isinstance(record, dict) or not isinstance(record.get("format"), int):
+    if not isinstance(record, dict) or not is_int(record.get("format")):
         log.warning("%s is not a run description; starting afresh", path)
         return None
     if record["format"] > FORMAT:
         log.warning("%s was written by a newer annolid-depth (%s); starting afresh", path, record.get("version"))
         return None
+    problem = record_problem(record)
+    if problem is not None:
+        log.warning("%s is damaged (%s); ignoring it and starting afresh (the outputs it names are left as they are)",
+                    path, problem)
+        return None
     return record
+
+
+# The names a run gives its outputs (io/sinks): fixed ones, and ones after the video's stem.
+OUTPUT_NAMES = frozenset({"depth.ndjson", "depth_regions.csv", "depth_regions.png", "depth_frames", "point_clouds"})
+STEM_OUTPUT = re.compile(r".+_(depths\.npz|depths_exr|vis\.mp4)")
+RUN_STATUSES = tuple(s.value for s in (Status.RUNNING, Status.PUBLISHING, Status.COMPLETE, Status.CANCELLED,
+                                       Status.FAILED))
+
+
+def is_int(value, low: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def own_output_name(name) -> bool:
+    """Whether `name` is one this package gives an output: a plain name inside the folder (no
+    separator, no `..`, not hidden), of the form of one of its outputs."""
+    return (isinstance(name, str) and name == Path(name).name and not name.startswith(".") and "\0" not in name
+            and (name in OUTPUT_NAMES or STEM_OUTPUT.fullmatch(name) is not None))
+
+
+def record_problem(record: dict, nested: bool = False) -> str | None:
+    """What is wrong with a run.json's content (types, ranges, names), or None."""
+    if record.get("status") not in (("complete",) if nested else RUN_STATUSES):
+        return f"status {record.get('status')!r}"
+    for part in ("video", "settings", "model") + (() if nested else ("previous",)):
+        if record.get(part) is not None and not isinstance(record[part], dict):
+            return f"{part} is {type(record[part]).__name__}, not an object"
+    if not isinstance((record.get("model") or {}).get("key", ""), str):
+        return "model key is not text"
+    outputs = record.get("outputs", {})
+    if not isinstance(outputs, dict) or not all(isinstance(k, str) for k in outputs):
+        return "outputs is not an object of names"
+    replaces = record.get("replaces", [])
+    if not isinstance(replaces, list):
+        return "replaces is not a list"
+    foreign = [name for name in [*outputs.values(), *replaces] if not own_output_name(name)]
+    if foreign:
+        return f"it names {foreign[0]!r}, which is not an output of this package in this folder"
+    for key in ("frames_done", "frames_expected", "skipped_frames"):
+        if record.get(key) is not None and not is_int(record[key]):
+            return f"{key} is {record[key]!r}"
+    if not isinstance(record.get("warnings", []), list) or not isinstance(record.get("error") or "", str):
+        return "warnings or error of the wrong type"
+    if record.get("previous") is not None:
+        inner = record_problem(record["previous"], nested=True)
+        if inner is not None:
+            return f"previous run: {inner}"
+    return None if nested else resume_point_problem(record.get("resume_point"))
+
+
+def resume_point_problem(point) -> str | None:
+    """What is wrong with a resume point's fields (the sinks check their own marks against
+    their files), or None."""
+    if point is None:
+        return None
+    if not isinstance(point, dict):
+        return f"resume_point is {type(point).__name__}, not an object"
+    if not is_int(point.get("frames")) or not (point.get("last_frame_index") is None or is_int(point["last_frame_index"])):
+        return f"resume_point frames {point.get('frames')!r}, last frame {point.get('last_frame_index')!r}"
+    if point["frames"] and point.get("last_frame_index") is None:
+        return "resume_point has frames but no last frame"
+    if not isinstance(point.get("marks", {}), dict) or not isinstance(point.get("state_sha256", ""), str):
+        return "resume_point marks or state checksum of the wrong type"
+    return None
 
 
 def differences(old: dict, new: dict) -> list[str]:
@@ -292,20 +368,37 @@ class RunFolder:
         if old["status"] == Status.COMPLETE:
             return Plan(old, done=all((self.path / name).exists() for name in old.get("outputs", {}).values()))
         point = old.get("resume_point") or {}
+        state = self._read_state(point) if point.get("frames") else None
+        if point.get("frames") and state is None:
+            return Plan(record)
+        return Plan({**old, "status": Status.RUNNING, "error": None}, resume_at=point.get("frames", 0),
+                    last_index=point.get("last_frame_index"), state=state)
+
+    def _read_state(self, point: dict) -> dict | None:
+        """The resume state run.json's resume point names, once its checksum and frame count
+        match; None (with a warning saying why: the run starts over) otherwise."""
+        path = self.path / STATE
+        try:
+            data = path.read_bytes() if not path.is_symlink() else None
+        except OSError as exc:
+            data, reason = None, f"it cannot be read ({exc.strerror})"
+        else:
+            reason = "it is a symbolic link" if data is None else None
+        if data is not None and hashlib.sha256(data).hexdigest() != point.get("state_sha256"):
+            data, reason = None, "it does not match its checksum in run.json"
         state = None
-        if point.get("frames"):
+        if data is not None:
             import torch
 
             try:
-                state = torch.load(self.path / STATE, map_location="cpu", weights_only=True)
+                state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
             except Exception as exc:  # noqa: BLE001 - unreadable for any reason: start over
-                log.warning("%s: the resume state cannot be read (%s); starting over", self.path, exc)
-                return Plan(record)
-            if state.get("frames") != point["frames"]:
-                log.warning("%s: the resume state does not match run.json; starting over", self.path)
-                return Plan(record)
-        return Plan({**old, "status": Status.RUNNING, "error": None}, resume_at=point.get("frames", 0),
-                    last_index=point.get("last_frame_index"), state=state)
+                reason = f"it cannot be read ({exc})"
+            if state is not None and (not isinstance(state, dict) or state.get("frames") != point["frames"]):
+                state, reason = None, "it does not match run.json"
+        if state is None:
+            log.warning("%s: the resume state %s: %s; starting over", self.path, path.name, reason)
+        return state
 
     def write(self, record: dict) -> None:
         record["updated"] = now()
@@ -317,12 +410,13 @@ class RunFolder:
         tmp = self.path / (STATE + ".tmp")
         try:
             with open(tmp, "wb") as stream:
-                save_tensors(state, stream)
+                digest = save_tensors(state, stream)
             os.replace(tmp, self.path / STATE)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        record["resume_point"] = {"frames": state["frames"], "last_frame_index": last_index, "marks": marks}
+        record["resume_point"] = {"frames": state["frames"], "last_frame_index": last_index, "marks": marks,
+                                  "state_sha256": digest}
         self.write(record)
 
     def discard_unfinished(self) -> None:
@@ -339,11 +433,12 @@ class RunFolder:
         self._publish(record)
 
     def _publish(self, record: dict) -> None:
-        for name in record["outputs"].values():
+        for name in record.get("outputs", {}).values():
             if partial(self.path / name).exists():
                 publish(partial(self.path / name), self.path / name)
         for name in record.get("replaces", []):  # what an earlier run made and this one did not
-            remove(self.path / name)
+            if own_output_name(name):  # (read_record refuses a run.json naming anything else)
+                remove(self.path / name)
         for path in self.path.glob("*.partial"):  # the resume state and raw files the outputs were made from
             remove(path)
         record.update(status=Status.COMPLETE, resume_point=None, previous=None)

@@ -21,6 +21,7 @@ import numpy as np
 from ...settings import DepthSettings
 from ..annotations import VideoAnnotations
 from ..files import claim_file, claim_folder, partial, remove
+from ..npz import CHUNK, crc32
 from ..records import depth_kind
 
 FRAME_NUMBER = re.compile(r"_(\d+)\.[^.]+$")  # depth_00012.png, point_0012.csv
@@ -91,12 +92,26 @@ class Sink:
         if not self.folder:
             return claim_file(self.final, keep=resumed)
         tmp = claim_folder(self.final, keep=resumed)
-        if resumed:  # drop files of frames after the resume point
+        if resumed:  # drop files of frames after the resume point, then check what is left
             for path in tmp.iterdir():
                 number = FRAME_NUMBER.search(path.name)
-                if path.name.endswith(".partial") or number is None or int(number.group(1)) > self.info.resume.last_index:
+                if (path.name.endswith(".partial") or path.is_symlink() or number is None
+                        or int(number.group(1)) > self.info.resume.last_index):
                     remove(path)
+            expected, found = self.resume_mark("files", "bytes"), folder_tally(tmp)
+            if found != expected:
+                raise ValueError(f"{tmp} holds {found['files']} files ({found['bytes']} bytes) up to its resume point, "
+                                 f"not the {expected['files']} ({expected['bytes']} bytes) written by then")
         return tmp
+
+    def resume_mark(self, *keys: str) -> dict:
+        """This sink's mark at the resume point, once it has the counts `keys` (whole numbers
+        >= 0); else ValueError (a run.json damaged or from another version): the run starts over."""
+        mark = self.info.resume.marks.get(self.result_key)
+        if not isinstance(mark, dict) or not all(is_count(mark.get(key)) for key in keys):
+            raise ValueError(f"the resume point's mark for {self.tmp if hasattr(self, 'tmp') else self.final} "
+                             f"is {mark!r}, not one this version writes")
+        return mark
 
     @contextmanager
     def saving(self, name: str) -> Iterator[Path]:
@@ -107,9 +122,10 @@ class Sink:
         os.replace(tmp, self.tmp / name)
 
     def mark(self):
-        """Flush what is written so far and return what this sink needs to cut its output
-        back to here on resume (None: nothing)."""
-        return None
+        """Flush what is written so far and return what this sink needs to check its output and
+        cut it back to here on resume (a folder's: how many files and bytes it holds; None:
+        nothing)."""
+        return folder_tally(self.tmp) if self.folder else None
 
     def prepare(self, frame_index: int, rgb: np.ndarray, depth: np.ndarray):
         return rgb, depth
@@ -124,3 +140,32 @@ class Sink:
     def close(self, completed: bool) -> None:
         """Finish the partial output when `completed`; else only release it (it stays
         resumable: every part written so far is valid)."""
+
+
+def is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def folder_tally(folder: Path) -> dict:
+    """How many complete files (no links, no `.partial` ones) a folder output holds, and their bytes."""
+    files = total = 0
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False) and not entry.name.endswith(".partial"):
+                files, total = files + 1, total + entry.stat(follow_symlinks=False).st_size
+    return {"files": files, "bytes": total}
+
+
+def check_prefix(path: Path, stream, mark: dict) -> None:
+    """That the open file `stream` (at `path`) starts with the `mark["bytes"]` bytes whose CRC-32
+    is `mark["crc32"]`, as its resume point recorded; else ValueError naming it."""
+    size, crc = mark["bytes"], 0
+    stream.seek(0)
+    left = size
+    while left:
+        chunk = stream.read(min(left, CHUNK))
+        if not chunk:
+            raise ValueError(f"{path} is shorter than at its resume point ({size - left} of {size} bytes)")
+        crc, left = crc32(chunk, crc), left - len(chunk)
+    if crc != mark["crc32"]:
+        raise ValueError(f"{path} differs from what was written up to its resume point (damaged)")

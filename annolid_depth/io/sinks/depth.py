@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import OutputError
-from ..files import cannot_write, partial
+from ..files import cannot_write, own_partial
 from ..npz import DATA_OFFSET, crc32, data_crc, finish_npz
 from ..records import FRAME_INDEX, HEAD, NDJSON, encode_record, record_line
-from .base import Sink
+from .base import Sink, check_prefix
 
 HEAD_SCAN = 1 << 24  # bytes read back to find the last record of a resumed depth.ndjson
 
@@ -27,29 +27,39 @@ class NdjsonSink(Sink):
     def open(self, info):
         super().open(info)
         self.file = open(self.tmp, "r+b")  # noqa: SIM115 (closed in close())
-        if info.resume is not None:  # cut back to the resume point: a killed run may have written more
-            size = info.resume.marks.get("depth_ndjson", 0)
-            self.file.seek(size)
-            self.file.truncate()
-            if size:
-                self.file.seek(size - min(size, HEAD_SCAN))
-                tail = self.file.read().rsplit(b"\n", 2)[-2]
-                found = FRAME_INDEX.search(tail[:HEAD])
-                if found is None or int(found.group(1)) != info.resume.last_index:
-                    raise ValueError(f"{self.tmp} does not end with frame {info.resume.last_index} at its resume point")
-        else:
+        self.crc = 0  # of every byte written, for the resume point
+        if info.resume is None:
             self.file.truncate(0)
+            return
+        mark = self.resume_mark("bytes", "crc32")  # checked, then cut back: a killed run may have written more
+        try:
+            check_prefix(self.tmp, self.file, mark)
+        except ValueError:
+            self.file.close()
+            raise
+        self.crc, size = mark["crc32"], mark["bytes"]
+        self.file.seek(size)
+        self.file.truncate()
+        if size:
+            self.file.seek(size - min(size, HEAD_SCAN))
+            tail = self.file.read().rsplit(b"\n", 2)[-2]
+            found = FRAME_INDEX.search(tail[:HEAD])
+            if found is None or int(found.group(1)) != info.resume.last_index:
+                self.file.close()
+                raise ValueError(f"{self.tmp} does not end with frame {info.resume.last_index} at its resume point")
 
     def mark(self):
-        return self.file.tell()
+        return {"bytes": self.file.tell(), "crc32": self.crc}
 
     def prepare(self, frame_index, rgb, depth):
         record = encode_record(depth, frame_index, self.info.video_path.name, self.info.stem, self.info.kind)
         return record_line(record)
 
     def write(self, frame_index, line):
-        self.file.write(line.encode())
+        data = line.encode()
+        self.file.write(data)
         self.file.flush()
+        self.crc = crc32(data, self.crc)
         super().write(frame_index, line)
 
     def close(self, completed):
@@ -75,8 +85,33 @@ class NpzSink(Sink):
         super().open(info)
         self.frame_bytes = info.height * info.width * 4
         self.archive = self._reopen(self.tmp, self.count * self.frame_bytes, head=DATA_OFFSET)  # headers: at the end
+        try:
+            side = own_partial(self.final.with_name(self.final.name + ".idx"), keep=info.resume is not None)
+            self.indices = self._reopen(side, self.count * 8)
+        except ValueError:
+            self.archive.close()
+            raise
         self.crc = data_crc(self.archive, self.count * self.frame_bytes) if self.count else 0
-        self.indices = self._reopen(partial(self.final.with_name(self.final.name + ".idx")), self.count * 8)
+        self.index_crc = crc32(self._read_indices()) if self.count else 0
+        if info.resume is not None:
+            self._check(self.resume_mark("frames", "crc32", "index_crc32"))
+
+    def _check(self, mark: dict) -> None:
+        """That the frames and indices read back are those written up to the resume point."""
+        problem = ("holds another number of frames" if mark["frames"] != self.count
+                   else "differs from what was written up to its resume point (damaged)" if mark["crc32"] != self.crc
+                   else "has frame indices that differ from those written (damaged)" if mark["index_crc32"] != self.index_crc
+                   else None)
+        if problem is not None:
+            self.archive.close()
+            self.indices.close()
+            raise ValueError(f"{self.tmp} {problem}")
+
+    def _read_indices(self) -> bytes:
+        self.indices.seek(0)
+        data = self.indices.read()
+        self.indices.seek(0, os.SEEK_END)
+        return data
 
     def _reopen(self, path: Path, frames_size: int, head: int = 0):
         """The file, holding `head` bytes kept for later and then `frames_size` bytes of
@@ -103,11 +138,14 @@ class NpzSink(Sink):
     def mark(self):
         self.archive.flush()  # on disk for the resume point: a killed process loses its buffers
         self.indices.flush()
+        return {"frames": self.count, "crc32": self.crc, "index_crc32": self.index_crc}
 
     def write(self, frame_index, data):
         self.archive.write(data)
         self.crc = crc32(data, self.crc)
-        self.indices.write(np.int64(frame_index).tobytes())
+        index = np.int64(frame_index).tobytes()
+        self.indices.write(index)
+        self.index_crc = crc32(index, self.index_crc)
         super().write(frame_index, data)
 
     def close(self, completed):

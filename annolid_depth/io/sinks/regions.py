@@ -7,8 +7,9 @@ import logging
 
 from ...errors import OutputError
 from ..files import partial
+from ..npz import crc32
 from ..regions import PLOT_MISSING, header, plot_regions, region_rows
-from .base import Sink
+from .base import Sink, check_prefix
 from .point_clouds import rays_of
 
 log = logging.getLogger(__name__)
@@ -37,15 +38,28 @@ class RegionStatsSink(Sink):
                 info.video_path, self.annotations.folder / info.stem, self.annotations.store_path,
             )
         self.file = open(self.tmp, "r+b")  # noqa: SIM115 (closed in close())
-        mark = info.resume.marks.get(self.result_key) if info.resume is not None else None
-        size, self.annotated = mark or (0, 0)  # bytes and annotated frames at the resume point
-        self.file.truncate(size)
-        self.file.seek(size)
-        if not size:
-            self.file.write(header().encode())
+        self.crc, self.annotated = 0, 0  # of every byte written, and the annotated frames among them
+        if info.resume is None:
+            self.file.truncate(0)
+            self._add(header().encode())
+            return
+        mark = self.resume_mark("bytes", "crc32", "annotated")
+        try:
+            check_prefix(self.tmp, self.file, mark)
+        except ValueError:
+            self.file.close()
+            raise
+        self.crc, self.annotated = mark["crc32"], mark["annotated"]
+        self.file.truncate(mark["bytes"])
+        self.file.seek(mark["bytes"])
+
+    def _add(self, data: bytes) -> None:
+        self.file.write(data)
+        self.file.flush()
+        self.crc = crc32(data, self.crc)
 
     def mark(self):
-        return [self.file.tell(), self.annotated]
+        return {"bytes": self.file.tell(), "crc32": self.crc, "annotated": self.annotated}
 
     def prepare(self, frame_index, rgb, depth):
         """The frame's CSV rows ("" without annotations)."""
@@ -56,8 +70,7 @@ class RegionStatsSink(Sink):
         return region_rows(frame_index, time_s, *found, depth, self.rays, self.info.settings.metric)
 
     def write(self, frame_index, rows):
-        self.file.write(rows.encode())
-        self.file.flush()
+        self._add(rows.encode())
         self.annotated += frame_index in self.annotations.frames
         super().write(frame_index, rows)
 
