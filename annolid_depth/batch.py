@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DepthError
-from .io.run_folder import RUN_JSON, Status
+from .io.run_folder import RUN_JSON, Status, waiting_for_leases
 from .settings import ALIASES, RUN_OPTIONS, DepthSettings, default_output_dir, load_settings
 
 log = logging.getLogger(__name__)
@@ -383,7 +383,9 @@ class VideoWorker:
         entries = []
         for video, output_dir, error in zip(batch["video"], batch["output_dir"], batch["error"]):
             job = Job(Path(video), Path(output_dir) if output_dir else None, error or None)
-            with reuse_freed_memory():  # this process is the actor's alone, as the CLI's is its own
+            # this process is the actor's alone, as the CLI's is its own; a retry of a video whose node
+            # died finds that node's lock and waits for its lease to run out, then takes it over
+            with reuse_freed_memory(), waiting_for_leases():
                 entries.append(json.dumps(run_one(job, self.resume, self.settings)))
         return {"index": batch["index"], "record": entries}
 

@@ -10,6 +10,7 @@ so, and `resume=True` continues it. `run.lock` keeps a second process out while 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime
 import errno
 import hashlib
@@ -19,6 +20,7 @@ import logging
 import os
 import re
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from enum import Enum
@@ -125,33 +127,82 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-class FolderLock:
-    """`run.lock` holding this process's id, host and a token of its own. It appears whole: its
-    content is written to a temporary file first and hard-linked into place, which fails when a
-    lock is there (never replacing one). A lock left by a process that is gone (killed, crashed)
-    on this host is taken over, by renaming it away and checking that what was renamed is what
-    was judged gone; a live one refuses. Leaving removes the lock only while it is still ours."""
+class LockLost(OutputError):
+    """Another process took this run's folder over (its heartbeat was judged stale)."""
 
-    UNREADABLE_S = 10.0  # an unreadable lock (an older version's, mid-write) younger than this is in use
+
+class HeldElsewhere(OutputError):
+    """The folder's lock is held by a process on another host whose heartbeat is fresh."""
+
+
+# How long taking a lock waits for a lock of another host to be released or go stale: 0 for
+# a run started by hand (refused at once, naming the holder); a cluster's retry of a video
+# whose node died sets it past the lease's timeout (`waiting_for_leases`).
+LEASE_WAIT: contextvars.ContextVar[float] = contextvars.ContextVar("lease_wait", default=0.0)
+
+
+@contextlib.contextmanager
+def waiting_for_leases():
+    """Runs in this context wait, where a folder is locked by another host, until that lock is
+    released or its heartbeat goes stale (then taken over), instead of refusing at once."""
+    token = LEASE_WAIT.set(FolderLock.STALE_S + 3 * FolderLock.REFRESH_S)
+    try:
+        yield
+    finally:
+        LEASE_WAIT.reset(token)
+
+
+class FolderLock:
+    """`run.lock`: a lease on the folder, holding this process's id, host and a token of its own.
+
+    It appears whole: its content is written to a temporary file first and hard-linked into
+    place, which fails when a lock is there (never replacing one). While held, a thread
+    refreshes its heartbeat (the lock file's modification time) every REFRESH_S. A lock is
+    taken over when its owner is provably gone: a process of this host that no longer exists,
+    or a heartbeat older than STALE_S, whatever the host (a node that died). Its age is read
+    against the shared filesystem's own clock (the time of a file written there just now),
+    so clocks that differ between nodes do not matter. A take-over renames the lock aside and
+    checks that what was renamed is what was judged gone. Leaving removes the lock only while
+    it is still ours; a holder that finds its lock taken over says so (`lost`) and stops."""
+
+    FORMAT = 1  # of the lock's content; a newer one is not read (taken over only once stale)
+    REFRESH_S = 5.0
+    STALE_S = 60.0  # 12 refreshes missed: longer than any save, a node that stopped beating is gone
 
     def __init__(self, folder: Path):
         self.path = folder / LOCK
         self.mine: bytes | None = None
+        self.lost = False
+        self._stop = threading.Event()
+        self._beating: threading.Thread | None = None
 
     def __enter__(self) -> FolderLock:
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": now(), "token": os.urandom(8).hex()}
+        me = {"format": self.FORMAT, "pid": os.getpid(), "host": socket.gethostname(), "started": now(),
+              "token": os.urandom(8).hex(), "refresh_s": self.REFRESH_S}
         content = json.dumps(me).encode()
-        for _ in range(3):
+        deadline, tries = time.monotonic() + LEASE_WAIT.get(), 0
+        while True:
             try:
                 self._place(content, me["token"])
+                break
             except FileExistsError:
-                self._take_over_if_gone(me["host"])
-                continue
+                tries += 1
+                try:
+                    self._take_over_if_gone(me["host"])
+                except HeldElsewhere:
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(self.REFRESH_S)  # a node that died: its lease runs out within STALE_S
+                    continue
+                if tries >= 3:
+                    raise OutputError(f"{self.path.parent} is in use by another run that just started; try again") from None
             except OSError as exc:
                 raise OutputError(f"cannot write to output folder {self.path.parent} ({exc.strerror})") from None
-            self.mine = content
-            return self
-        raise OutputError(f"{self.path.parent} is in use by another run that just started; try again")
+        self.mine, self.lost = content, False
+        self._stop.clear()
+        self._beating = threading.Thread(target=self._beat, name="run.lock heartbeat", daemon=True)
+        self._beating.start()
+        return self
 
     def _place(self, content: bytes, token: str) -> None:
         """The lock with `content`, visible only once whole; FileExistsError when one is there."""
@@ -168,22 +219,41 @@ class FolderLock:
         finally:
             tmp.unlink(missing_ok=True)
 
+    def _beat(self) -> None:
+        """Refresh the heartbeat while the lock is ours; note when it is not any more."""
+        while not self._stop.wait(self.REFRESH_S):
+            try:
+                if self.path.read_bytes() != self.mine:
+                    raise FileNotFoundError
+                os.utime(self.path)
+            except FileNotFoundError:
+                self.lost = True
+                log.warning("%s was taken over by another run; this run stops at its next step", self.path)
+                return
+            except OSError as exc:  # a passing filesystem error: the next beat tries again
+                log.debug("heartbeat of %s: %s", self.path, exc)
+
     def _take_over_if_gone(self, host: str) -> None:
         """Remove the lock when its owner is provably gone, else refuse with who holds it."""
         try:
             seen = self.path.read_bytes()
-            age = time.time() - self.path.stat().st_mtime
+            age = self._filesystem_now() - self.path.stat().st_mtime
         except FileNotFoundError:
             return  # released meanwhile: try again
         owner = self._parse(seen)
-        if owner is None and age < self.UNREADABLE_S:
-            raise OutputError(f"{self.path.parent} is in use by another run that is starting ({self.path}); try again")
-        if owner is not None and (owner.get("host") != host or process_alive(int(owner["pid"]))):
-            where = "" if owner.get("host") == host else f" on {owner.get('host')}"
-            raise OutputError(
+        stale = age > self.STALE_S
+        if not stale and owner is None:
+            raise OutputError(f"{self.path.parent} is locked by {self.path}, which this version cannot read "
+                              f"(written {age:.0f} s ago); it is taken over once {self.STALE_S:.0f} s old, "
+                              f"or delete it if no run is using the folder")
+        same_host = owner is not None and owner.get("host") == host
+        if not stale and (not same_host or process_alive(int(owner["pid"]))):
+            where = "" if same_host else f" on {owner.get('host')}"
+            raise (OutputError if same_host else HeldElsewhere)(
                 f"{self.path.parent} is in use by another run (process {owner.get('pid')}{where}, "
-                f"started {owner.get('started')}); wait for it to end or choose another output folder"
-                + ("" if not where else f" (if that run is dead, delete {self.path})")
+                f"started {owner.get('started')}, heartbeat {age:.0f} s ago); wait for it to end or choose another "
+                f"output folder" + ("" if same_host else f" (a run whose node died is taken over once its heartbeat "
+                                                         f"is {self.STALE_S:.0f} s old)")
             )
         aside = self.path.with_name(f".{LOCK}.{os.urandom(8).hex()}.stale")
         try:
@@ -193,22 +263,44 @@ class FolderLock:
         if aside.read_bytes() != seen:  # a new owner's lock came in between: put it back
             with contextlib.suppress(FileExistsError):
                 os.link(aside, self.path)
+        elif owner is None:
+            log.warning("taking over %s, an unreadable lock whose heartbeat stopped %.0f s ago", self.path, age)
         else:
-            log.warning("taking over %s from process %s, which is gone", self.path, owner and owner.get("pid"))
+            why = f"whose heartbeat stopped {age:.0f} s ago" if stale else "which is gone"
+            log.warning("taking over %s from process %s on %s (started %s), %s", self.path, owner.get("pid"),
+                        owner.get("host"), owner.get("started"), why)
         aside.unlink(missing_ok=True)
 
-    @staticmethod
-    def _parse(content: bytes) -> dict | None:
-        """The lock's owner; None when the content is not a lock's (damaged, or still being written)."""
+    def _filesystem_now(self) -> float:
+        """The time now by the clock that stamps this folder's files (a network filesystem's
+        server), read from a file written there; this host's clock where that fails."""
+        probe = self.path.with_name(f".{LOCK}.{os.urandom(8).hex()}.clock")
+        try:
+            probe.write_bytes(b"")
+            return probe.stat().st_mtime
+        except OSError:
+            return time.time()
+        finally:
+            probe.unlink(missing_ok=True)
+
+    @classmethod
+    def _parse(cls, content: bytes) -> dict | None:
+        """The lock's owner; None when the content is not a lock this version reads (damaged,
+        still being written by an older version, or from a newer one)."""
         try:
             owner = json.loads(content)
         except ValueError:
             return None
-        return owner if isinstance(owner, dict) and str(owner.get("pid", "")).isdigit() else None
+        if not isinstance(owner, dict) or not str(owner.get("pid", "")).isdigit():
+            return None
+        return owner if not isinstance(owner.get("format"), int) or owner["format"] <= cls.FORMAT else None
 
     def __exit__(self, *exc_info) -> None:
         if self.mine is None:
             return
+        self._stop.set()
+        if self._beating is not None:
+            self._beating.join()
         with contextlib.suppress(OSError):
             if self.path.read_bytes() == self.mine:
                 self.path.unlink()
@@ -401,6 +493,9 @@ class RunFolder:
         return state
 
     def write(self, record: dict) -> None:
+        if self.lock.lost:  # the folder is another run's now: write nothing more
+            raise LockLost(f"{self.path} was taken over by another run (this run's heartbeat was judged stale, "
+                           f"as a process stopped for over {FolderLock.STALE_S:.0f} s looks); this run stopped")
         record["updated"] = now()
         write_json_atomically(self.path / RUN_JSON, record)
 
