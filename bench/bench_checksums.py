@@ -13,11 +13,11 @@ import argparse
 import hashlib
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+from bench_point_cloud import best_of  # noqa: E402  (this folder is the script's)
 from parity_recipe import write_checkpoint  # noqa: E402
 
 from annolid_depth.engine.artefacts import CompiledFiles, graph_digests, verify_graphs  # noqa: E402
@@ -25,15 +25,6 @@ from annolid_depth.engine.backends import RUNTIMES, installed  # noqa: E402
 from annolid_depth.engine.graphs import export_onnx  # noqa: E402
 from annolid_depth.engine.loading import load_model  # noqa: E402
 from annolid_depth.model import VideoDepthAnything  # noqa: E402
-
-
-def best_of(repeat: int, work) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def folder_bytes(paths) -> int:
@@ -47,7 +38,7 @@ def weight_bytes(model) -> int:
 def sha256_rate(repeat: int) -> float:
     """Bytes a second SHA-256 takes in, on 256 MB in memory."""
     data = bytes(256 << 20)
-    return len(data) / best_of(repeat, lambda: hashlib.sha256(data).digest())
+    return len(data) / best_of(lambda: hashlib.sha256(data).digest(), repeat)
 
 
 def main() -> None:
@@ -62,7 +53,7 @@ def main() -> None:
         folder = Path(tmp) / "onnx"
         spec = export_onnx(model, folder, checkpoint)
         graphs = sorted(folder.glob("*.onnx"))
-        seconds = best_of(args.repeat, lambda: verify_graphs(folder, spec, "export again"))
+        seconds = best_of(lambda: verify_graphs(folder, spec, "export again"), args.repeat)
         size = folder_bytes(graphs)
         print(f"{args.encoder}: the four graphs, {size / 1e6:.0f} MB, verified in {seconds:.3f} s ({size / seconds / 1e9:.2f} GB/s)")
         if installed("openvino") and "openvino" in RUNTIMES:
@@ -70,7 +61,7 @@ def main() -> None:
 
             OpenVinoGraphs(folder, "fp32")  # compiles and seals
             compiled = CompiledFiles(folder / "openvino" / "fp32", graph_digests(folder))
-            seconds = best_of(args.repeat, compiled.usable)
+            seconds = best_of(compiled.usable, args.repeat)
             size = folder_bytes(compiled.folder.glob("*.blob"))
             print(f"{args.encoder}: OpenVINO's fp32 blobs, {size / 1e6:.0f} MB, verified in {seconds:.3f} s")
         ratio = folder_bytes(graphs) / weight_bytes(model)
