@@ -117,17 +117,23 @@ def file_facts(path: Path) -> dict:
     return {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
 
 
+def recorded(spec, name: str) -> dict | None:
+    """What `export.json` (read as `spec`) records of a graph's file, when it records a hash."""
+    graphs = spec.get("graphs") if isinstance(spec, dict) else None
+    facts = graphs.get(name) if isinstance(graphs, dict) else None
+    return facts if isinstance(facts, dict) and isinstance(facts.get("sha256"), str) else None
+
+
 def verify_graphs(folder: Path, spec: dict, redo: str) -> None:
     """Each graph's file has the size and SHA-256 `export.json` records for it, else an
     ExportError naming the file (`redo` says how to export again)."""
-    graphs = spec.get("graphs") if isinstance(spec.get("graphs"), dict) else {}
     for name in GRAPHS:
         path = Path(folder) / f"{name}.onnx"
-        recorded = graphs.get(name)
-        if not isinstance(recorded, dict) or not isinstance(recorded.get("sha256"), str):
+        facts = recorded(spec, name)
+        if facts is None:
             raise ExportError(f"{path} has no checksum in {SPEC} (exported by an earlier version); {redo}")
         try:
-            same = path.stat().st_size == recorded.get("bytes") and file_sha256(path) == recorded["sha256"].lower()
+            same = path.stat().st_size == facts.get("bytes") and file_sha256(path) == facts["sha256"].lower()
         except FileNotFoundError:
             raise ExportError(f"{path} is missing; {redo}") from None
         except OSError as exc:
@@ -140,12 +146,11 @@ def graph_digests(folder: Path) -> dict[str, str]:
     """Each graph's SHA-256: as `export.json` records it (checked when the graphs were
     loaded), else read from the file."""
     try:
-        graphs = json.loads((Path(folder) / SPEC).read_text()).get("graphs", {})
-    except (OSError, ValueError, AttributeError):
-        graphs = {}
-    recorded = {name: (graphs.get(name) or {}).get("sha256") if isinstance(graphs, dict) else None for name in GRAPHS}
-    return {name: digest if isinstance(digest, str) else file_sha256(Path(folder) / f"{name}.onnx")
-            for name, digest in recorded.items()}
+        spec = json.loads((Path(folder) / SPEC).read_text())
+    except (OSError, ValueError):
+        spec = None
+    return {name: facts["sha256"].lower() if (facts := recorded(spec, name)) else file_sha256(Path(folder) / f"{name}.onnx")
+            for name in GRAPHS}
 
 
 # --------------------------------------------------------------------------- a runtime's compiled files
