@@ -69,6 +69,7 @@ def sentinel(tmp_path) -> Path:
     ("afile", "afile is a file; choose a folder for the graphs"),
     ("afile/sub", "afile/sub: afile is a file; choose a folder for the graphs"),
     ("/proc/x/out", "cannot create /proc/x/out (No such file or directory); choose a folder you can write to"),
+    ("/proc/self", "cannot write in /proc/self (No such file or directory); choose a folder you can write to"),
     ("done", "done holds an export already; pass --overwrite to replace its graphs"),
 ])
 def test_a_bad_folder_is_refused_in_one_line_before_any_work(sentinel, monkeypatch, capsys, target, message):

@@ -77,6 +77,7 @@ def check_target(out_dir: str | Path, overwrite: bool = False) -> list[Path]:
     try:
         os.rmdir(tempfile.mkdtemp(prefix=STAGING, dir=out_dir))
     except OSError as exc:
+        remove_created(missing)
         raise ExportError(f"cannot write in {out_dir} ({exc.strerror or exc}); choose a folder you can write to") from None
     foreign, own = _foreign(out_dir)
     if foreign:
