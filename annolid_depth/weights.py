@@ -324,13 +324,18 @@ def _encoder_of(state: dict[str, torch.Tensor]) -> str | None:
     return None if cls_token is None else _ENCODER_BY_WIDTH.get(cls_token.shape[-1])
 
 
-@functools.lru_cache(maxsize=16)
-def _sha256(path: str, size: int, modified_ns: int) -> str:
+def file_sha256(path: str | Path) -> str:
+    """The file's SHA-256, read afresh."""
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
         while chunk := stream.read(1 << 22):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: str, size: int, modified_ns: int) -> str:
+    return file_sha256(path)
 
 
 def checkpoint_sha256(path: str | Path) -> str:

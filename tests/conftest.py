@@ -2,6 +2,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -43,6 +44,22 @@ def _isolated_home(tmp_path_factory, monkeypatch, _session_cache):
     monkeypatch.setenv("ANNOLID_DEPTH_CHECKPOINTS", str(home / "checkpoints"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return home
+
+
+@pytest.fixture(scope="session")
+def vits_export(tmp_path_factory):
+    """The recipe's vits weights, exported once for the session into a cache of their own.
+    Tests that change the export work on a copy."""
+    from annolid_depth.engine.backends import exported
+    from annolid_depth.engine.loading import load_model
+
+    root = tmp_path_factory.mktemp("vits")
+    checkpoint = write_checkpoint(root / "checkpoints" / "video_depth_anything_vits.pth")
+    model = load_model(str(checkpoint), checkpoint.stat().st_mtime_ns, "vits", False, "cpu")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(root / "cache"))
+        folder = exported(model, checkpoint)
+    return SimpleNamespace(model=model, checkpoint=checkpoint, folder=folder, cache=root / "cache")
 
 
 @pytest.fixture

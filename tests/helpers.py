@@ -11,7 +11,7 @@ from pathlib import Path
 
 import av
 import numpy as np
-from parity_recipe import SHARED
+from parity_recipe import SHARED, errors
 from PIL import Image
 
 from annolid_depth.engine import OfflineEngine, StreamingEngine
@@ -41,6 +41,18 @@ def synthetic_frames(count: int, height: int = 20, width: int = 28):
     base = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     for i in range(count):
         yield i * 3, np.roll(base, i, axis=1)  # frame_index as in a video sampled every 3rd frame
+
+
+def depth_of(model, kind: str, frames, input_size: int = 28) -> np.ndarray:
+    """The depth of `frames` (RGB arrays) through one engine of `ENGINES`."""
+    return np.stack([d for _, _, d in ENGINES[kind](model, input_size=input_size).run(enumerate(frames))])
+
+
+def assert_same_depth(compiled, model, frames) -> None:
+    """`compiled` gives `model`'s depth within the parity tolerance, through both engines."""
+    for kind in ENGINES:
+        max_rel, rel_l2 = errors(depth_of(compiled, kind, frames), depth_of(model, kind, frames))
+        assert max_rel <= 3e-5 and rel_l2 <= 1e-5, (kind, max_rel, rel_l2)
 
 
 def cut_clip(source: Path, target: Path, frames: int) -> Path:

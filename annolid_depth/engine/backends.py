@@ -26,10 +26,10 @@ from ..model import PATCH, VideoDepthAnything
 from ..model.vda import StreamMemory, finish_depth, micro_batches, write_slots
 from ..settings import BACKENDS, user_cache
 from ..weights import checkpoint_key
+from .artefacts import GRAPHS, RUNTIME_CACHE, CompiledFiles, graph_digests
 from .graphs import FORMAT, ExportError, export_onnx, read_spec, state_shapes
 
 EXTRAS = {"onnxruntime": "onnx", "openvino": "openvino"}
-GRAPHS = ("encoder", "temporal", "step", "per_image")
 # The runtimes each precision runs on, and auto's choice on a CPU, fastest first (measured by
 # bench/bench_speed.py; README "Compiled CPU runtimes"): ONNX Runtime ran slower than torch, so
 # auto does not take it. A compiled backend cannot recompute a non-finite
@@ -79,7 +79,8 @@ def cache_dir(model: VideoDepthAnything, checkpoint: Path) -> Path:
 
 def exported(model: VideoDepthAnything, checkpoint: Path, folder: Path | None = None) -> Path:
     """A folder with the graphs of `model`: `folder` as given (refused when it does not match
-    the checkpoint), else the cache's, exported there first when missing or stale."""
+    the checkpoint or a graph its checksum), else the cache's, exported there again when
+    missing, stale or damaged."""
     if folder is not None:
         read_spec(folder, model.encoder, model.metric, checkpoint)
         return folder
@@ -88,7 +89,7 @@ def exported(model: VideoDepthAnything, checkpoint: Path, folder: Path | None = 
         read_spec(folder, model.encoder, model.metric, checkpoint)
     except ExportError as exc:
         log.info("exporting %s to %s (%s)", checkpoint.name, folder, exc)
-        export_onnx(model, folder, checkpoint)
+        export_onnx(model, folder, checkpoint, overwrite=True)
     return folder
 
 
@@ -128,14 +129,21 @@ class OpenVinoGraphs:
             "INFERENCE_NUM_THREADS": torch.get_num_threads(),
             "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
             "PERFORMANCE_HINT": "LATENCY",
-            # one folder per precision: compiling the bf16 graphs in a process that compiled the
-            # fp32 ones into the same cache folder gave wrong depth or a crash (OpenVINO 2026.4)
-            "CACHE_DIR": str(folder / "openvino" / precision),
         }
+        # one folder per precision: compiling the bf16 graphs in a process that compiled the
+        # fp32 ones into the same cache folder gave wrong depth or a crash (OpenVINO 2026.4);
+        # its files are used only while verified.json vouches for them (`CompiledFiles`)
+        compiled = CompiledFiles(folder / RUNTIME_CACHE / precision, graph_digests(folder))
+        if compiled.usable():
+            config["CACHE_DIR"] = str(compiled.folder)
+        else:
+            log.info("compiling the graphs without a cache: %s is a link or cannot be written", compiled.folder)
         # In bf16 the step graph takes and returns the streaming state in bf16: in float32 the
         # runtime converted the whole state (hundreds of MB) on every call.
         self.state_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         self.graphs = {name: core.compile_model(self._read(core, folder, name), "CPU", config) for name in GRAPHS}
+        if "CACHE_DIR" in config:
+            compiled.seal()
 
     def _read(self, core, folder: Path, name: str):
         graph = core.read_model(str(folder / f"{name}.onnx"))

@@ -21,9 +21,7 @@ Every size is dynamic: frame count, ph, pw, window length, state size.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -31,20 +29,15 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..errors import DepthError
 from ..model import PATCH, VideoDepthAnything
 from ..model.vda import TemporalAttention
 from ..weights import checkpoint_key, checkpoint_sha256
+from .artefacts import SPEC, ExportError, check_target, file_facts, place, staging_folder, verify_graphs
 
 FORMAT = 2  # bump when the graphs' inputs, outputs, meaning or speed change (cached graphs are
 # then exported again; a folder given with --onnx must be). 2: the step graph's windows without
 # gather and scatter ops.
 OPSET = 18
-SPEC = "export.json"
-
-
-class ExportError(DepthError):
-    """An export is missing, was made from another checkpoint, or by another version."""
 
 
 def _missing(package: str, extra: str) -> ExportError:
@@ -232,16 +225,19 @@ def checkpoint_facts(checkpoint: Path, digest: bool = True) -> dict:
     return facts
 
 
-def export_onnx(model: VideoDepthAnything, out_dir: str | Path, checkpoint: Path | None = None) -> dict:
-    """Write the four graphs and `export.json` into `out_dir` (made whole in a temporary folder
-    beside it, then renamed, so no half-written export ever sits under the final name)."""
+def export_onnx(model: VideoDepthAnything, out_dir: str | Path, checkpoint: Path | None = None,
+                overwrite: bool = False) -> dict:
+    """Write the four graphs and `export.json` into `out_dir` (`artefacts.check_target` says
+    which folders may take them; `overwrite` replaces an earlier export's own files there).
+    They are made whole in a hidden folder inside it and moved into place, `export.json` last,
+    so no half-written export is ever described as whole and no other file is touched."""
     try:
         import onnx  # noqa: F401
     except ImportError:
         raise _missing("onnx", "onnx") from None
 
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    check_target(out_dir, overwrite)
     images, position, features, path_3, window, state = _example(model)
     specs = graph_specs(model)
     calls = {
@@ -250,11 +246,11 @@ def export_onnx(model: VideoDepthAnything, out_dir: str | Path, checkpoint: Path
         "step": (StepGraph(model), (features[2], features[3], window, list(state))),
         "per_image": (PerImageGraph(model), (features[0], features[1], path_3)),
     }
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    staging = staging_folder(out_dir)
     try:
         for name, (module, args) in calls.items():
             _export_one(module, args, specs[name], staging / f"{name}.onnx")
-            specs[name]["file"] = f"{name}.onnx"
+            specs[name].update(file=f"{name}.onnx", **file_facts(staging / f"{name}.onnx"))
         spec = {
             "format": FORMAT,
             "package_version": __version__,
@@ -267,9 +263,7 @@ def export_onnx(model: VideoDepthAnything, out_dir: str | Path, checkpoint: Path
             "graphs": specs,
         }
         (staging / SPEC).write_text(json.dumps(spec, indent=2))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
+        place(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -277,15 +271,18 @@ def export_onnx(model: VideoDepthAnything, out_dir: str | Path, checkpoint: Path
 
 
 def read_spec(folder: Path, encoder: str, metric: bool, checkpoint: Path | None) -> dict:
-    """The export's description, checked against what it is about to stand in for."""
+    """The export's description, checked against what it is about to stand in for, and its
+    graphs against their checksums."""
     path = Path(folder) / SPEC
     try:
         spec = json.loads(path.read_text())
+        if not isinstance(spec, dict):
+            raise ValueError("not a JSON object")
     except FileNotFoundError:
         raise ExportError(f"{folder} holds no ONNX export ({SPEC} is missing)") from None
     except (OSError, ValueError) as exc:
         raise ExportError(f"{path} cannot be read ({exc}); export again") from None
-    redo = f"export again: python -m annolid_depth.export --model <model> --onnx {folder}"
+    redo = f"export again: python -m annolid_depth.export --model {checkpoint_key(encoder, metric)} --onnx {folder} --overwrite"
     if spec.get("format") != FORMAT:
         raise ExportError(f"{folder} is an export of format {spec.get('format')}, this version reads {FORMAT}; {redo}")
     if (spec.get("encoder"), spec.get("metric")) != (encoder, metric):
@@ -294,6 +291,7 @@ def read_spec(folder: Path, encoder: str, metric: bool, checkpoint: Path | None)
     if checkpoint is not None and not same_checkpoint(spec.get("checkpoint"), checkpoint):
         raise ExportError(f"{folder} was exported from another {checkpoint.name} (size, date and "
                           f"checksum differ); {redo}")
+    verify_graphs(Path(folder), spec, redo)
     return spec
 
 
