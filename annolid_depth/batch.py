@@ -9,6 +9,7 @@ finish the folder exactly once.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
@@ -75,9 +76,11 @@ def read_list(path: str | Path) -> list[Path]:
     Relative paths are taken from the list file's folder, so a list moves with its videos."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # with or without a byte-order mark
     except OSError as exc:
         raise ValueError(f"cannot read the list of videos {path} ({exc.strerror}); check the path") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"the list of videos {path} is not UTF-8 text (byte {exc.start + 1} is not); save it as UTF-8") from None
     entries = (line.strip() for line in lines)
     return [path.parent / Path(entry).expanduser() for entry in entries if entry and not entry.startswith("#")]
 
@@ -123,10 +126,14 @@ def plan(paths: Iterable[str | Path], output_dir: str | Path | None = None) -> l
         elif entry.exists():
             found, single_file = [entry], True
         else:
-            jobs.append(Job(entry, None, "does not exist; check the path"))
+            jobs.append(Job(entry, None, broken_link(entry) or "does not exist; check the path"))
             continue
         for video in found:
-            if video.resolve() not in seen:
+            problem = broken_link(video)
+            if problem is not None:  # a link in a folder that leads nowhere: that one is skipped
+                log.warning("%s %s", video, problem)
+                jobs.append(Job(video, None, problem))
+            elif video.resolve() not in seen:
                 seen.add(video.resolve())
                 jobs.append(Job(video, None))
     videos = [job.video for job in jobs if job.error is None]
@@ -134,6 +141,21 @@ def plan(paths: Iterable[str | Path], output_dir: str | Path | None = None) -> l
         return [Job(videos[0], Path(output_dir))]
     folders = dict(zip(videos, output_folders(videos, output_dir)))
     return [job if job.error else Job(job.video, folders[job.video]) for job in jobs]
+
+
+def broken_link(path: Path) -> str | None:
+    """What is wrong with a symbolic link that leads to no file (a loop, a missing target), or None."""
+    if not path.is_symlink():
+        return None
+    try:
+        path.resolve(strict=True)
+    except RuntimeError:  # Python before 3.13 reports a loop so
+        return "is a symbolic link that loops back on itself; skipped"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link that loops back on itself; skipped"
+        return f"is a symbolic link to {os.readlink(path)}, which does not exist; skipped"
+    return None
 
 
 def output_folders(videos: list[Path], output_dir: str | Path | None) -> list[Path]:

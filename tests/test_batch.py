@@ -91,6 +91,30 @@ def test_output_folder_rules(tmp_path):
     ]
 
 
+def test_links_that_lead_nowhere_are_skipped_and_reported(folder, tmp_path, weights_dir, capsys):
+    (folder / "self.mp4").symlink_to("self.mp4")  # a loop
+    (folder / "gone.mp4").symlink_to(tmp_path / "moved-away.mp4")  # dangling
+    report = tmp_path / "report.jsonl"
+    code, out, err = run_cli(capsys, folder / "sub", folder / "self.mp4", folder, "--checkpoint-root", weights_dir,
+                             "--report", report)
+    lines = {r["path"]: r for r in map(json.loads, report.read_text().splitlines())}
+    assert lines[str(folder / "self.mp4")]["error"] == "is a symbolic link that loops back on itself; skipped"
+    assert lines[str(folder / "gone.mp4")]["error"] == (f"is a symbolic link to {tmp_path / 'moved-away.mp4'}, "
+                                                        "which does not exist; skipped")
+    assert lines[str(folder / "sub" / "b.mp4")]["status"] == "complete"  # the batch went on
+    assert lines[str(folder / "a.mp4")]["status"] == "complete" and "Traceback" not in err
+
+
+def test_a_list_of_videos_with_a_byte_order_mark_or_another_encoding(folder, tmp_path, weights_dir, capsys):
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(b"\xef\xbb\xbf" + f"{folder / 'a.mp4'}\n".encode())  # as Notepad saves UTF-8
+    assert batch.read_list(listing) == [folder / "a.mp4"]
+    listing.write_bytes("vidéo.mp4\n".encode("latin-1"))
+    code, _, err = run_cli(capsys, "--from-list", listing, "--checkpoint-root", weights_dir)
+    assert code == 1
+    assert f"the list of videos {listing} is not UTF-8 text (byte 4 is not); save it as UTF-8" in err and "Traceback" not in err
+
+
 def copy_text(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("stands in for a video: planning never opens it")

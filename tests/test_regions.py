@@ -5,6 +5,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from helpers import H, W, make_video, read_table, run_info, run_sinks, square, write_json
@@ -98,6 +99,24 @@ def test_first_shape_claims_overlaps_and_degenerate_shapes_are_skipped(tmp_path,
     assert (label_map[4:11, 2:13] == 1).all() and (label_map == 1).sum() == 7 * 11
     assert (label_map == 2).sum() == H * W - 7 * 11
     assert any("polygon 'tail' has 2 usable points, needs 3" in r.getMessage() for r in caplog.records)
+
+
+def test_shapes_far_outside_the_frame_cover_exactly_their_part_inside(tmp_path):
+    shapes = [
+        square("arena", -1e300, -1e300, 1e300, 1e300, "rectangle"),  # the whole frame, and more
+        {"label": "wedge", "shape_type": "polygon", "points": [[-1e300, 0], [10, 0], [10, 10]]},
+        {"label": "away", "shape_type": "polygon", "points": [[1e9, 1e9], [2e9, 1e9], [2e9, 2e9]]},
+    ]
+    write_json(tmp_path / "clip" / "clip_000000000.json", {"shapes": shapes[1:] + shapes[:1]})
+    label_map, names = VideoAnnotations(tmp_path / "clip.mp4", W, H).labels(0)
+    assert names == ["", "wedge", "away", "arena"]
+    assert (label_map == 2).sum() == 0  # outside the frame: a label, no pixels
+    # inside the frame the wedge's long edges run level at y = 0 and y = 10 (their slope is 1e-299):
+    # it covers the square from (0, 0) to (10, 10)
+    expected = np.zeros((H, W), np.int32)
+    cv2.fillPoly(expected, [np.array([[0, 0], [10, 0], [10, 10], [0, 10]], np.int32)], 1)
+    np.testing.assert_array_equal(label_map == 1, expected == 1)
+    assert (label_map == 3).sum() == H * W - (label_map == 1).sum()
 
 
 def test_per_frame_file_wins_and_a_stub_may_name_another_store(tmp_path):

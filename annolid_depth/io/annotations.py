@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 STORE_SUFFIX = "_annotations.ndjson"
 MIN_POINTS = {"polygon": 3, "rectangle": 2}  # the shape types that cover an area
+BEYOND = 1e12  # coordinates farther than this from the frame are taken as this far (the frame is a dot there)
 
 
 def frame_of_path(name: str) -> int | None:
@@ -163,7 +164,8 @@ class VideoAnnotations:
             polygons.append((names.index(label), polygon))
         label_map = np.zeros((self.height, self.width), np.int32)
         for value, polygon in reversed(polygons):  # drawn last, the first shape keeps its pixels
-            cv2.fillPoly(label_map, [polygon], value)
+            if len(polygon):
+                cv2.fillPoly(label_map, [polygon], value)
         return label_map, names
 
     def _scale(self, record: dict) -> np.ndarray:
@@ -173,7 +175,7 @@ class VideoAnnotations:
         return np.ones(2)
 
     def _polygon(self, shape, scale: np.ndarray, source: str) -> np.ndarray | None:
-        """The shape's outline in processed pixels, or None when it covers no area."""
+        """The shape's outline in processed pixels, cut to the frame, or None when it covers no area."""
         if not isinstance(shape, dict) or not shape.get("label"):
             return None
         kind = shape.get("shape_type") or "polygon"
@@ -190,7 +192,10 @@ class VideoAnnotations:
         if kind == "rectangle":
             (x0, y0), (x1, y1) = points[:2].min(axis=0), points[:2].max(axis=0)
             points = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
-        return np.round(points * scale).astype(np.int32)
+        # clipped to just beyond the frame first: far-off coordinates (1e300) would overflow the
+        # pixel type and cover the wrong pixels; the part of the shape inside the frame is kept exactly
+        points = clip_polygon(np.clip(points, -BEYOND, BEYOND), -1 / scale, (self.width + 1, self.height + 1) / scale)
+        return np.round(points * scale).astype(np.int32)  # no points: the shape lies outside the frame
 
     def _skipped(self, why: str) -> None:
         with self._lock:
@@ -198,3 +203,23 @@ class VideoAnnotations:
             first = self.skipped_shapes == 1
         if first:
             log.warning("%s; skipped (further shapes like it are skipped without a warning)", why)
+
+
+def clip_polygon(points: np.ndarray, low, high) -> np.ndarray:
+    """The polygon `points` [n, 2] cut to the box from `low` to `high` (x, y): the polygon of
+    their common area (Sutherland and Hodgman's method, one side of the box at a time)."""
+    for axis in (0, 1):
+        for bound, sign in ((low[axis], 1.0), (high[axis], -1.0)):
+            inside = sign * (points[:, axis] - bound) >= 0
+            kept = []
+            for i in range(len(points)):
+                current, previous = points[i], points[i - 1]
+                if inside[i] != inside[i - 1]:  # the edge crosses this side: where it does
+                    t = (bound - previous[axis]) / (current[axis] - previous[axis])
+                    kept.append(previous + t * (current - previous))
+                if inside[i]:
+                    kept.append(current)
+            points = np.array(kept, np.float64).reshape(-1, 2)
+            if not len(points):
+                return points
+    return points
