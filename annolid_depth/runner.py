@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 import torch
 
+from .background import Relay
 from .engine import Engine, OfflineEngine, StreamingEngine, pick_device, pick_precision
 from .engine.backends import pick_backend
 from .engine.loading import load_model
@@ -36,7 +37,7 @@ from .io.colour import colorize
 from .io.files import partial
 from .io.pipeline import OrderedWriter, spare_cores
 from .io.records import KINDS
-from .io.run_folder import RUN_JSON, STATE, Plan, RunFolder, Status, now, video_fingerprint
+from .io.run_folder import RUN_JSON, Plan, RunFolder, Status, now, video_fingerprint
 from .io.sinks import ResumePoint, RunInfo, Sink, build_sinks, close_all, open_sinks, output_names
 from .io.source import VideoSource
 from .settings import DEFAULT, DepthSettings, default_output_dir, load_settings
@@ -201,7 +202,8 @@ class Run:
         try:
             missing = sorted(self.engine_kind().STATE_KEYS - set(plan.state or {})) if plan.resume_at else []
             if missing:
-                raise ValueError(f"the resume state {self.folder.path / STATE} lacks {', '.join(missing)}")
+                state = self.folder.path / plan.record["resume_point"]["state"]
+                raise ValueError(f"the resume state {state} lacks {', '.join(missing)}")
             return open_sinks(build_sinks(self.info), self.info)
         except ValueError as exc:
             if not plan.resume_at:
@@ -234,7 +236,7 @@ class Run:
             outcome.status = loop.run(engine, frames, cancel_requested)
             writer.drain()
             if outcome.status is Status.CANCELLED:
-                loop.save_resume_point(engine)
+                loop.save_resume_point(engine, finishing=True)
         except KeyboardInterrupt:
             outcome.status = Status.CANCELLED
             raise
@@ -250,6 +252,7 @@ class Run:
                     if generator is not None:
                         generator.close()
                 writer.finish(raise_error=False)
+                loop.saver.close()  # a resume point being written is finished first
                 close_error = self.end(plan.record, sinks, loop, outcome, started)
             if interrupted and outcome.status is not Status.COMPLETE:  # a run that completed meanwhile stands
                 raise KeyboardInterrupt
@@ -270,7 +273,7 @@ class Run:
         record.update({"status": outcome.status, "frames_done": loop.done,
                        "error": None if outcome.error is None else str(outcome.error),
                        "skipped_frames": self.source.skipped_frames, "warnings": self.warnings,
-                       "elapsed_s": round(elapsed, 3),
+                       "elapsed_s": round(elapsed, 3), "resume_points_s": round(loop.timer.spent, 3),
                        "frames_per_second": round(loop.computed / elapsed, 3) if elapsed > 0 else None})
         try:
             self.folder.complete(record) if outcome.status is Status.COMPLETE else self.folder.write(record)
@@ -311,6 +314,7 @@ class Run:
             "device": str(self.device),
             "precision": self.precision,
             "elapsed_s": record.get("elapsed_s"),
+            "resume_points_s": record.get("resume_points_s"),  # of the network's thread, saving resume points
             "frames_per_second": record.get("frames_per_second"),
             "warnings": record.get("warnings", []),
         }
@@ -318,13 +322,14 @@ class Run:
 
 class ResumeTimer:
     """When the next resume point is due: at most every CHECKPOINT_MIN_S, and rarely enough
-    that saving them takes under 1/CHECKPOINT_COST of the run."""
+    that saving them (the copy on the network's thread and the writing beside it) takes under
+    1/CHECKPOINT_COST of the run. `spent` sums the network thread's part."""
 
     def __init__(self):
-        self.saved_at, self.cost = time.monotonic(), 0.0
+        self.saved_at, self.cost, self.spent, self.writing = time.monotonic(), 0.0, 0.0, 0.0
 
     def due(self) -> bool:
-        return time.monotonic() - self.saved_at >= max(CHECKPOINT_MIN_S, CHECKPOINT_COST * self.cost)
+        return time.monotonic() - self.saved_at >= max(CHECKPOINT_MIN_S, CHECKPOINT_COST * (self.cost + self.writing))
 
     @contextlib.contextmanager
     def timing(self):
@@ -332,6 +337,37 @@ class ResumeTimer:
         yield
         self.saved_at = time.monotonic()
         self.cost = self.saved_at - began
+        self.spent += self.cost
+
+
+class ResumeSaver:
+    """Resume points written by a thread of their own, so the network's thread pays only for
+    the snapshot's copy: each state goes to a new file, and run.json points at it once it is
+    whole on disk (`RunFolder.save_state`, `point_at`). One is written at a time; a point that
+    comes due while one is being written is left out."""
+
+    def __init__(self, folder: RunFolder, record: dict, timer: ResumeTimer):
+        self.folder, self.record, self.timer = folder, record, timer
+        self.relay = Relay(1, "resume points", handle=self._save)
+
+    def busy(self) -> bool:
+        return self.relay.queue.unfinished_tasks > 0
+
+    def put(self, state: dict, last_index: int, marks: dict) -> None:
+        self.relay.put((state, last_index, marks))
+
+    def _save(self, item) -> None:
+        began = time.monotonic()
+        state, last_index, marks = item
+        written = self.folder.save_state(state)
+        self.folder.point_at(self.record, written, state["frames"], last_index, marks)
+        self.timer.writing = time.monotonic() - began
+
+    def drain(self) -> None:
+        self.relay.drain()
+
+    def close(self) -> None:
+        self.relay.close()
 
 
 class Heartbeat:
@@ -354,6 +390,7 @@ class FrameLoop:
         self.folder, self.record, self.sinks, self.writer, self.callbacks = folder, plan.record, sinks, writer, callbacks
         self.first, self.done, self.last_index = plan.resume_at, plan.resume_at, plan.last_index
         self.timer, self.heartbeat = ResumeTimer(), Heartbeat(folder, plan.record)
+        self.saver = ResumeSaver(folder, plan.record, self.timer)
 
     @property
     def computed(self) -> int:
@@ -379,14 +416,22 @@ class FrameLoop:
         self.done, self.last_index = self.done + 1, frame_index
         self.callbacks.frame(self.done, frame_index, rgb, depth)
 
-    def save_resume_point(self, engine: Engine) -> None:
-        """At an engine boundary (else nothing), once every frame handed out is written."""
-        state = engine.snapshot()
-        if state is None:
+    def save_resume_point(self, engine: Engine, finishing: bool = False) -> None:
+        """At an engine boundary (else nothing), once every frame handed out is written: the
+        snapshot and the sinks' marks here, the file by the saver's thread. `finishing` (a
+        cancel): after the one being written, and on disk before this returns."""
+        if finishing:
+            self.saver.drain()
+        if self.saver.busy() or (self.record.get("resume_point") or {}).get("frames") == self.done:
             return
         with self.timer.timing():
+            state = engine.snapshot()
+            if state is None:
+                return
             self.writer.drain()
-            self.folder.save_state(self.record, state, self.last_index, {sink.result_key: sink.mark() for sink in self.sinks})
+            self.saver.put(state, self.last_index, {sink.result_key: sink.mark() for sink in self.sinks})
+        if finishing:
+            self.saver.drain()
 
 
 def out_of_space(exc: BaseException, folder: Path, done: int) -> BaseException:

@@ -4,7 +4,8 @@ For each input size, mode, precision (fp32; bf16 where the CPU has bf16 arithmet
 backend (torch and the installed compiled runtimes, side by side): frames/s of
 `run_video_depth_anything` (decode, engine, depth.ndjson), the share of that
 time spent decoding (a decode-only pass), in the network (encoder and head calls, timed
-around them) and in the rest (frame transform, resizing to frame size, alignment, writing).
+around them), in the rest (frame transform, resizing to frame size, alignment, writing), and
+(part of the rest) on the network's thread for resume points (their files are written beside it).
 With `--reference DIR` (a checkout of the reference implementation, which needs `einops`
 and `easydict`) it also times the reference in FP32 on the same decoded frames, weights and
 thread count, and prints our speed in each precision as a ratio of its. A reduced-precision
@@ -103,7 +104,7 @@ def main() -> None:
         cases = backend_cases(args.backends.split(","), ["fp32", "bf16"] if cpu_runs_bf16() else ["fp32"])
         print(f"vits, {args.threads} threads, {len(decoded)} frames of {CLIP.name} ({decoded[0].shape[1]}x{decoded[0].shape[0]}), end to end")
         print(f"{'size':>5} {'mode':10} {'prec':5} {'backend':12} {'frames/s':>9} {'decode':>7} {'network':>8} {'rest':>6} "
-              f"{'ref fp32':>9} {'ratio':>6}  error against fp32")
+              f"{'resume':>7} {'ref fp32':>9} {'ratio':>6}  error against fp32")
         for size in map(int, args.sizes.split(",")):
             for streaming in (False, True):
                 reference = reference_fps(args.reference, decoded, size, streaming) if args.reference else None
@@ -118,6 +119,7 @@ def main() -> None:
                     total = result["elapsed_s"]
                     fps = result["frames"] / total
                     shares = (t_decode / total, timer.seconds / total)
+                    resume = result["resume_points_s"] / total  # the network thread's time on resume points
                     ref = f"{reference:.2f}" if reference else ""
                     ratio = f"{fps / reference:.2f}x" if reference else ""
                     depth = depth_of(result)
@@ -126,7 +128,7 @@ def main() -> None:
                     off = error(depth, fp32_depth[backend]) if precision != "fp32" and backend in fp32_depth else ""
                     mode = "streaming" if streaming else "offline"
                     print(f"{size:>5} {mode:10} {precision:5} {backend:12} {fps:>9.2f} {shares[0]:>7.0%} {shares[1]:>8.0%} "
-                          f"{1 - sum(shares):>6.0%} {ref:>9} {ratio:>6}  {off}")
+                          f"{1 - sum(shares):>6.0%} {resume:>7.1%} {ref:>9} {ratio:>6}  {off}")
 
 
 if __name__ == "__main__":

@@ -99,9 +99,13 @@ def remove_a_frame_file(out):
     return "depth_frames.partial"
 
 
+def state_of(out) -> Path:
+    return out / json.loads((out / "run.json").read_text())["resume_point"]["state"]
+
+
 def damage_state(out):
-    flip(out / "run.state.partial", 2000)
-    return "run.state.partial"
+    flip(state_of(out), 2000)
+    return state_of(out).name
 
 
 @pytest.mark.parametrize("damage", [damage_npz_data, damage_npz_indices, cut_region_table, remove_region_table,
@@ -153,8 +157,8 @@ def test_a_resume_state_without_its_contents_starts_the_run_over(clip, weights_d
     out = tmp_path / "out"
     cancelled_run(clip, weights_dir, out)
     record = json.loads((out / "run.json").read_text())
-    torch.save({"frames": record["resume_point"]["frames"]}, out / "run.state.partial")  # with a matching checksum
-    record["resume_point"]["state_sha256"] = hashlib.sha256((out / "run.state.partial").read_bytes()).hexdigest()
+    torch.save({"frames": record["resume_point"]["frames"]}, state_of(out))  # with a matching checksum
+    record["resume_point"]["state_sha256"] = hashlib.sha256(state_of(out).read_bytes()).hexdigest()
     (out / "run.json").write_text(json.dumps(record))
     result = run_video_depth_anything(clip, out, checkpoint_root=weights_dir, resume=True, **OPTIONS)
     assert result["status"] == "complete"

@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -314,3 +315,36 @@ def test_a_truncated_video_is_processed_as_far_as_it_goes(weights_dir, tmp_path)
     result = run_video_depth_anything(cut, tmp_path / "out", checkpoint_root=weights_dir, input_size=28)
     assert result["status"] == "complete" and 10 <= result["frames"] < 40
     assert len(result["warnings"]) == 1 and "header states 40" in result["warnings"][0]
+
+
+def test_resume_points_are_written_beside_the_network_and_named_only_once_whole(clip, weights_dir, uninterrupted,
+                                                                                tmp_path, monkeypatch):
+    from annolid_depth.io.run_folder import RunFolder
+
+    writers, named_while_writing = [], []
+    save_state = RunFolder.save_state
+
+    def watched(folder, state):
+        writers.append(threading.current_thread().name)
+        name = f"run.state.{state['frames']}.partial"
+        named_while_writing.append(json.loads((folder.path / "run.json").read_text()).get("resume_point", {}) or {})
+        written = save_state(folder, state)
+        assert (folder.path / name).stat().st_size > 0
+        return written
+
+    monkeypatch.setattr(runner, "CHECKPOINT_MIN_S", 0.0)  # a resume point at every boundary
+    monkeypatch.setattr(RunFolder, "save_state", watched)
+    seen = []
+    result = run_video_depth_anything(clip, tmp_path / "out", checkpoint_root=weights_dir, streaming=True,
+                                      frame_callback=seen.append, should_cancel=lambda: len(seen) >= 20,
+                                      **SMALL, **OUTPUTS)
+    assert result["status"] == "cancelled" and len(writers) >= 2
+    assert set(writers) == {"resume points"}  # never the network's thread
+    frames = [json.loads((tmp_path / "out" / "run.json").read_text())["resume_point"]["frames"]]
+    assert frames == [result["frames"]] and all(p.get("frames", 0) < frames[0] for p in named_while_writing)
+    states = sorted(p.name for p in (tmp_path / "out").glob("run.state.*"))
+    assert states == [f"run.state.{result['frames']}.partial"]  # the older ones removed once replaced
+    assert 0 <= result["resume_points_s"] < result["elapsed_s"]
+    run_video_depth_anything(clip, tmp_path / "out", checkpoint_root=weights_dir, streaming=True, resume=True,
+                             **SMALL, **OUTPUTS)
+    assert_same_outputs(tmp_path / "out", uninterrupted[True])

@@ -141,9 +141,9 @@ class OfflineEngine:
             return None
         return {
             "frames": self.yielded, "start": end.start, "frame_shape": end.frame_shape,
-            "reference": [torch.from_numpy(d) for d in end.aligner.reference],
-            "to_blend": [torch.from_numpy(d) for d in end.aligner.to_blend],
-            "keyframe_features": [f.cpu() for f in end.keyframe_features],
+            "reference": [torch.from_numpy(d.copy()) for d in end.aligner.reference],  # copies: written while
+            "to_blend": [torch.from_numpy(d.copy()) for d in end.aligner.to_blend],  # the engine goes on
+            "keyframe_features": [f.detach().to("cpu", copy=True) for f in end.keyframe_features],
         }
 
     def run(self, frames: Iterable[tuple[int, np.ndarray]], state: dict | None = None) -> Iterator:

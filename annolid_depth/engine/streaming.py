@@ -68,7 +68,7 @@ class StreamingEngine:
     def snapshot(self) -> dict | None:
         """How to go on after the frames yielded so far: every temporal block's keys and values
         of the frames later frames attend to (frame 0 and the last 41, on the CPU), or None
-        in the middle of a group."""
+        in the middle of a group. A copy: it may be written while the stream goes on."""
         if self.yielded != self._group_end or not self.yielded:
             return None
         k = self.yielded

@@ -4,7 +4,7 @@ The rule: final file names only ever hold a complete run, which `run.json` descr
 writes under `.partial` names (`files.partial`) and publishes them all at once when it
 completes, removing whatever an earlier run left that this one did not write; until then the
 earlier complete result stays as it was. A run that is cancelled, fails or is killed leaves
-its partial files, its last resume state (`run.state.partial`) and a `run.json` that says
+its partial files, its last resume state (`run.state.<frames>.partial`) and a `run.json` that says
 so, and `resume=True` continues it. `run.lock` keeps a second process out while a run is live.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 RUN_JSON = "run.json"
 LOCK = "run.lock"
-STATE = "run.state.partial"
+STATE_NAME = re.compile(r"run\.state\.\d+\.partial")  # a resume state's file: run.state.<frames>.partial
 FORMAT = 1  # of run.json; a newer one is not read
 HEAD_BYTES = 1 << 20  # the video's first bytes go into its fingerprint
 
@@ -394,8 +394,9 @@ def resume_point_problem(point) -> str | None:
         return f"resume_point is {type(point).__name__}, not an object"
     if not is_int(point.get("frames")) or not (point.get("last_frame_index") is None or is_int(point["last_frame_index"])):
         return f"resume_point frames {point.get('frames')!r}, last frame {point.get('last_frame_index')!r}"
-    if point["frames"] and point.get("last_frame_index") is None:
-        return "resume_point has frames but no last frame"
+    if point["frames"] and (point.get("last_frame_index") is None or not isinstance(point.get("state"), str)
+                            or not STATE_NAME.fullmatch(point["state"])):
+        return f"resume_point of {point['frames']} frames without its last frame or a state file of its own"
     if not isinstance(point.get("marks", {}), dict) or not isinstance(point.get("state_sha256", ""), str):
         return "resume_point marks or state checksum of the wrong type"
     return None
@@ -431,10 +432,11 @@ class RunFolder:
     def __init__(self, path: Path):
         self.path = path
         self.lock = FolderLock(path)
+        self._writing = threading.Lock()  # run.json is written from the run's thread and the resume points'
 
     def __enter__(self) -> RunFolder:
         self.lock.__enter__()
-        for stale in [*self.path.glob(f".{RUN_JSON}.*.tmp"), self.path / (STATE + ".tmp")]:
+        for stale in self.path.glob(f".{RUN_JSON}.*.tmp"):
             stale.unlink(missing_ok=True)  # what a process killed mid-write left; ours now, under the lock
         return self
 
@@ -469,7 +471,7 @@ class RunFolder:
     def _read_state(self, point: dict) -> dict | None:
         """The resume state run.json's resume point names, once its checksum and frame count
         match; None (with a warning saying why: the run starts over) otherwise."""
-        path = self.path / STATE
+        path = self.path / point["state"]
         try:
             data = path.read_bytes() if not path.is_symlink() else None
         except OSError as exc:
@@ -493,26 +495,40 @@ class RunFolder:
         return state
 
     def write(self, record: dict) -> None:
+        with self._writing:
+            self._write(record)
+
+    def _write(self, record: dict) -> None:
         if self.lock.lost:  # the folder is another run's now: write nothing more
             raise LockLost(f"{self.path} was taken over by another run (this run's heartbeat was judged stale, "
                            f"as a process stopped for over {FolderLock.STALE_S:.0f} s looks); this run stopped")
         record["updated"] = now()
         write_json_atomically(self.path / RUN_JSON, record)
 
-    def save_state(self, record: dict, state: dict, last_index: int, marks: dict) -> None:
-        """Make `state` (after `state["frames"]` frames, all written) the resume point;
-        `marks` tell each sink where its output stood then."""
-        tmp = self.path / (STATE + ".tmp")
+    def save_state(self, state: dict) -> tuple[str, str]:
+        """Write `state` to a state file of its own (`run.state.<frames>.partial`), on any thread;
+        returns its name and SHA-256. It becomes the resume point only with `point_at`, so a
+        kill while writing leaves the previous resume point as it was."""
+        name = f"run.state.{state['frames']}.partial"
         try:
-            with open(tmp, "wb") as stream:
+            with open(self.path / name, "wb") as stream:
                 digest = save_tensors(state, stream)
-            os.replace(tmp, self.path / STATE)
+                os.fsync(stream.fileno())
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            (self.path / name).unlink(missing_ok=True)
             raise
-        record["resume_point"] = {"frames": state["frames"], "last_frame_index": last_index, "marks": marks,
-                                  "state_sha256": digest}
-        self.write(record)
+        return name, digest
+
+    def point_at(self, record: dict, state: tuple[str, str], frames: int, last_index: int, marks: dict) -> None:
+        """Make the state file `state` (name, SHA-256; after `frames` frames, all written) the
+        resume point, then remove the one before; `marks` tell each sink where its output stood."""
+        with self._writing:
+            before = (record.get("resume_point") or {}).get("state")
+            record["resume_point"] = {"frames": frames, "last_frame_index": last_index, "marks": marks,
+                                      "state": state[0], "state_sha256": state[1]}
+            self._write(record)
+        if before not in (None, state[0]):
+            (self.path / before).unlink(missing_ok=True)
 
     def discard_unfinished(self) -> None:
         """Clear what an unfinished run left (starting over): every `.partial` file or
