@@ -177,7 +177,7 @@ class Run:
     def begin(self, plan: Plan) -> list[Sink]:
         """Open the sinks and record what this run is and will write."""
         source, record = self.source, plan.record
-        self.warnings += plan.notes
+        self.warnings += self.folder.notes + plan.notes
         sinks = self.open_outputs(plan)
         record.update({
             "started": record.get("started") or now(), "device": str(self.device), "frames_done": plan.resume_at,

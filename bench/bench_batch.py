@@ -7,7 +7,13 @@ between `--workers` actors. One untimed run first loads the model in this proces
 seconds and the ratio to the baseline. On a CPU, several single-thread actors can beat one
 process using every core when the input is small (torch's threads scale poorly there).
 
+With `--tiny N` it measures instead what a batch costs per video beyond the network, on N
+tiny videos (a few 64x48 frames each, input 14, so the network is a small part): seconds per
+video on this machine and on a local Ray instance, the network's share, and the batch
+process's memory after a tenth and after all of the videos (it must not grow with them).
+
 Usage: python bench/bench_batch.py [--videos 6] [--frames 24] [--input-size 252] [--workers 2]
+       python bench/bench_batch.py --tiny 1000 [--frames 3]
 """
 from __future__ import annotations
 
@@ -36,13 +42,77 @@ def timed(work) -> float:
     return time.perf_counter() - start
 
 
+def rss_mb() -> float:
+    """This process's resident memory now."""
+    with open("/proc/self/statm") as stream:
+        return int(stream.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class NetworkSeconds:
+    """Seconds inside the network's calls in this process (a batch here runs them in it)."""
+
+    def __init__(self):
+        from annolid_depth.engine.backends import CompiledModel
+        from annolid_depth.model import VideoDepthAnything
+
+        self.seconds = 0.0
+        for cls in (VideoDepthAnything, CompiledModel):  # torch's network or a compiled runtime's
+            for name in ("encode", "decode"):
+                method = getattr(cls, name)
+
+                def timed_call(*args, _method=method, **kwargs):
+                    began = time.perf_counter()
+                    try:
+                        return _method(*args, **kwargs)
+                    finally:
+                        self.seconds += time.perf_counter() - began
+
+                setattr(cls, name, timed_call)
+
+
+def tiny_batches(count: int, frames: int) -> None:
+    """Per-video cost of a batch of `count` tiny videos, here and on a local Ray instance."""
+    from helpers import make_video
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        weights = write_checkpoint(tmp / "weights" / "video_depth_anything_vits.pth").parent
+        clip = make_video(tmp / "tiny.mp4", frames=frames)
+        options = {"checkpoint_root": weights, "input_size": 14, "max_res": 64}
+        network = NetworkSeconds()
+        run_video_depth_anything(clip, tmp / "warm-up", **options)  # model load, untimed
+        rows = []
+        for way in ("this machine", "Ray, local"):
+            videos = tmp / way.replace(" ", "_").replace(",", "")
+            videos.mkdir()
+            for i in range(count):
+                (videos / f"v{i:04d}.mp4").write_bytes(clip.read_bytes())
+            memory = {}
+
+            def on_record(entry, memory=memory):
+                memory[len(memory) + 1] = rss_mb()
+
+            network.seconds = 0.0
+            extra = {"ray_address": "local", "cpus_per_worker": 1} if way.startswith("Ray") else {}
+            seconds = timed(lambda: run_many([videos], on_record=on_record, **options, **extra))  # noqa: B023
+            rows.append((way, seconds / count, network.seconds / seconds, memory[max(1, count // 10)], memory[count]))
+    print(f"{cpu_model()}; {count} videos x {frames} frames of 64x48, input 14, vits")
+    print(f"{'batch':<16} {'s/video':>8} {'network':>8} {'beyond it':>10} {'MB after 1/10':>14} {'MB after all':>13}")
+    for way, per_video, share, tenth, last in rows:
+        print(f"{way:<16} {per_video:>8.3f} {share:>8.0%} {per_video * (1 - share):>10.3f} {tenth:>14.0f} {last:>13.0f}")
+    print("(Ray: the network runs in the actors, so its share reads 0 here; its start-up is inside the time)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=6)
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--input-size", type=int, default=252)
     parser.add_argument("--workers", type=int, default=2, help="Ray actors sharing this machine's cores")
+    parser.add_argument("--tiny", type=int, metavar="N", help="measure the per-video cost on N tiny videos")
     args = parser.parse_args()
+    if args.tiny:
+        return tiny_batches(args.tiny, 3 if args.frames == 24 else args.frames)
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

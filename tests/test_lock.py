@@ -155,3 +155,24 @@ def test_a_cluster_retry_waits_for_a_dead_nodes_lease_to_run_out(tmp_path, caplo
     with waiting_for_leases(), FolderLock(tmp_path):
         assert json.loads(lock.read_text())["pid"] == os.getpid()
     assert "from process 4242 on node-b" in caplog.text and "heartbeat stopped 6" in caplog.text
+
+
+MOUNTS = """22 27 0:21 / /proc rw,relatime - proc proc rw
+27 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw
+31 27 0:40 / /mnt/bucket rw,nosuid - fuse.s3fs s3fs rw,user_id=0
+32 27 0:41 / /mnt/bucket/cache rw - tmpfs tmpfs rw
+33 27 0:42 / /mnt/lab\\040data rw - nfs4 server:/lab rw
+"""
+
+
+def test_a_folder_on_a_filesystem_that_renames_by_copying_is_named_in_a_warning(caplog):
+    from annolid_depth.io.run_folder import filesystem_type, warn_without_atomic_rename
+
+    assert filesystem_type(Path("/mnt/bucket/videos/v"), MOUNTS) == "fuse.s3fs"
+    assert filesystem_type(Path("/mnt/bucket/cache/v"), MOUNTS) == "tmpfs"  # the deepest mount holding it
+    assert filesystem_type(Path("/mnt/lab data/v"), MOUNTS) == "nfs4"
+    assert filesystem_type(Path("/mnt/bucketless"), MOUNTS) == "ext4"
+    message = warn_without_atomic_rename(Path("/mnt/bucket/videos/v"), MOUNTS)
+    assert message.startswith("/mnt/bucket/videos/v is on a fuse.s3fs mount, whose rename copies the file")
+    assert message in caplog.text
+    assert warn_without_atomic_rename(Path("/mnt/lab data/v"), MOUNTS) is None

@@ -307,6 +307,43 @@ class FolderLock:
         self.mine = None
 
 
+# Filesystems whose rename copies and deletes (object stores mounted with FUSE): there a file
+# under a final name can be seen half written, and the lock's take-over is not exclusive.
+NO_ATOMIC_RENAME = ("fuse.s3fs", "fuse.gcsfuse", "fuse.goofys", "fuse.rclone", "fuse.mountpoint-s3", "fuse.blobfuse",
+                    "fuse.blobfuse2", "fuse.juicefs-s3")
+
+
+def filesystem_type(path: Path, mountinfo: str | None = None) -> str | None:
+    """The type of the filesystem holding `path` (Linux's /proc/self/mountinfo), or None."""
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text()
+        except OSError:
+            return None
+    target, best, kind = str(path.resolve()), "", None
+    for line in mountinfo.splitlines():
+        fields = line.split(" ")
+        if " - " not in line or len(fields) < 5:
+            continue
+        point = fields[4].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, line.split(" - ", 1)[1].split(" ")[0]
+    return kind
+
+
+def warn_without_atomic_rename(folder: Path, mountinfo: str | None = None) -> str | None:
+    """A warning (logged, and returned) when `folder` is on a filesystem known to rename by copying."""
+    kind = filesystem_type(folder, mountinfo)
+    if kind not in NO_ATOMIC_RENAME:
+        return None
+    message = (f"{folder} is on a {kind} mount, whose rename copies the file: a run killed while writing there can "
+               f"leave a file cut under its final name, and two runs may both take its lock; write the outputs to a "
+               f"local or network filesystem (NFS, a cluster filesystem) and copy them afterwards")
+    log.warning(message)
+    return message
+
+
 # --------------------------------------------------------------------------- run.json
 
 
@@ -433,8 +470,10 @@ class RunFolder:
         self.path = path
         self.lock = FolderLock(path)
         self._writing = threading.Lock()  # run.json is written from the run's thread and the resume points'
+        self.notes: list[str] = []  # what a run should hear about its folder (a filesystem without atomic rename)
 
     def __enter__(self) -> RunFolder:
+        self.notes = [note] if (note := warn_without_atomic_rename(self.path)) else []
         self.lock.__enter__()
         for stale in self.path.glob(f".{RUN_JSON}.*.tmp"):
             stale.unlink(missing_ok=True)  # what a process killed mid-write left; ours now, under the lock
