@@ -1,0 +1,157 @@
+"""The floor in a run's outputs: depth_floor.json, heights in depth_regions.csv and the path
+plot, written by the run's sinks on arenas of known geometry (`scenes.py`), resumed at any
+point, and rebuilt from depth.ndjson files, Annolid's included."""
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import read_table, write_json
+from PIL import Image
+from scenes import relative
+from test_floor import ARENA, angle_deg, noisy_walk, walk
+
+from annolid_depth.io.sinks import ResumePoint, RunInfo, build_sinks
+from annolid_depth.settings import DepthSettings
+
+FRAMES = 12  # more than the floor's sample of 8
+
+
+def arena_info(root: Path, resume: ResumePoint | None = None, **settings) -> RunInfo:
+    settings = {"metric": True, "focal_length_x": ARENA.focal, "focal_length_y": ARENA.focal, "save_region_stats": True,
+                **settings}
+    return RunInfo(root / "videos" / "mice.mp4", root / "out", ARENA.width, ARENA.height, 10.0,
+                   DepthSettings(**settings), resume=resume)
+
+
+def annotate(root: Path, frames=range(FRAMES)) -> None:
+    """The two mice as Annolid's per-frame files."""
+    for f in frames:
+        write_json(root / "videos" / "mice" / f"mice_{f:09d}.json",
+                   {"shapes": ARENA.shapes(walk(f)), "imageWidth": ARENA.width, "imageHeight": ARENA.height})
+
+
+def scene_depths(metric: bool = True) -> list[np.ndarray]:
+    depths = [noisy_walk(f)[0] for f in range(FRAMES)]
+    return depths if metric else [relative(depth, 0.5, 0.1) for depth in depths]
+
+
+def run_scene(root: Path, depths, frames=None, resume: ResumePoint | None = None, completed=True, **settings):
+    """The frames `frames` (indices into `depths`) through every region sink as a run writes
+    them; returns the marks after each frame, as run.json keeps them."""
+    info = arena_info(root, resume, **settings)
+    info.output_dir.mkdir(parents=True, exist_ok=True)
+    sinks = build_sinks(info)
+    for sink in sinks:
+        sink.open(info)
+    marks = []
+    for f in range(len(depths)) if frames is None else frames:
+        for sink in sinks:
+            sink.put(f, None, depths[f])
+        marks.append(json.loads(json.dumps({sink.result_key: sink.mark() for sink in sinks})))
+    for sink in sinks:
+        sink.close(completed)
+    return marks
+
+
+def partial_outputs(root: Path) -> tuple[str, dict]:
+    out = root / "out"
+    return (out / "depth_regions.csv.partial").read_text(), json.loads((out / "depth_floor.json.partial").read_text())
+
+
+def test_a_run_writes_the_floor_heights_and_paths(tmp_path):
+    annotate(tmp_path)
+    run_scene(tmp_path, scene_depths())
+    out = tmp_path / "out"
+    floor = json.loads((out / "depth_floor.json.partial").read_text())
+    assert angle_deg(floor["normal"], ARENA.normal) < 0.2 and floor["offset"] == pytest.approx(ARENA.distance, abs=0.002)
+    assert floor["units"] == "m" and floor["frames"] == list(range(8)) and floor["inlier_share"] > 0.9
+    assert floor["rms"] == pytest.approx(0.001, rel=0.2)  # the depth's noise (quantised in 16 bits)
+    rows = read_table(out / "depth_regions.csv.partial")
+    assert [(int(r["frame_index"]), r["label"]) for r in rows] == [(f, m) for f in range(FRAMES) for m in ("mouse_1", "mouse_2")]
+    for row in rows:
+        box = walk(int(row["frame_index"]))[row["label"] == "mouse_2"]
+        assert float(row["height_median"]) == pytest.approx(box.height, abs=0.002)  # the outline adds a little floor
+        assert float(row["height_max"]) == pytest.approx(box.height, abs=0.005)
+        np.testing.assert_allclose([float(row["floor_x"]), float(row["floor_y"])], (box.x, box.y), atol=0.01)
+    for one, two in zip(rows[::2], rows[1::2]):  # the distance between the mice on the floor
+        f = int(one["frame_index"])
+        truth = np.hypot(walk(f)[0].x - walk(f)[1].x, walk(f)[0].y - walk(f)[1].y)
+        measured = np.hypot(float(one["floor_x"]) - float(two["floor_x"]), float(one["floor_y"]) - float(two["floor_y"]))
+        assert measured == pytest.approx(truth, abs=0.006)  # mean points: the boxes' visible sides pull them a little
+    assert Image.open(out / "depth_paths.png.partial").size == (650, 600)
+    assert Image.open(out / "depth_regions.png.partial").size == (1300, 450)
+
+
+@pytest.mark.parametrize("cut", [3, 10], ids=["before-the-floor", "after-the-floor"])
+def test_a_resumed_run_writes_the_table_and_floor_of_an_uninterrupted_one(tmp_path, cut):
+    depths = scene_depths()
+    annotate(tmp_path / "whole")
+    run_scene(tmp_path / "whole", depths)
+    annotate(tmp_path / "cut")
+    marks = run_scene(tmp_path / "cut", depths, frames=range(cut + 2), completed=False)  # killed 2 frames after its resume point
+    mark = marks[cut - 1]
+    assert ("held" in mark["region_stats"]) == (cut < 8) and ("floor" in mark["region_stats"]) == (cut >= 8)
+    run_scene(tmp_path / "cut", depths, frames=range(cut, FRAMES), resume=ResumePoint(cut, cut - 1, mark))
+    assert partial_outputs(tmp_path / "cut") == partial_outputs(tmp_path / "whole")
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda m: m.update(held=[{"frame": 0, "rows": [["0"]]}]), "lacks the rows of frame 0"),
+    (lambda m: m.update(held=[]), "lacks the rows of frame 0"),
+    (lambda m: m.update(held=[*m["held"], {"frame": 99, "rows": []}]), "does not match the frames of depth.ndjson"),
+    (lambda m: m.pop("held"), "has neither a floor nor the rows waiting for one"),
+    (lambda m: m.update(floor={"normal": "up"}), "the resume point's floor for"),
+    (lambda m: m.update(floor={"floor": None, "reason": "none", "units": "1/disparity", "frames": []}), "the resume point's floor for"),
+])
+def test_a_damaged_floor_mark_starts_the_run_over(tmp_path, damage, message):
+    depths = scene_depths()
+    annotate(tmp_path)
+    marks = run_scene(tmp_path, depths, frames=range(4), completed=False)
+    mark = marks[2]
+    damage(mark["region_stats"])
+    with pytest.raises(ValueError, match=message):
+        run_scene(tmp_path, depths, frames=range(3, FRAMES), resume=ResumePoint(3, 2, mark))
+
+
+def test_relative_depth_gives_a_floor_in_its_own_unit(tmp_path):
+    annotate(tmp_path)
+    run_scene(tmp_path, scene_depths(metric=False), metric=False)
+    table, floor = partial_outputs(tmp_path)
+    assert floor["units"] == "1/disparity" and floor["inlier_share"] > 0.9
+    rows = read_table(tmp_path / "out" / "depth_regions.csv.partial")
+    assert {r["units"] for r in rows} == {"disparity"}
+    for one, two in zip(rows[::2], rows[1::2]):  # 3 cm and 6 cm: in order, in a unit that is not metres
+        assert 0 < float(one["height_median"]) < float(two["height_median"])
+
+
+def test_without_a_floor_the_heights_are_empty_and_a_warning_says_why(tmp_path, caplog):
+    annotate(tmp_path)
+    rng = np.random.default_rng(0)
+    clutter = [rng.uniform(0.5, 2.0, (ARENA.height, ARENA.width)).astype(np.float32) for _ in range(FRAMES)]
+    with caplog.at_level(logging.WARNING):
+        run_scene(tmp_path, clutter)
+    _, floor = partial_outputs(tmp_path)
+    assert floor["floor"] is None and floor["reason"].startswith("no dominant plane") and floor["frames"] == list(range(8))
+    (warning,) = [r.getMessage() for r in caplog.records if "no floor" in r.getMessage()]
+    assert warning.startswith(f"no floor under the tracked regions of {tmp_path / 'videos' / 'mice.mp4'} (frames 0-7): "
+                              "no dominant plane")
+    rows = read_table(tmp_path / "out" / "depth_regions.csv.partial")
+    assert len(rows) == 2 * FRAMES and all(r["median"] and not r["height_median"] and not r["floor_x"] for r in rows)
+
+
+def test_without_annotations_the_floor_comes_from_whole_frames(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        run_scene(tmp_path, scene_depths())
+    table, floor = partial_outputs(tmp_path)
+    assert table.count("\n") == 1 and angle_deg(floor["normal"], ARENA.normal) < 0.2  # the mice are outliers
+    assert any("the floor is fitted to whole frames" in r.getMessage() for r in caplog.records)
+
+
+def test_a_run_shorter_than_the_sample_fits_the_floor_to_its_frames(tmp_path):
+    annotate(tmp_path)
+    run_scene(tmp_path, scene_depths()[:3])
+    _, floor = partial_outputs(tmp_path)
+    assert floor["frames"] == [0, 1, 2] and angle_deg(floor["normal"], ARENA.normal) < 0.2
+    assert all(r["height_median"] for r in read_table(tmp_path / "out" / "depth_regions.csv.partial"))
