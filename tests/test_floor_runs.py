@@ -7,12 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import read_table, write_json
+from helpers import make_video, read_table, write_json
 from PIL import Image
 from scenes import relative
 from test_floor import ARENA, angle_deg, noisy_walk, walk
 
+from annolid_depth.errors import OutputError
+from annolid_depth.io.records import depth_kind, encode_record, record_line
 from annolid_depth.io.sinks import ResumePoint, RunInfo, build_sinks
+from annolid_depth.recompute import recompute_region_stats
 from annolid_depth.settings import DepthSettings
 
 FRAMES = 12  # more than the floor's sample of 8
@@ -155,3 +158,65 @@ def test_a_run_shorter_than_the_sample_fits_the_floor_to_its_frames(tmp_path):
     _, floor = partial_outputs(tmp_path)
     assert floor["frames"] == [0, 1, 2] and angle_deg(floor["normal"], ARENA.normal) < 0.2
     assert all(r["height_median"] for r in read_table(tmp_path / "out" / "depth_regions.csv.partial"))
+
+
+# --------------------------------------------------------------------------- rebuilt from depth.ndjson
+
+
+def annolid_folder(root: Path, metric: bool = True, kind: bool = False) -> Path:
+    """A folder as Annolid's own depth run leaves it: depth.ndjson records without a depth
+    kind (unless `kind`), no run.json, beside the video and its tracking."""
+    video = make_video(root / "videos" / "mice.mp4", frames=2, size=(ARENA.width, ARENA.height))
+    annotate(root)
+    out = root / "videos" / "mice"
+    lines = []
+    for f, depth in enumerate(scene_depths(metric)):
+        record = encode_record(depth, f, video.name, "mice", depth_kind(metric))
+        if not kind:
+            del record["otherData"]["depth_map"]["kind"], record["otherData"]["depth_map"]["unit"]
+        lines.append(record_line(record))
+    (out / "depth.ndjson").write_text("".join(lines), encoding="utf-8")
+    return out
+
+
+def test_annolid_records_without_a_kind_are_rebuilt_once_told_what_they_hold(tmp_path):
+    out = annolid_folder(tmp_path)
+    with pytest.raises(OutputError, match=r"do not say what their values are \(no depth kind, as in Annolid's own files\); "
+                                          r"say it: metric=True \(--metric\)"):
+        recompute_region_stats(out, focal_length_x=ARENA.focal, focal_length_y=ARENA.focal)
+    assert not (out / "depth_regions.csv").exists()
+    paths = recompute_region_stats(out, metric=True, focal_length_x=ARENA.focal, focal_length_y=ARENA.focal)
+    assert paths == {key: str(out / name) for key, name in (("region_stats", "depth_regions.csv"), ("region_floor", "depth_floor.json"),
+                                                          ("region_plot", "depth_regions.png"), ("region_paths", "depth_paths.png"))}
+    floor = json.loads((out / "depth_floor.json").read_text())
+    assert floor["units"] == "m" and angle_deg(floor["normal"], ARENA.normal) < 0.2
+    assert floor["offset"] == pytest.approx(ARENA.distance, abs=0.002)
+    rows = read_table(out / "depth_regions.csv")
+    assert len(rows) == 2 * FRAMES and {r["units"] for r in rows} == {"m"}
+    for row in rows:
+        box = walk(int(row["frame_index"]))[row["label"] == "mouse_2"]
+        assert float(row["height_median"]) == pytest.approx(box.height, abs=0.002)
+    assert not list(out.glob("*.partial"))
+
+    relative_out = annolid_folder(tmp_path / "relative", metric=False)
+    recompute_region_stats(relative_out, metric=False, focal_length_x=ARENA.focal, focal_length_y=ARENA.focal)
+    assert json.loads((relative_out / "depth_floor.json").read_text())["units"] == "1/disparity"
+    assert {r["units"] for r in read_table(relative_out / "depth_regions.csv")} == {"disparity"}
+
+
+def test_records_that_say_their_kind_must_agree_with_metric(tmp_path):
+    out = annolid_folder(tmp_path, kind=True)
+    with pytest.raises(OutputError, match=r"hold metric_depth, not relative_disparity; leave metric out"):
+        recompute_region_stats(out, metric=False)
+    assert recompute_region_stats(out, metric=True)["region_floor"] == str(out / "depth_floor.json")
+
+
+def test_without_run_json_another_video_is_refused_by_its_name(tmp_path):
+    out = annolid_folder(tmp_path)
+    other = make_video(tmp_path / "videos" / "rats.mp4", frames=2)
+    with pytest.raises(OutputError, match=rf"{out} holds depth of another video \(mice.mp4\), not of rats.mp4; pass that video"):
+        recompute_region_stats(out, other, metric=True)
+    (out / "depth.ndjson").write_text((out / "depth.ndjson").read_text().replace('"frame_index"', '"frame"', 1))
+    with pytest.raises(OutputError, match=rf"{out / 'depth.ndjson'}: record 1 holds no readable depth \(KeyError"):
+        recompute_region_stats(out, metric=True)
+    assert not (out / "depth_regions.csv").exists() and not list(out.glob("*.partial"))

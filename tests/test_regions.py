@@ -371,6 +371,15 @@ def test_regions_on_a_video_that_max_res_shrinks(tmp_path, weights_dir, caplog):
     for name in ("median", "mean", "p10", "p90", "u", "v"):  # depth.ndjson holds the depth to one step
         assert float(recomputed[0][name]) == pytest.approx(float(rows[0][name]), rel=1e-5, abs=step), name
     assert Image.open(again["region_plot"]).format == "PNG"
+    assert json.loads(Path(again["region_floor"]).read_text())["frames"] == [0, 2, 4]
+
+    # another video's annotations never make this folder's table: run.json's fingerprint says whose depth it holds
+    other = make_video(tmp_path / "elsewhere" / "mice.mp4", frames=8)  # the same name, other frames
+    table = (out / "depth_regions.csv").read_bytes()
+    with pytest.raises(OutputError, match=rf"{out} holds depth of another video \({video}\), not of {other}; pass that video"):
+        recompute_region_stats(out, other)
+    assert (out / "depth_regions.csv").read_bytes() == table
+    assert recompute_region_stats(out, video)["region_stats"] == str(out / "depth_regions.csv")  # its own, by path
 
 
 def test_recompute_says_what_is_missing(tmp_path):
