@@ -3,6 +3,8 @@ plot, written by the run's sinks on arenas of known geometry (`scenes.py`), resu
 point, and rebuilt from depth.ndjson files, Annolid's included."""
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -220,3 +222,27 @@ def test_without_run_json_another_video_is_refused_by_its_name(tmp_path):
     with pytest.raises(OutputError, match=rf"{out / 'depth.ndjson'}: record 1 holds no readable depth \(KeyError"):
         recompute_region_stats(out, metric=True)
     assert not (out / "depth_regions.csv").exists() and not list(out.glob("*.partial"))
+
+
+def regions_command(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "annolid_depth", "regions", *map(str, args)], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_the_regions_command_rebuilds_a_folder_and_says_in_one_line_what_is_missing(tmp_path):
+    out = annolid_folder(tmp_path)
+    failed = regions_command(out)
+    assert failed.returncode == 1 and failed.stdout == ""
+    assert failed.stderr.count("\n") == 1 and failed.stderr.startswith(f"annolid-depth: the records of {out / 'depth.ndjson'} "
+                                                                       "do not say what their values are")
+    assert "--metric" in failed.stderr and "--relative" in failed.stderr
+    done = regions_command(out, "--metric", "--focal-length-x", ARENA.focal, "--focal-length-y", ARENA.focal,
+                           "--video", tmp_path / "videos" / "mice.mp4")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [str(out / name) for name in ("depth_regions.csv", "depth_floor.json",
+                                                                     "depth_regions.png", "depth_paths.png")]
+    assert json.loads((out / "depth_floor.json").read_text())["offset"] == pytest.approx(ARENA.distance, abs=0.002)
+    assert regions_command(out, "--metric", "--relative").returncode == 2  # argparse: one or the other
+    missing = regions_command(tmp_path / "nowhere")
+    assert missing.returncode == 1 and missing.stderr == (f"annolid-depth: {tmp_path / 'nowhere' / 'depth.ndjson'} not found: "
+                                                          f"recomputing needs a finished depth run in {tmp_path / 'nowhere'}\n")
