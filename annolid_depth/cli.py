@@ -1,4 +1,5 @@
-"""`annolid-depth PATH [PATH ...]`: depth for videos and folders of videos from the command line.
+"""`annolid-depth PATH [PATH ...]`: depth for videos and folders of videos from the command line;
+`annolid-depth regions FOLDER`: a folder's region table, floor and plots rebuilt from its depth.ndjson.
 
 Defaults come from the `video_depth_anything` section of ~/.labelmerc, so the command
 line, the GUI and the settings file agree; every flag is generated from the options'
@@ -24,7 +25,7 @@ from pathlib import Path
 from .batch import CPUS_PER_WORKER, INSTALL_RAY, BatchInterrupted, read_list, run_many
 from .errors import DepthError, require_opencv
 from .io.run_folder import Status
-from .settings import FIELDS, OPTIONS, RUN_OPTIONS, DepthSettings, config_path, load_settings
+from .settings import DEFAULT, FIELDS, OPTIONS, RUN_OPTIONS, DepthSettings, config_path, load_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -174,9 +175,48 @@ def show_warning(message, category, filename, lineno, file=None, line=None) -> N
     print(f"annolid-depth: warning: {message}", file=sys.stderr if file is None else file)
 
 
+def regions_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="annolid-depth regions",
+        description="Rebuild depth_regions.csv, depth_floor.json, depth_regions.png and depth_paths.png in FOLDER from "
+        "its depth.ndjson and the video's current annotations, without the network (a folder of this package's run, "
+        "or of Annolid's own depth run). To run depth on a video or folder named 'regions', write ./regions.",
+    )
+    parser.add_argument("folder", metavar="FOLDER", help="the output folder holding depth.ndjson")
+    parser.add_argument("--video", metavar="V", help="the video whose depth FOLDER holds (default: the one its run.json "
+                        "names, else the records' video beside FOLDER); another video is refused")
+    kind = parser.add_mutually_exclusive_group()
+    kind.add_argument("--metric", dest="metric", action="store_const", const=True,
+                      help="the records hold metres (a metric model); needed for records that do not say, as Annolid's")
+    kind.add_argument("--relative", dest="metric", action="store_const", const=False,
+                      help="the records hold relative disparity (a relative model)")
+    for axis in "xy":
+        parser.add_argument(f"--focal-length-{axis}", type=float, metavar="F",
+                            help=f"focal length {axis} in pixels (default: the run's, else {getattr(DEFAULT, 'focal_length_' + axis)})")
+    return parser
+
+
+def regions_main(argv: list[str]) -> int:
+    """`annolid-depth regions FOLDER`: the region outputs rebuilt; each path written, one a line."""
+    args = regions_parser().parse_args(argv)
+    from .recompute import recompute_region_stats
+
+    try:
+        paths = recompute_region_stats(args.folder, args.video, metric=args.metric,
+                                       focal_length_x=args.focal_length_x, focal_length_y=args.focal_length_y)
+    except (DepthError, ValueError, OSError) as exc:
+        print(f"annolid-depth: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print("\n".join(paths.values()))
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     warnings.showwarning = show_warning
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["regions"]:
+        return regions_main(argv[1:])
     try:
         defaults = load_settings()
     except ValueError as exc:

@@ -8,9 +8,10 @@ pytest.importorskip("pytestqt")
 from helpers import H, W, make_video, read_table, run_sinks, square, write_json  # noqa: E402
 from PySide6.QtCore import QPoint, Qt  # noqa: E402
 from PySide6.QtGui import QColor  # noqa: E402
+from test_floor_runs import FRAMES, annotate, run_scene, scene_depths  # noqa: E402
 
 from annolid_depth.gui.main_window import MainWindow  # noqa: E402
-from annolid_depth.gui.region_panel import PALETTE, RegionPanel  # noqa: E402
+from annolid_depth.gui.region_panel import PALETTE, RegionPanel, ticks  # noqa: E402
 
 
 @pytest.fixture
@@ -107,3 +108,48 @@ def test_colour_bar_beside_the_depth_view_names_the_unit_and_the_near_end(window
     assert top.lightness() > 200 and bottom.lightness() < 40  # nearer is brighter, as in the depth view
     window.slider.setValue(2)
     assert bar.texts == ("2 near", "2.98 far", "m")
+
+
+def test_axis_ticks_share_one_precision():
+    assert [text for _, text in ticks(1.0, 5.0)] == ["1", "2", "3", "4", "5"]
+    assert [text for _, text in ticks(0.5, 1.25)] == ["0.6", "0.8", "1.0", "1.2"]
+    assert [text for _, text in ticks(0.0312, 0.0614)] == ["0.04", "0.05", "0.06"]
+    assert [text for _, text in ticks(-0.006, 0.013)] == ["-0.005", "0.000", "0.005", "0.010"]
+    assert ticks(2.0, 2.0) == [(2.0, "2")]  # one value: no range to divide
+
+
+def test_heights_beside_depth_with_the_floor_residual_and_the_frame_marked_at_frame_0(qtbot, tmp_path):
+    annotate(tmp_path)
+    run_scene(tmp_path, scene_depths())
+    panel = RegionPanel()
+    qtbot.addWidget(panel)
+    assert panel.load(tmp_path / "out" / "depth_regions.csv.partial")  # an unfinished run's table and floor
+    heights = panel.heights
+    assert heights.unit == "m" and list(heights.series) == ["mouse_1", "mouse_2"]
+    np.testing.assert_allclose([np.nanmedian(heights.series[label][2]) for label in heights.series], [0.03, 0.06], atol=0.002)
+    assert heights.note.startswith("floor residual rms 1.") and heights.note.endswith("% inliers") and " mm, p90 " in heights.note
+    panel.resize(900, 220)
+    panel.show()
+    panel.set_frame(0)
+    for plot in (panel.plot, heights):
+        assert plot.frame == 0
+        image = plot.grab().toImage()
+        x, middle = round(plot.to_x(0)), int(plot.area().center().y())
+        assert x > plot.area().left() + 2  # inside the box, not on its border
+        assert column_brightness(image, x, middle) > 200
+    panel.set_frame(FRAMES - 1)
+    image = heights.grab().toImage()
+    assert column_brightness(image, round(heights.to_x(0)), int(heights.area().center().y())) < 100  # the cursor moved on
+    with qtbot.waitSignal(panel.seek) as seek:
+        qtbot.mouseClick(heights, Qt.LeftButton, pos=QPoint(round(heights.to_x(5)), int(heights.area().center().y())))
+    assert seek.args == [5]
+
+
+def test_without_a_floor_the_height_plot_says_why(qtbot, tmp_path, table):
+    panel = RegionPanel()
+    qtbot.addWidget(panel)
+    assert panel.load(table)  # constant depth frame by frame: a plane facing the camera, no floor below it
+    assert np.isnan(panel.heights.series["mouse"][2]).all()
+    assert panel.heights.note.startswith("no floor: ")
+    (table.parent / "depth_floor.json").unlink()
+    assert panel.load(table) and panel.heights.note == "no depth_floor.json: no floor"

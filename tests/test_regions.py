@@ -26,8 +26,9 @@ from annolid_depth.io.regions import (
     read_medians,
     read_series,
     region_rows,
+    rows_text,
 )
-from annolid_depth.io.sinks import RegionStatsSink, ResumePoint
+from annolid_depth.io.sinks import NdjsonSink, RegionStatsSink, ResumePoint
 from annolid_depth.recompute import recompute_region_stats
 from annolid_depth.runner import run_video_depth_anything
 
@@ -144,11 +145,19 @@ def test_prepare_in_a_pool_gives_the_rows_of_one_frame_at_a_time(tmp_path):
     sink = RegionStatsSink()
     (tmp_path / "out").mkdir()
     sink.open(info)
-    one_by_one = [sink.prepare(f, None, depths[f]) for f in range(40)]
+    def rows(f):  # before the floor is known: the rows without heights, waiting for it
+        return rows_text(sink.prepare(f, None, depths[f]).rows)
+
+    one_by_one = [rows(f) for f in range(40)]
     with ThreadPoolExecutor(4) as pool:
-        pooled = list(pool.map(lambda f: sink.prepare(f, None, depths[f]), reversed(range(40))))
+        pooled = list(pool.map(rows, reversed(range(40))))
+    for f in range(8):  # the floor's sample: fitted, then every frame is prepared whole
+        sink.write(f, sink.prepare(f, None, depths[f]))
+    assert sink.floor is None and sink.document["reason"].startswith("too few points")  # the arena covers the frame
+    with ThreadPoolExecutor(4) as pool:
+        whole = list(pool.map(lambda f: sink.prepare(f, None, depths[f]), reversed(range(40))))
     sink.close(False)
-    assert pooled[::-1] == one_by_one and all(rows.count("\n") == 2 for rows in one_by_one)
+    assert pooled[::-1] == one_by_one == whole[::-1] and all(rows.count("\n") == 2 for rows in one_by_one)
 
 
 # --------------------------------------------------------------------------- depth_regions.csv
@@ -229,21 +238,25 @@ def test_a_resumed_table_is_cut_back_to_the_resume_point_and_goes_on(tmp_path, c
     def session(resume: ResumePoint | None, frames: list[int], completed: bool):
         info = run_info(tmp_path / "cut", metric=True, save_region_stats=True)
         info.resume = resume
-        sink = RegionStatsSink()
-        sink.open(info)
+        ndjson, sink = NdjsonSink(), RegionStatsSink()  # a resume before the floor reads depth.ndjson back
         marks = []
+        for one in (ndjson, sink):
+            one.open(info)
         for i in frames:
-            sink.put(2 * i, None, depths[i])
-            marks.append(sink.mark())
-        sink.close(completed)
+            for one in (ndjson, sink):
+                one.put(2 * i, None, depths[i])
+            marks.append({one.result_key: one.mark() for one in (ndjson, sink)})
+        for one in (ndjson, sink):
+            one.close(completed)
         return sink, marks
 
     (tmp_path / "cut").mkdir()
     _, marks = session(None, [0, 1, 2], completed=False)  # killed after frame 4; resume point after frame 2
     mark = json.loads(json.dumps(marks[1]))  # as run.json keeps it
+    assert mark["region_stats"]["held"][1]["frame"] == 2  # the rows waiting for the floor
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        sink, _ = session(ResumePoint(frames=2, last_index=2, marks={"region_stats": mark}), [2, 3], completed=True)
+        sink, _ = session(ResumePoint(frames=2, last_index=2, marks=mark), [2, 3], completed=True)
     assert sink.tmp.read_text() == Path(whole["region_stats"]).read_text()
     unprocessed = [r.getMessage() for r in caplog.records if "not processed" in r.getMessage()]
     assert len(unprocessed) == 1 and unprocessed[0].startswith("1 annotated frames")  # frame 9
@@ -337,6 +350,12 @@ def test_regions_on_a_video_that_max_res_shrinks(tmp_path, weights_dir, caplog):
         )
     out = Path(result["output_dir"][0])
     assert out == labels and result["region_plot"] == [str(out / "depth_regions.png")]
+    assert result["region_floor"] == [str(out / "depth_floor.json")] and result["region_paths"] == [str(out / "depth_paths.png")]
+    outputs = json.loads((out / "run.json").read_text())["outputs"]
+    assert (outputs["region_floor"], outputs["region_paths"]) == ("depth_floor.json", "depth_paths.png")
+    floor = json.loads((out / "depth_floor.json").read_text())  # 3 frames of 32 x 24 from random weights
+    assert floor["units"] == "1/disparity" and floor["frames"] == [0, 2, 4]
+    assert not list(out.glob("*.partial")) and Image.open(out / "depth_paths.png").format == "PNG"
     rows = read_table(Path(result["region_stats"][0]))
     assert [(r["frame_index"], r["time_s"], r["label"]) for r in rows] == [
         ("0", "0.000000", "mouse"), ("2", "0.200000", "mouse")
@@ -371,6 +390,15 @@ def test_regions_on_a_video_that_max_res_shrinks(tmp_path, weights_dir, caplog):
     for name in ("median", "mean", "p10", "p90", "u", "v"):  # depth.ndjson holds the depth to one step
         assert float(recomputed[0][name]) == pytest.approx(float(rows[0][name]), rel=1e-5, abs=step), name
     assert Image.open(again["region_plot"]).format == "PNG"
+    assert json.loads(Path(again["region_floor"]).read_text())["frames"] == [0, 2, 4]
+
+    # another video's annotations never make this folder's table: run.json's fingerprint says whose depth it holds
+    other = make_video(tmp_path / "elsewhere" / "mice.mp4", frames=8)  # the same name, other frames
+    table = (out / "depth_regions.csv").read_bytes()
+    with pytest.raises(OutputError, match=rf"{out} holds depth of another video \({video}\), not of {other}; pass that video"):
+        recompute_region_stats(out, other)
+    assert (out / "depth_regions.csv").read_bytes() == table
+    assert recompute_region_stats(out, video)["region_stats"] == str(out / "depth_regions.csv")  # its own, by path
 
 
 def test_recompute_says_what_is_missing(tmp_path):

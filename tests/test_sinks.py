@@ -89,7 +89,7 @@ def test_rerun_replaces_every_output(tmp_path):
 def test_a_cancelled_run_keeps_what_it_wrote_under_partial_names(tmp_path):
     results = run_sinks(tmp_path / "out", count=2, completed=False, **EVERY_OUTPUT)
     assert set(results) == {"depth_ndjson", "depth_visualization", "depth_frames", "point_cloud_csv", "npz", "exr",
-                            "region_stats", "region_plot"}
+                            "region_stats", "region_floor", "region_plot", "region_paths"}
     assert all(path.endswith(".partial") for path in results.values())
     assert [r["frame_index"] for r in iter_records(results["depth_ndjson"])] == [0, 2]
     assert sorted(p.name for p in Path(results["depth_frames"]).iterdir()) == []  # rendered only at the end

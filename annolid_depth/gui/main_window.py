@@ -327,7 +327,7 @@ class MainWindow(QMainWindow):
             note = "   no depth for this frame" if shown is None else ""
         seconds = index / self.reader.fps if self.reader.fps else 0.0
         self.position.setText(f"Frame {index} / {max(self.reader.frame_count - 1, 0)}   {seconds:.2f} s{note}")
-        self.region_panel.plot.set_frame(index)
+        self.region_panel.set_frame(index)
         self.redraw()
 
     def redraw(self) -> None:

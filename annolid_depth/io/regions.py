@@ -27,8 +27,9 @@ from ..errors import OutputError
 from .camera import back_project, usable
 from .floor import Floor, floor_units
 
+HEIGHT_COLUMNS = ("height_median", "height_p90", "height_max", "floor_x", "floor_y")
 COLUMNS = ("frame_index", "time_s", "label", "pixels", "median", "mean", "p10", "p90", "min", "max",
-           "u", "v", "x", "y", "z", "excluded", "units", "height_median", "height_p90", "height_max", "floor_x", "floor_y")
+           "u", "v", "x", "y", "z", "excluded", "units", *HEIGHT_COLUMNS)
 PLOT_MISSING = "depth_regions.png needs matplotlib: pip install 'annolid-depth[plot]'"
 
 
@@ -41,7 +42,14 @@ def header() -> str:
     return ",".join(COLUMNS) + "\n"
 
 
-def region_rows(
+def region_rows(*args, **options) -> str:
+    """CSV rows for one frame (`region_cells`' arguments), a row per label in `names` (one
+    whose pixels all lack a usable depth with `pixels` 0 and empty statistics; empty heights
+    without a `floor`)."""
+    return rows_text(region_cells(*args, **options))
+
+
+def region_cells(
     frame_index: int,
     time_s: float,
     label_map: np.ndarray,
@@ -50,16 +58,13 @@ def region_rows(
     rays: tuple[np.ndarray, np.ndarray],
     metric: bool,
     floor: Floor | None = None,
-) -> str:
-    """CSV rows for one frame, a row per label in `names` (one whose pixels all lack a
-    usable depth with `pixels` 0 and empty statistics; empty heights without a `floor`).
-    Work goes label by label, each a mask over the frame: a few labels per frame, never a
-    loop over pixels."""
+) -> list[list[str]]:
+    """`region_rows` as cells, a list of strings per row. Work goes label by label, each a mask over the
+    frame: a few labels per frame, never a loop over pixels."""
     ok = usable(depth, metric)
     columns = np.arange(label_map.shape[1])
     lines = np.arange(label_map.shape[0])
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    rows = []
     for k in range(1, len(names)):
         region = label_map == k
         area = int(np.count_nonzero(region))
@@ -75,8 +80,20 @@ def region_rows(
             if floor is not None:
                 heights = np.percentile(floor.height(*xyz), [50, 90, 100])
                 foot = floor.floor_xy(*point)
-        writer.writerow([frame_index, f"{time_s:.6f}", names[k], values.size, *cells(*stats, *centre, *point),
-                         area - values.size, units(metric), *cells(*heights, *foot)])
+        rows.append([str(frame_index), f"{time_s:.6f}", names[k], str(values.size), *cells(*stats, *centre, *point),
+                     str(area - values.size), units(metric), *cells(*heights, *foot)])
+    return rows
+
+
+def with_heights(stats: list[list[str]], heights: list[list[str]]) -> list[list[str]]:
+    """The rows of `stats` with the height columns of `heights` (rows of the same labels)."""
+    kept = len(COLUMNS) - len(HEIGHT_COLUMNS)
+    return [row[:kept] + other[kept:] for row, other in zip(stats, heights)]
+
+
+def rows_text(rows: list[list[str]]) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
     return out.getvalue()
 
 

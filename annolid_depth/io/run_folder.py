@@ -375,7 +375,8 @@ def read_record(folder: Path) -> dict | None:
 
 
 # The names a run gives its outputs (io/sinks): fixed ones, and ones after the video's stem.
-OUTPUT_NAMES = frozenset({"depth.ndjson", "depth_regions.csv", "depth_regions.png", "depth_frames", "point_clouds"})
+OUTPUT_NAMES = frozenset({"depth.ndjson", "depth_regions.csv", "depth_regions.png", "depth_floor.json", "depth_paths.png",
+                          "depth_frames", "point_clouds"})
 STEM_OUTPUT = re.compile(r".+_(depths\.npz|depths_exr|vis\.mp4)")
 RUN_STATUSES = tuple(s.value for s in (Status.RUNNING, Status.PUBLISHING, Status.COMPLETE, Status.CANCELLED,
                                        Status.FAILED))

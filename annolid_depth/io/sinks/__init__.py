@@ -3,7 +3,7 @@ ask for, opened together (`open_sinks`) and closed together (`close_all`).
 
 Add an output: a `Sink` subclass in a module here, and a row in `SINKS` with the setting that
 asks for it. `depth.ndjson` comes first: the others may read it back when a run resumes, and
-the region plot comes after the table it is drawn from.
+the floor and the plots come after the table they are written with or drawn from.
 """
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import logging
 from .base import ResumePoint, RunInfo, Sink
 from .depth import ExrSink, NdjsonSink, NpzSink
 from .point_clouds import PointCloudSink
-from .regions import REGIONS_CSV, REGIONS_PNG, RegionPlotSink, RegionStatsSink
+from .regions import PATHS_PNG, REGIONS_CSV, REGIONS_PNG, FloorSink, PathPlotSink, RegionPlotSink, RegionStatsSink
 from .rendered import RANGE_FRAMES, DepthFramesSink, DepthVideoSink, RenderedSink
 
 __all__ = [
-    "REGIONS_CSV", "REGIONS_PNG", "RANGE_FRAMES", "SINKS", "DepthFramesSink", "DepthVideoSink", "ExrSink",
-    "NdjsonSink", "NpzSink", "PointCloudSink", "RegionPlotSink", "RegionStatsSink", "RenderedSink", "ResumePoint",
+    "PATHS_PNG", "REGIONS_CSV", "REGIONS_PNG", "RANGE_FRAMES", "SINKS", "DepthFramesSink", "DepthVideoSink", "ExrSink",
+    "FloorSink", "NdjsonSink", "NpzSink", "PathPlotSink", "PointCloudSink", "RegionPlotSink", "RegionStatsSink", "RenderedSink", "ResumePoint",
     "RunInfo", "Sink", "build_sinks", "close_all", "open_sinks", "output_names",
 ]
 log = logging.getLogger(__name__)
@@ -29,7 +29,9 @@ SINKS = [
     ("save_exr", ExrSink),
     ("save_point_clouds", PointCloudSink),
     ("save_region_stats", RegionStatsSink),
+    ("save_region_stats", FloorSink),
     ("save_region_stats", RegionPlotSink),
+    ("save_region_stats", PathPlotSink),
     ("save_depth_video", DepthVideoSink),
     ("save_depth_frames", DepthFramesSink),
 ]
