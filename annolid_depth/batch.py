@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DepthError
-from .io.run_folder import RUN_JSON, Status, waiting_for_leases
+from .io.folder_lock import waiting_for_leases
+from .io.run_folder import RUN_JSON, Status
 from .settings import ALIASES, RUN_OPTIONS, DepthSettings, default_output_dir, load_settings
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,9 @@ import numpy as np
 
 from .errors import OutputError
 from .io.files import publish, remove
+from .io.folder_lock import FolderLock
 from .io.records import KINDS, METRIC_DEPTH, NDJSON, decode_depth, depth_kind, iter_records
-from .io.run_folder import FolderLock, depth_of, read_record
+from .io.run_folder import depth_of, read_record
 from .io.sinks import SINKS, RunInfo, close_all, open_sinks
 from .io.source import VideoSource
 from .settings import DEFAULT, DepthSettings

@@ -35,9 +35,10 @@ from .engine.loading import load_model
 from .errors import OutputError
 from .io.colour import colorize
 from .io.files import partial
+from .io.folder_lock import now
 from .io.pipeline import OrderedWriter, spare_cores
 from .io.records import KINDS
-from .io.run_folder import RUN_JSON, Plan, RunFolder, Status, now, video_fingerprint
+from .io.run_folder import RUN_JSON, Plan, RunFolder, Status, video_fingerprint
 from .io.sinks import ResumePoint, RunInfo, Sink, build_sinks, close_all, open_sinks, output_names
 from .io.source import VideoSource
 from .settings import DEFAULT, DepthSettings, default_output_dir, load_settings

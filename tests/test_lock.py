@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from annolid_depth.errors import OutputError
-from annolid_depth.io.run_folder import FolderLock, LockLost, RunFolder, waiting_for_leases
+from annolid_depth.io.folder_lock import FolderLock, LockLost, waiting_for_leases
+from annolid_depth.io.run_folder import RunFolder
 
 HAMMER = """
 import sys, time
 from pathlib import Path
 from annolid_depth.errors import OutputError
-from annolid_depth.io.run_folder import FolderLock, LockLost, RunFolder, waiting_for_leases
+from annolid_depth.io.folder_lock import FolderLock
 folder, inside = Path(sys.argv[1]), Path(sys.argv[1]) / "inside"
 holds = overlaps = 0
 (folder / f"ready.{sys.argv[2]}").touch()
@@ -86,7 +87,7 @@ def test_another_hosts_lock_is_respected_while_its_heartbeat_is_fresh_and_taken_
 HOLDER = """
 import sys, time
 from pathlib import Path
-from annolid_depth.io.run_folder import FolderLock, LockLost, RunFolder, waiting_for_leases
+from annolid_depth.io.folder_lock import FolderLock
 FolderLock.REFRESH_S = 0.05
 with FolderLock(Path(sys.argv[1])) as lock:
     print("in", flush=True)
@@ -166,7 +167,7 @@ MOUNTS = """22 27 0:21 / /proc rw,relatime - proc proc rw
 
 
 def test_a_folder_on_a_filesystem_that_renames_by_copying_is_named_in_a_warning(caplog):
-    from annolid_depth.io.run_folder import filesystem_type, warn_without_atomic_rename
+    from annolid_depth.io.folder_lock import filesystem_type, warn_without_atomic_rename
 
     assert filesystem_type(Path("/mnt/bucket/videos/v"), MOUNTS) == "fuse.s3fs"
     assert filesystem_type(Path("/mnt/bucket/cache/v"), MOUNTS) == "tmpfs"  # the deepest mount holding it
