@@ -65,12 +65,14 @@ def raylet_of(pid: int) -> int | None:
 
 
 @pytest.fixture
-def three_nodes(tmp_path_factory):
-    """A head (no CPUs: it runs no video) and two worker nodes of one CPU each, on 127.0.0.1."""
+def three_nodes(tmp_path_factory, monkeypatch):
+    """A head (no CPUs: it runs no video) and two worker nodes of one CPU each, on 127.0.0.1,
+    without token authentication (the driver here and the nodes share no home folder)."""
     if sys.platform != "linux":
         pytest.skip("the node is killed by its process ids read from /proc")
     temp = tmp_path_factory.mktemp("ray")
     port = free_port()
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     env = {**os.environ, "HOME": str(temp), "RAY_USAGE_STATS_ENABLED": "0"}
     common = ["--node-ip-address=127.0.0.1", "--disable-usage-stats"]
     started = [subprocess.run([str(RAY), "start", "--head", f"--port={port}", "--num-cpus=0",
