@@ -360,6 +360,37 @@ def test_without_annolid_the_wheel_answers_to_annolid_depth(states):
     assert listing.returncode == 0 and all(model in listing.stdout for model in MODELS), listing.stderr
 
 
+ANNOLIDS_OWN_RUN = """
+import sys
+from annolid.depth.run import run_video_depth_anything
+run_video_depth_anything(sys.argv[1], sys.argv[2], encoder="vits", input_size=56, max_res=160, max_len=6,
+                         checkpoint_root=sys.argv[3], fp32=True)
+"""
+
+
+def test_region_tables_are_rebuilt_from_annolids_own_depth_records(env, clip, checkpoints, tmp_path):
+    from annolid_depth.errors import OutputError
+    from annolid_depth.recompute import recompute_region_stats
+
+    video = tmp_path / "videos" / "clip.mp4"
+    video.parent.mkdir()
+    shutil.copy(clip, video)
+    out = tmp_path / "videos" / "annolid_depth"
+    env.check(env.python, "-c", ANNOLIDS_OWN_RUN, video, out, checkpoints, timeout=600)  # Annolid's engine, not ours
+    assert sorted(p.name for p in out.iterdir()) == ["depth.ndjson"]  # no run.json, records without a kind
+    for frame in range(0, 6, 2):
+        shape = {"label": "mouse", "shape_type": "rectangle", "points": [[20 + frame, 10], [60 + frame, 40]]}
+        path = video.parent / "clip" / f"clip_{frame:09d}.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps({"shapes": [shape]}))
+    with pytest.raises(OutputError, match="do not say what their values are .* metric=False \\(--relative\\)"):
+        recompute_region_stats(out, video)
+    result = recompute_region_stats(out, video, metric=False)
+    rows = (out / "depth_regions.csv").read_text().splitlines()
+    assert [row.split(",")[:3] for row in rows[1:]] == [[str(f), f"{f / 24:.6f}", "mouse"] for f in (0, 2, 4)]
+    assert {row.split(",")[16] for row in rows[1:]} == {"disparity"} and result["region_stats"]
+
+
 # ------------------------------------------------------------------------------ the opt-in
 
 
