@@ -24,9 +24,20 @@ from PySide6.QtWidgets import (
 )
 
 from ..settings import FIELDS, GROUPS, OPTIONS, DepthSettings, save_settings
-from ..weights import CHECKPOINTS, checkpoint_key, checkpoint_path
+from ..weights import CHECKPOINTS, checkpoint_dir, checkpoint_key, checkpoint_path
 
 FOLDERS = ("output_dir", "checkpoint_root")  # text fields with a Browse… button
+
+
+def empty_means(name: str) -> str | None:
+    """What an empty text field stands for, shown in it while it is empty."""
+    if name == "output_dir":
+        return "empty: beside each video, in a folder named after it"
+    if name == "checkpoint_root":
+        return f"empty: {checkpoint_dir()}"
+    if name == "device":
+        return "empty: the best there is (cuda, then mps, else cpu)"
+    return None
 NUMBER_LIMIT = 100000
 
 
@@ -90,7 +101,10 @@ class SettingsDialog(QDialog):
                 box.setSpecialValueText(f"{option.off} (-1)")  # the lowest value reads as what it means
             box.setValue(value if value > 0 or not option.off else -1)
             return box
-        return QLineEdit(str(value))
+        line = QLineEdit(str(value))
+        if (placeholder := empty_means(name)) is not None:
+            line.setPlaceholderText(placeholder)
+        return line
 
     def _with_browse(self, line: QLineEdit) -> QWidget:
         row = QWidget()
