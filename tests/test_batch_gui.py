@@ -117,7 +117,7 @@ def test_missing_weights_are_offered_for_download_before_a_folder_runs(qtbot, wi
     dialog = window.process_folder(tmp_path / "videos")
     dialog.start_button.click()
     box = dialog.last_message
-    assert box.windowTitle() == "Weights missing" and f"<code>{empty}</code>" in box.text()
+    assert box.windowTitle() == "Weights missing" and f'<p style="white-space:pre; margin:0 0 0 16px">{empty}</p>' in box.text()
     box.button(QMessageBox.Yes).click()  # offline in the tests: the download fails, and says why
     qtbot.waitUntil(lambda: dialog.last_message is not box, timeout=30_000)
     assert dialog.last_message.windowTitle() == "Download failed"

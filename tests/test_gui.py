@@ -179,9 +179,10 @@ def test_missing_weights_offer_a_download(qtbot, window, video, _isolated_home):
     box = window.last_message
     folder = os.environ["ANNOLID_DEPTH_CHECKPOINTS"]
     assert box.icon() == QMessageBox.Question and box.windowTitle() == "Weights missing"
-    assert box.text() == ("The video_depth_anything_vits weights are not downloaded yet: video_depth_anything_vits.pth "
-                          f'is not in the folder<br><span style="white-space:pre"><code>{folder}</code></span><br>'
-                          "Download them there now?")
+    assert box.text() == ('<p style="margin:0">The video_depth_anything_vits weights are not downloaded yet: '
+                          "video_depth_anything_vits.pth is not in the folder</p>"
+                          f'<p style="white-space:pre; margin:0 0 0 16px">{folder}</p>'
+                          '<p style="margin:0">Download them there now?</p>')
     box.button(QMessageBox.No).click()
     assert window.run_dialog is None
 
@@ -196,8 +197,8 @@ def test_a_failed_download_says_so_with_its_url_whole(qtbot, window, video, _iso
     box = window.last_message
     assert box.windowTitle() == "Download failed"
     url = "https://huggingface.co/depth-anything/Video-Depth-Anything-Small/resolve/main/video_depth_anything_vits.pth"
-    assert f'<span style="white-space:pre"><code>{url}</code></span>' in box.text()  # one line, never cut mid-word
-    assert box.text().startswith("cannot download video_depth_anything_vits.pth: offline mode is on")
+    assert f'<p style="white-space:pre; margin:0 0 0 16px">{url}</p>' in box.text()  # one line, never cut mid-word
+    assert box.text().startswith('<p style="margin:0">cannot download video_depth_anything_vits.pth: offline mode is on')
 
 
 def test_frames_between_sampled_ones_say_whose_depth_they_show(qtbot, window, video, weights, _isolated_home):

@@ -11,22 +11,25 @@ from PySide6.QtWidgets import QMessageBox
 from ..settings import DepthSettings
 from ..weights import checkpoint_key, checkpoint_path
 
+WHOLE = "white-space:pre; margin:0 0 0 16px"  # an indented line: one line, never wrapped
+WRAPPED = "margin:0"
+
 
 def rich(text: str) -> str:
     """A message as rich text: its indented lines (a URL, a folder, a command to copy) kept
     whole on their own lines, never wrapped in the middle; the rest wraps between words."""
-    lines = []
-    for line in text.splitlines():
-        escaped = html.escape(line.strip())
-        lines.append(f'<span style="white-space:pre"><code>{escaped}</code></span>' if line.startswith("  ") else escaped)
-    return "<br>".join(lines)
+    return "".join(
+        f'<p style="{WHOLE}">{html.escape(line.strip())}</p>' if line.startswith("  ") else f'<p style="{WRAPPED}">{html.escape(line)}</p>'
+        for line in text.splitlines()
+    )
 
 
 def message_box(parent, title: str, text: str, icon=QMessageBox.Warning, buttons=QMessageBox.Ok) -> QMessageBox:
     """A non-blocking message box (the window keeps working behind it), its text selectable."""
     box = QMessageBox(icon, title, "", buttons, parent)
-    box.setTextFormat(Qt.RichText)
-    box.setText(rich(text))
+    whole_lines = any(line.startswith("  ") for line in text.splitlines())
+    box.setTextFormat(Qt.RichText if whole_lines else Qt.PlainText)  # plain text where nothing must stay whole
+    box.setText(rich(text) if whole_lines else text)
     box.setTextInteractionFlags(Qt.TextSelectableByMouse)
     box.open()
     return box
