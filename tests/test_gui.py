@@ -221,6 +221,7 @@ def test_the_settings_dialog_says_what_an_empty_field_means(qtbot, window):
         "checkpoint_root": f"empty: {os.environ['ANNOLID_DEPTH_CHECKPOINTS']}",
         "device": "empty: the best there is (cuda, then mps, else cpu)",
     }
+    assert dialog.widgets["device"].toolTip().endswith("\nempty: the best there is (cuda, then mps, else cpu)")
 
 
 def test_the_run_dialog_shows_the_load_then_rates_of_this_run_only(qtbot, window):

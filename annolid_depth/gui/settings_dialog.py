@@ -53,7 +53,7 @@ class SettingsDialog(QDialog):
         forms = {group: QFormLayout() for group in GROUPS}
         for name, option in OPTIONS.items():
             widget = self._editor(name, getattr(settings, name))
-            widget.setToolTip(option.help)
+            widget.setToolTip(option.help if empty_means(name) is None else f"{option.help}\n{empty_means(name)}")
             self.widgets[name] = widget
             forms[option.group].addRow(option.label, self._with_browse(widget) if name in FOLDERS else widget)
         columns = QHBoxLayout()
@@ -104,6 +104,7 @@ class SettingsDialog(QDialog):
         line = QLineEdit(str(value))
         if (placeholder := empty_means(name)) is not None:
             line.setPlaceholderText(placeholder)
+            line.setMinimumWidth(260)  # wide enough to read what empty means
         return line
 
     def _with_browse(self, line: QLineEdit) -> QWidget:
