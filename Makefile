@@ -1,6 +1,6 @@
 # Two entry points, both doing their own set-up in .venv on a fresh machine:
 #   make depth VIDEO=path/to/video.mp4   depth for one video (extra CLI flags in ARGS="...")
-#   make test                            the test suite (CPU build of torch pinned here only)
+#   make test                            the test suite (torch 2.13.0, the CPU build where PyTorch's CPU index answers)
 # `make test` also builds .venv-annolid: Annolid 1.6.10 from PyPI, where tests/test_beside_annolid.py
 # installs and removes this package's wheel beside it (built once, reused while its stamp stands).
 PYTHON ?= python3
@@ -9,6 +9,9 @@ BIN := $(VENV)/bin
 ANNOLID_VENV := .venv-annolid
 ANNOLID_BIN := $(ANNOLID_VENV)/bin
 ANNOLID_VERSION := 1.6.10
+TORCH_VERSION := 2.13.0
+# PyTorch's documented route to its CPU wheels; PyPI's Linux wheel of the same version is the CUDA build
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +22,17 @@ $(VENV)/.app: $(BIN)/python pyproject.toml
 	touch $@
 
 $(VENV)/.test: $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q torch==2.13.0
+	@if $(BIN)/python -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/torch/", timeout=10)' \
+		'$(TORCH_CPU_INDEX)' 2>/dev/null; then \
+		echo "installing torch==$(TORCH_VERSION) from PyTorch's CPU index $(TORCH_CPU_INDEX)"; \
+		$(BIN)/pip install -q torch==$(TORCH_VERSION) --index-url '$(TORCH_CPU_INDEX)'; \
+	else \
+		echo "PyTorch's CPU index $(TORCH_CPU_INDEX) cannot be reached: torch==$(TORCH_VERSION) comes from pip's own" \
+			"index (on Linux, PyPI's is the CUDA build; TORCH_CPU_INDEX=... names a mirror of the CPU index)"; \
+		$(BIN)/pip install -q torch==$(TORCH_VERSION); \
+	fi
 	$(BIN)/pip install -q -e '.[test]'
+	@$(BIN)/python -c 'import torch; print("torch", torch.__version__, "with CUDA " + torch.version.cuda if torch.version.cuda else "(CPU build)")'
 	touch $@
 
 # Annolid's depth modules import torchvision, which needs the torch build it was made for (PyPI's
@@ -53,8 +65,9 @@ depth: $(VENV)/.app
 
 annolid-env: $(ANNOLID_VENV)/.deps $(ANNOLID_VENV)/.wheels
 
+# pytest's default output: a line per test file as it runs (-q would show only dots)
 test: $(VENV)/.test annolid-env
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
 
 bench: $(VENV)/.test
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done

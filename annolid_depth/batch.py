@@ -34,8 +34,8 @@ CONNECT_TIMEOUT_S = 5.0
 CPUS_PER_WORKER = 4  # a CPU actor's share when --cpus-per-worker is not given (capped at a node's CPUs)
 
 
-# video number, video, and the runner's per-frame payload (frames_done, frames_total, depth, ...)
-# or None as the video starts
+# video number, video, and the runner's per-frame payload (frames_done, frames_total, depth, ...),
+# its stage payload (a `stage`: the model's load) or None as the video starts
 BatchProgress = Callable[[int, Path, "dict | None"], None]
 
 
@@ -205,7 +205,8 @@ def batch_settings(options: dict) -> DepthSettings:
 def run_one(job: Job, resume: bool, settings: DepthSettings, progress=None, should_cancel=None) -> dict:
     """Depth for one video of a batch; every failure becomes the record's error.
 
-    `progress(payload)` gets the runner's per-frame payload. A complete result for which
+    `progress(payload)` gets the runner's per-frame payloads and its stage payloads (those
+    with a `stage`: the model's load, `run_video_depth_anything(stage_callback=)`). A complete result for which
     no frame was computed is a complete run found in the folder by `resume`: "skipped"."""
     from .runner import run_video_depth_anything  # torch loads with the first video, not with the batch
 
@@ -223,6 +224,7 @@ def run_one(job: Job, resume: bool, settings: DepthSettings, progress=None, shou
     try:
         result = run_video_depth_anything(
             job.video, job.output_dir, resume=resume, frame_callback=on_frame, should_cancel=should_cancel,
+            stage_callback=progress,
             **settings.arguments(),
         )
     except (DepthError, ValueError) as exc:

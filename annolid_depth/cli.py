@@ -19,12 +19,14 @@ import logging
 import signal
 import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 
 from .batch import CPUS_PER_WORKER, INSTALL_RAY, BatchInterrupted, read_list, run_many
 from .errors import DepthError, require_opencv
 from .io.run_folder import Status
+from .progress import Rate, cost, expected, stage_text
 from .settings import DEFAULT, FIELDS, OPTIONS, RUN_OPTIONS, DepthSettings, config_path, load_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -72,23 +74,53 @@ def build_parser(defaults: DepthSettings) -> argparse.ArgumentParser:
     return parser
 
 
-class ProgressBar:
-    """A tqdm bar with frames/s and ETA, shown from the first processed frame on."""
+def say(text: str) -> None:
+    print(f"annolid-depth: {text}", file=sys.stderr, flush=True)
 
-    def __init__(self, video: Path, quiet: bool):
+
+class ProgressBar:
+    """One video's progress: on a CPU a line with what the run costs and what makes it
+    faster, the model's load as a line of its own, then a tqdm bar from the first computed
+    frame on, with frames/s and the time left from this run's frames after the first group
+    (`progress.Rate`; a resumed run's earlier frames and the model's warm-up not counted)."""
+
+    KNOWN = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+    UNKNOWN = "{desc}: {n_fmt} frames [{elapsed}{postfix}]"
+
+    def __init__(self, video: Path, quiet: bool, clock=time.monotonic):
         self.video, self.quiet, self.bar = video, quiet, None
+        self.rate, self.on_cpu, self.told = Rate(clock), False, False
 
     def __call__(self, payload: dict) -> None:
+        if "stage" in payload:
+            self.stage(payload)
+            return
+        self.rate.update(payload)
         if self.quiet:
             return
+        total = payload["frames_total"]
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(desc=self.video.name, unit="frame", dynamic_ncols=True, initial=payload["frames_done"] - 1)
-        total = payload["frames_total"]
+            self.bar = tqdm(desc=self.video.name, unit="frame", dynamic_ncols=True, initial=payload["frames_done"] - 1,
+                            total=total, bar_format=self.UNKNOWN if total is None else self.KNOWN, postfix=self.rate.text())
         if total is not None and self.bar.total != total:
-            self.bar.total = total
+            self.bar.total, self.bar.bar_format = total, self.KNOWN
+        self.bar.set_postfix_str(self.rate.text(), refresh=False)
         self.bar.update(payload["frames_done"] - self.bar.n)
+        if self.on_cpu and not self.told and (line := expected(self.rate)) is not None:
+            self.told = True
+            self.bar.write(f"annolid-depth: {self.video.name}: {line}", file=sys.stderr)
+
+    def stage(self, payload: dict) -> None:
+        """The model is about to load: say what the run costs (on a CPU) and that it loads."""
+        self.on_cpu = payload["device"] == "cpu"
+        if self.quiet or payload["stage"] != "loading":
+            return
+        line = cost(payload)
+        if line is not None:
+            say(f"{self.video.name}: {line}")
+        say(f"{self.video.name}: {stage_text(payload)}")
 
     def close(self) -> None:
         if self.bar is not None:
@@ -137,13 +169,20 @@ class BatchBars:
             self.bar = None
 
 
+def first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0] + (" ..." if len(lines) > 1 else "") if lines else ""
+
+
 def summary(records: list[dict]) -> str:
-    """The table printed after a batch: video, status, frames, seconds, output folder or error."""
-    rows = [("video", "status", "frames", "seconds", "output folder or error")]
+    """The table printed after a batch: video, status, frames, seconds, output folder. A
+    failure's error was printed as it happened (`announce`), so the table does not repeat
+    it; the note of another status (a cancel's) is cut to its first line to keep the layout."""
+    rows = [("video", "status", "frames", "seconds", "output folder")]
     for entry in records:
-        where = entry["error"] if entry["status"] == Status.FAILED else entry["output_dir"] or ""
+        where = "(error above)" if entry["status"] == Status.FAILED else entry["output_dir"] or ""
         if entry["error"] and entry["status"] != Status.FAILED:
-            where = f"{where} ({entry['error']})"
+            where = f"{where} ({first_line(entry['error'])})"
         frames = "" if entry["frames"] is None else str(entry["frames"])
         seconds = "" if entry["seconds"] is None else f"{entry['seconds']:.1f}"
         rows.append((entry["path"], entry["status"], frames, seconds, where))
@@ -167,6 +206,21 @@ def announce(entry: dict, bars: BatchBars | None) -> None:
         print(f"annolid-depth: {entry['path']}: {entry['error']}", file=sys.stderr)
     elif bars is None:
         print(f"annolid-depth: {entry['path']}: {entry['status']}, {entry['frames']} frames", file=sys.stderr)
+
+
+def where_to_look(records: list[dict], depth_video: bool) -> str | None:
+    """Where a completed run's depth is and how to see it (None when no video completed)."""
+    done = [entry for entry in records if entry["status"] == Status.COMPLETE and entry["output_dir"]]
+    if not done:
+        return None
+    if len(done) > 1:
+        folder, video = "each output folder", "VIDEO"
+    else:
+        folder, video = done[0]["output_dir"], done[0]["path"]
+    text = f"the depth is in {folder}/depth.ndjson (run.json describes the run); see it with annolid-depth-gui {video}"
+    if depth_video:
+        return f"{text}, or in the depth video {folder}/{Path(done[0]['path']).stem + '_vis.mp4' if len(done) == 1 else '<stem>_vis.mp4'}"
+    return f"{text}, or add --save-depth-video for a depth video beside it"
 
 
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -257,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
             if bars is not None:
                 bars.close()
     print(summary(records))
+    if not args.quiet and (line := where_to_look(records, args.save_depth_video)) is not None:
+        say(line)
     if interrupted or any(entry["status"] == Status.CANCELLED for entry in records):
         print("annolid-depth: interrupted; run again with --resume to go on", file=sys.stderr)
         return EXIT_INTERRUPTED

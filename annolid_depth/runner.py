@@ -85,6 +85,7 @@ def run_video_depth_anything(
     backend: str = DEFAULT.backend,
     resume: bool = False,
     frame_callback: Callable[[dict], None] | None = None,
+    stage_callback: Callable[[dict], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
     stop_event: threading.Event | None = None,
 ) -> dict:
@@ -99,7 +100,13 @@ def run_video_depth_anything(
     `frame_callback(payload)` a dict per frame with `frame_index`, `frames_done`,
     `frames_total` (None when unknown), `rgb`, `depth` (float32) and `depth_kind`; the
     preview payload adds `overlay` (colour depth, uint8 RGB, range from the 1st to the 99th
-    percentile) and `depth_stats`. `should_cancel()` or a set `stop_event` ends the run as a
+    percentile) and `depth_stats`; the per-frame payloads also say how many frames this run
+    computed (`frames_computed`, a resumed run's earlier ones not counted) and whether the frame
+    ends a group the engine computed together (`group_end`), for rates that mean something.
+    `stage_callback(payload)` hears of the model's load before it starts (`stage` "loading")
+    and once it is done ("running", with `load_s`), with what the run is: `encoder`, `device`,
+    `backend`, `precision`, `input_size`, `width` x `height`, `frames_total`, `frames_done`
+    (a resume's start). `should_cancel()` or a set `stop_event` ends the run as a
     cancel: what was done stays, and `resume=True` continues it. `resume=True` returns a
     complete run with the same video, settings and model at once.
 
@@ -121,7 +128,8 @@ def run_video_depth_anything(
             run = Run(folder, source, settings, checkpoint, torch_device, run_precision, run_backend)
             plan = folder.plan(run.identity(), resume)
             if not plan.done:
-                callbacks = Callbacks(progress_callback, preview_callback, frame_callback, source.frame_count, run.info)
+                callbacks = Callbacks(progress_callback, preview_callback, frame_callback, source.frame_count, run.info,
+                                      stage_callback)
                 stop = (should_cancel or (lambda: False), stop_event or threading.Event())
                 run.execute(plan, callbacks, lambda: stop[0]() or stop[1].is_set())
             return run.result(plan.record)
@@ -220,6 +228,12 @@ class Run:
                            self.settings.metric, str(self.device), self.precision, self.backend)
         return self.engine_kind()(model, self.settings.input_size, self.device, self.precision)
 
+    def facts(self, plan: Plan) -> dict:
+        """What the run will do, for the stage callback."""
+        return {"encoder": self.settings.encoder, "device": self.device.type, "backend": self.backend,
+                "precision": self.precision, "input_size": self.settings.input_size, "width": self.source.width,
+                "height": self.source.height, "frames_total": self.source.frame_count, "frames_done": plan.resume_at}
+
     def engine_kind(self) -> type[Engine]:
         return StreamingEngine if self.settings.streaming else OfflineEngine
 
@@ -231,7 +245,11 @@ class Run:
         loop = FrameLoop(self.folder, plan, sinks, writer, callbacks)
         outcome, started, frames, decoded = Outcome(), time.perf_counter(), None, None
         try:
+            facts = self.facts(plan)
+            callbacks.stage({"stage": "loading", **facts})
+            loading = time.perf_counter()
             engine = self.engine()
+            callbacks.stage({"stage": "running", **facts, "load_s": round(time.perf_counter() - loading, 3)})
             decoded = self.source.frames(skip=plan.resume_at)  # read ahead by the engine
             frames = engine.run(decoded, plan.state)
             outcome.status = loop.run(engine, frames, cancel_requested)
@@ -402,20 +420,20 @@ class FrameLoop:
         """Every frame (complete), or up to a cancel: the frames already computed are handed
         out too, for a resume point (cancelled, or complete if they were the video's last)."""
         for item in frames:
-            self.hand_out(*item)
+            self.hand_out(*item, engine.ready() == 0)
             if cancel_requested():
                 for computed in itertools.islice(frames, engine.ready()):
-                    self.hand_out(*computed)
+                    self.hand_out(*computed, engine.ready() == 0)
                 return Status.COMPLETE if engine.finished() else Status.CANCELLED
             if self.timer.due():
                 self.save_resume_point(engine)
             self.heartbeat.beat(self.done)
         return Status.COMPLETE
 
-    def hand_out(self, frame_index: int, rgb: np.ndarray, depth: np.ndarray) -> None:
+    def hand_out(self, frame_index: int, rgb: np.ndarray, depth: np.ndarray, group_end: bool) -> None:
         self.writer.write(frame_index, rgb, depth)
         self.done, self.last_index = self.done + 1, frame_index
-        self.callbacks.frame(self.done, frame_index, rgb, depth)
+        self.callbacks.frame(self.done, self.computed, group_end, frame_index, rgb, depth)
 
     def save_resume_point(self, engine: Engine, finishing: bool = False) -> None:
         """At an engine boundary (else nothing), once every frame handed out is written: the
@@ -464,21 +482,25 @@ def deferred_interrupts():
 
 class Callbacks:
     """Annolid's progress (percent) and preview (payload) callbacks and this package's
-    per-frame callback, all fed from one place."""
+    per-frame and stage callbacks, all fed from one place."""
 
-    def __init__(self, progress, preview, frame, total: int | None, info: RunInfo):
-        self.progress, self.preview, self.on_frame = progress, preview, frame
+    def __init__(self, progress, preview, frame, total: int | None, info: RunInfo, stage=None):
+        self.progress, self.preview, self.on_frame, self.on_stage = progress, preview, frame, stage
         self.total, self.info = total, info
         self.percent = -1
 
-    def frame(self, done: int, frame_index: int, rgb: np.ndarray, depth: np.ndarray) -> None:
+    def stage(self, payload: dict) -> None:
+        if self.on_stage is not None:
+            self.on_stage(payload)
+
+    def frame(self, done: int, computed: int, group_end: bool, frame_index: int, rgb: np.ndarray, depth: np.ndarray) -> None:
         total = max(self.total, done) if self.total is not None else None
         if self.progress is not None and total:
             self._report(min(99, done * 100 // total))  # 100 only once the run is complete
         if self.on_frame is None and self.preview is None:
             return
         payload = {"frame_index": int(frame_index), "frames_done": done, "frames_total": total, "rgb": rgb,
-                   "depth": depth, "depth_kind": self.info.kind}
+                   "depth": depth, "depth_kind": self.info.kind, "frames_computed": computed, "group_end": group_end}
         if self.on_frame is not None:
             self.on_frame(payload)
         if self.preview is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import pickle
 import re
@@ -27,6 +28,8 @@ from safetensors.torch import load_file as load_safetensors
 from .errors import WeightsError
 from .model import ENCODERS, encoder_config
 from .settings import user_cache
+
+log = logging.getLogger(__name__)
 
 HUB_URL = "https://huggingface.co"
 FOLDER_ENV = "ANNOLID_DEPTH_CHECKPOINTS"
@@ -316,6 +319,24 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> None:
     if problems:
         raise WeightsError(f"{path} does not fit the {wanted or 'requested'} network: {'; '.join(problems)}")
     model.load_state_dict(state, strict=True)
+    record_first_hash(path)
+
+
+def record_first_hash(path: Path) -> None:
+    """A checkpoint without a `.sha256` (placed by hand, the offline route): its hash as it
+    first loaded is recorded beside it, so that every later load checks it as a download's
+    is checked. A folder that cannot be written in gets a warning, and the load goes on."""
+    record = sha256_record(path)
+    if record.exists():
+        return
+    staged = record.with_name(f".{record.name}.{os.getpid()}.tmp")
+    try:
+        staged.write_text(f"{checkpoint_sha256(path)}  {path.name}\n", encoding="utf-8")
+        os.replace(staged, record)
+    except OSError as exc:
+        staged.unlink(missing_ok=True)
+        log.warning("cannot record the SHA-256 of %s in %s (%s); it will not be checked on later loads",
+                    path.name, record, exc.strerror or exc)
 
 
 def _encoder_of(state: dict[str, torch.Tensor]) -> str | None:
@@ -369,8 +390,9 @@ def recorded_sha256(record: Path) -> str:
 
 
 def verify_checkpoint(path: Path) -> None:
-    """A downloaded checkpoint must still have the SHA-256 recorded at download: damaged
-    bytes inside a tensor would load without complaint and give meaningless depth."""
+    """A checkpoint must still have the SHA-256 recorded at download (or, for one placed by
+    hand, at its first load): damaged bytes inside a tensor would load without complaint and
+    give meaningless depth."""
     record = sha256_record(path)
     if not record.is_file():
         return
@@ -382,7 +404,7 @@ def verify_checkpoint(path: Path) -> None:
         except ValueError:
             again = "download it again"
         raise WeightsError(
-            f"checkpoint {path} is damaged: its SHA-256 is {digest}, but was {recorded} when it was downloaded "
+            f"checkpoint {path} is damaged: its SHA-256 is {digest}, but was {recorded} when it was downloaded or first loaded "
             f"(recorded in {record.name}). Delete both files and re-download it: {again}\n"
             f"(If you replaced the checkpoint on purpose, delete {record.name}.)"
         )

@@ -48,9 +48,10 @@ def test_a_folder_goes_on_past_a_bad_video(folder, weights_dir, tmp_path, capsys
     assert f"annolid-depth: {folder / 'broken.mp4'}: cannot read" in err and "Traceback" not in err
 
     table = out.splitlines()
-    assert table[0].split() == ["video", "status", "frames", "seconds", "output", "folder", "or", "error"]
+    assert table[0].split() == ["video", "status", "frames", "seconds", "output", "folder"]
     assert table[1].split()[:3] == [str(folder / "a.mp4"), "complete", "3"] and table[1].endswith(str(folder / "a"))
-    assert table[2].split()[:2] == [str(folder / "broken.mp4"), "failed"] and "cannot read" in table[2]
+    assert table[2].split()[:2] == [str(folder / "broken.mp4"), "failed"] and table[2].endswith("(error above)")
+    assert (out + err).count("cannot read") == 1  # the error once, on stderr as it happened
     assert table[-1] == "3 complete, 1 failed"
 
     code, _, _ = run_cli(capsys, folder / "a.mp4", "--checkpoint-root", weights_dir, "--report", report)
@@ -139,15 +140,19 @@ def test_missing_paths_and_empty_folders_are_reported(folder, tmp_path, weights_
 
 
 def test_cancel_stops_the_batch_and_says_what_was_left(folder, weights_dir):
-    seen = []
-    records = batch.run_many(
-        [folder], checkpoint_root=weights_dir, input_size=56, max_res=160,
-        progress=lambda number, video, payload: seen.append(
-            (number, video.name) + (() if payload is None else (payload["frames_done"], payload["frames_total"]))),
-        should_cancel=lambda: len(seen) >= 6,
-    )
+    seen, stages = [], []
+
+    def progress(number, video, payload):
+        if payload is not None and "stage" in payload:  # the model's load, before the video's frames
+            stages.append((number, payload["stage"], payload["frames_total"]))
+        else:
+            seen.append((number, video.name) + (() if payload is None else (payload["frames_done"], payload["frames_total"])))
+
+    records = batch.run_many([folder], checkpoint_root=weights_dir, input_size=56, max_res=160, progress=progress,
+                             should_cancel=lambda: len(seen) >= 6)
     assert seen == [(0, "a.mp4"), (0, "a.mp4", 1, 3), (0, "a.mp4", 2, 3), (0, "a.mp4", 3, 3),
                     (1, "broken.mp4"), (2, "b.mp4"), (2, "b.mp4", 1, 4)]
+    assert stages == [(0, "loading", 3), (0, "running", 3), (2, "loading", 4), (2, "running", 4)]
     assert [r["status"] for r in records] == ["complete", "failed", "cancelled", "not started"]
 
 

@@ -84,3 +84,42 @@ def test_the_open_video_shows_the_depth_its_batch_made(qtbot, window, clips, wei
     dialog.cancel_button.click()  # now "Close"
 
     assert len(window.depth) == 3
+
+
+def test_errors_are_shown_whole_and_a_folder_that_all_failed_is_not_100_percent(qtbot, window, clips, weights_dir, tmp_path,
+                                                                                monkeypatch):
+    weights = tmp_path / "weights"  # a checkpoint whose recorded hash is not its own: every video fails to load it
+    weights.mkdir()
+    (weights / "video_depth_anything_vits.pth").write_bytes((weights_dir / "video_depth_anything_vits.pth").read_bytes())
+    (weights / "video_depth_anything_vits.pth.sha256").write_text("0" * 64 + "  video_depth_anything_vits.pth\n")
+    copy_file(clips[2], tmp_path / "videos" / "a.mp4")
+    monkeypatch.setattr(window, "settings", lambda: DepthSettings(input_size=56, max_res=160, checkpoint_root=str(weights)))
+    dialog = window.process_folder(tmp_path / "videos")
+    dialog.start_button.click()
+    qtbot.waitUntil(lambda: dialog.records is not None, timeout=120_000)
+
+    error = dialog.records[0]["error"]
+    assert "\n  python -m annolid_depth.download_weights --model video_depth_anything_vits" in error  # several lines
+    cell = dialog.table.item(0, 3)
+    assert cell.text() == error.splitlines()[0] + " …" and cell.toolTip() == error
+    assert dialog.details.isVisibleTo(dialog) and dialog.details.toPlainText() == error  # the failed row is selected
+    assert (dialog.bar.value(), dialog.bar.maximum(), dialog.bar.text()) == (0, 1, "0 of 1 videos done")
+    assert dialog.status.text().startswith("0 done, 1 failed, 0 not finished")
+    assert dialog.status.text().endswith("; select a failed video for its whole error")
+
+
+def test_missing_weights_are_offered_for_download_before_a_folder_runs(qtbot, window, clips, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    copy_file(clips[2], tmp_path / "videos" / "a.mp4")
+    empty = tmp_path / "no_weights"
+    monkeypatch.setattr(window, "settings", lambda: DepthSettings(input_size=56, max_res=160, checkpoint_root=str(empty)))
+    dialog = window.process_folder(tmp_path / "videos")
+    dialog.start_button.click()
+    box = dialog.last_message
+    assert box.windowTitle() == "Weights missing" and f'<p style="white-space:pre; margin:0 0 0 16px">{empty}</p>' in box.text()
+    box.button(QMessageBox.Yes).click()  # offline in the tests: the download fails, and says why
+    qtbot.waitUntil(lambda: dialog.last_message is not box, timeout=30_000)
+    assert dialog.last_message.windowTitle() == "Download failed"
+    assert "offline mode is on" in dialog.last_message.text()
+    assert dialog.job is None and dialog.start_button.isEnabled()  # nothing ran; Start can be pressed again

@@ -81,3 +81,40 @@ def test_an_upper_case_hash_is_accepted(tmp_path):
     torch.save({"weight": torch.ones(3)}, path)
     (tmp_path / "weights.pth.sha256").write_text(f"{checkpoint_sha256(path).upper()}  weights.pth\n")
     assert torch.equal(read_state_dict(path)["weight"], torch.ones(3))
+
+
+def test_a_checkpoint_placed_by_hand_gets_its_hash_on_first_load_and_is_checked_after(weights_dir, tmp_path, caplog):
+    from annolid_depth.model import VideoDepthAnything
+    from annolid_depth.weights import load_weights
+
+    path = tmp_path / "video_depth_anything_vits.pth"
+    path.write_bytes((weights_dir / path.name).read_bytes())  # as copied in by hand: no .sha256 beside it
+    load_weights(VideoDepthAnything("vits"), path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert (tmp_path / "video_depth_anything_vits.pth.sha256").read_text() == f"{digest}  video_depth_anything_vits.pth\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["video_depth_anything_vits.pth", "video_depth_anything_vits.pth.sha256"]
+
+    damaged = bytearray(path.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x40
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(WeightsError, match=r"is damaged: its SHA-256 is [0-9a-f]{64}, but was " + digest + " when it was downloaded or first loaded"):
+        read_state_dict(path)
+
+
+def test_a_hand_placed_checkpoint_in_a_read_only_folder_still_loads(weights_dir, tmp_path, caplog):
+    from annolid_depth.model import VideoDepthAnything
+    from annolid_depth.weights import load_weights
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    path = folder / "video_depth_anything_vits.pth"
+    path.write_bytes((weights_dir / path.name).read_bytes())
+    folder.chmod(0o555)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("this user writes in read-only folders (root)")
+        load_weights(VideoDepthAnything("vits"), path)
+    finally:
+        folder.chmod(0o755)
+    assert not (folder / "video_depth_anything_vits.pth.sha256").exists()
+    assert f"cannot record the SHA-256 of video_depth_anything_vits.pth in {folder / path.name}.sha256" in caplog.text

@@ -119,6 +119,7 @@ def test_run_to_completion_then_browse_depth(qtbot, window, video, weights, _iso
     dialog = run_and_wait(qtbot, window)
     assert dialog.error is None and dialog.result["frames"] == 12 and not dialog.result["cancelled"]
     assert "12 / 12 frames" in dialog.status.text()
+    assert window.statusBar().currentMessage() == f"Depth done: 12 frames → {video.parent / 'mice'}"
     ndjson = video.parent / "mice" / "depth.ndjson"
     assert [r["frame_index"] for r in iter_records(ndjson)] == list(range(12))
     assert window.depth is not None and window.depth_view.isVisible()
@@ -176,9 +177,76 @@ def test_missing_weights_offer_a_download(qtbot, window, video, _isolated_home):
     window.open_video(video)
     window.run_depth()
     box = window.last_message
-    assert box.icon() == QMessageBox.Question and "video_depth_anything_vits" in box.text()
+    folder = os.environ["ANNOLID_DEPTH_CHECKPOINTS"]
+    assert box.icon() == QMessageBox.Question and box.windowTitle() == "Weights missing"
+    assert box.text() == ('<p style="margin:0">The video_depth_anything_vits weights are not downloaded yet: '
+                          "video_depth_anything_vits.pth is not in the folder</p>"
+                          f'<p style="white-space:pre; margin:0 0 0 16px">{folder}</p>'
+                          '<p style="margin:0">Download them there now?</p>')
     box.button(QMessageBox.No).click()
     assert window.run_dialog is None
+
+
+def test_a_failed_download_says_so_with_its_url_whole(qtbot, window, video, _isolated_home):
+    write_config(_isolated_home, **FAST)  # HF_HUB_OFFLINE is set for the tests: the download fails at once
+    window.open_video(video)
+    window.run_depth()
+    window.last_message.button(QMessageBox.Yes).click()
+    with qtbot.waitSignal(window.run_dialog.finished, timeout=30_000):
+        pass
+    box = window.last_message
+    assert box.windowTitle() == "Download failed"
+    url = "https://huggingface.co/depth-anything/Video-Depth-Anything-Small/resolve/main/video_depth_anything_vits.pth"
+    assert f'<p style="white-space:pre; margin:0 0 0 16px">{url}</p>' in box.text()  # one line, never cut mid-word
+    assert box.text().startswith('<p style="margin:0">cannot download video_depth_anything_vits.pth: offline mode is on')
+
+
+def test_frames_between_sampled_ones_say_whose_depth_they_show(qtbot, window, video, weights, _isolated_home):
+    write_config(_isolated_home, **{**FAST, "target_fps": 12, "max_frames": 4})  # every 2nd frame of the 24 fps clip
+    window.open_video(video)
+    run_and_wait(qtbot, window)
+    window.slider.setValue(2)
+    assert window.position.text() == "Frame 2 / 69   0.08 s"
+    window.slider.setValue(3)
+    assert window.position.text() == "Frame 3 / 69   0.12 s   depth of frame 2 (the run sampled every 2nd frame)"
+    assert window.depth_map is not None
+
+
+def test_the_settings_dialog_says_what_an_empty_field_means(qtbot, window):
+    dialog = window.edit_settings()
+    qtbot.addWidget(dialog)
+    placeholders = {name: dialog.widgets[name].placeholderText() for name in ("output_dir", "checkpoint_root", "device")}
+    assert placeholders == {
+        "output_dir": "empty: beside each video, in a folder named after it",
+        "checkpoint_root": f"empty: {os.environ['ANNOLID_DEPTH_CHECKPOINTS']}",
+        "device": "empty: the best there is (cuda, then mps, else cpu)",
+    }
+    assert dialog.widgets["device"].toolTip().endswith("\nempty: the best there is (cuda, then mps, else cpu)")
+
+
+def test_the_run_dialog_shows_the_load_then_rates_of_this_run_only(qtbot, window):
+    from annolid_depth.gui.run_dialog import Job, RunDialog
+    from annolid_depth.progress import Rate
+
+    job = Job(lambda job: job.cancel.wait() and {})  # the dialog's own thread, waiting for Cancel
+    dialog = RunDialog(job, "Depth for clip.mp4", window)
+    qtbot.addWidget(dialog)
+    ticks = iter(range(100, 200))
+    dialog.rate = Rate(lambda: float(next(ticks)))  # one second per group end
+    facts = {"encoder": "vits", "device": "cpu", "backend": "openvino", "precision": "fp32", "input_size": 518,
+             "frames_total": 70, "frames_done": 12, "stage": "loading"}
+    dialog.on_stage(facts)
+    assert dialog.status.text() == ("Loading vits on cpu (openvino, fp32)...\n58 frames (from frame 12 on) at input size 518 "
+                                    "on the CPU (vits, openvino, fp32); this takes a while; faster: --input-size 252, "
+                                    "--target-fps 5 (fewer frames)")
+    for computed in range(1, 17):  # resumed at frame 12: groups of 8 frames
+        dialog.on_progress({"frames_done": 12 + computed, "frames_total": 70, "frames_computed": computed,
+                            "group_end": computed % 8 == 0})
+        if computed == 8:
+            assert dialog.status.text() == "20 / 70 frames, measuring speed"
+    assert dialog.status.text() == "28 / 70 frames, 8.00 frames/s, 0:05 left"
+    with qtbot.waitSignal(dialog.finished, timeout=10_000):
+        dialog.cancel()
 
 
 def test_hover_reads_depth_from_the_view(qtbot, window, video, weights, _isolated_home):
@@ -204,13 +272,17 @@ def test_a_cancelled_run_shows_only_its_frames_and_offers_to_resume(qtbot, windo
     assert f"cancelled at {done} of 70 frames" in fresh.statusBar().currentMessage()
     fresh.slider.setValue(done - 1)
     assert fresh.depth_map is not None
-    fresh.slider.setValue(done + 2)  # past what the run did: no stale map, no value under the mouse
+    assert not fresh.colour_bar.isHidden()
+    fresh.slider.setValue(done + 2)  # past what the run did: no stale map or colour bar, no value under the mouse
     assert fresh.depth_map is None and "no depth for this frame" in fresh.position.text()
+    assert fresh.colour_bar.isHidden()
     fresh.video_view.hovered.emit(100, 100)
     assert fresh.statusBar().currentMessage().endswith("no depth for this frame")
 
     fresh.run_depth()
     box = fresh.last_message
+    assert box.text() == (f"{video.parent / 'mice'} holds an unfinished run of this video with these settings: "
+                          f"depth run cancelled at {done} of 70 frames.")
     resume = next(b for b in box.buttons() if b.text() == f"Resume at frame {done}")
     assert {b.text() for b in box.buttons()} >= {f"Resume at frame {done}", "Start over"}
     resume.click()

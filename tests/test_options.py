@@ -9,7 +9,8 @@ from annolid_depth import batch, cli
 from annolid_depth.runner import run_video_depth_anything
 from annolid_depth.settings import ALIASES, DEFAULT, FIELDS, OPTIONS, RUN_OPTIONS, DepthSettings
 
-RUNNER_OWN = {"input_video", "output_dir", "progress_callback", "preview_callback", "frame_callback", "should_cancel",
+RUNNER_OWN = {"input_video", "output_dir", "progress_callback", "preview_callback", "frame_callback", "stage_callback",
+              "should_cancel",
               "stop_event", "resume"}  # the run's own arguments, not options
 TEXT_VALUES = {"device": "cpu", "checkpoint_root": "/weights", "output_dir": "/depth"}
 

@@ -315,3 +315,17 @@ def test_real_clip(media_clip):
     assert (reader.frame_count, reader.width, reader.height) == (70, 480, 270)
     for index in (68, 10, 12):
         assert np.array_equal(reader.read(index), frames[index // 2][1])
+
+
+def test_the_sampling_note_says_every_nth_frame_once_frames_are_read(media_clip, caplog):
+    source = VideoSource(media_clip, target_fps=10)  # 24 fps: every 2nd frame gives 12 fps, not the 10 asked for
+    assert source.stride == 2 and not caplog.text  # nothing yet: a run that a resume skips never reads frames
+    next(iter(source.frames()))
+    assert "davis_rollercoaster.mp4: 10 fps asked for; every 2nd frame of the 24 fps video gives 12 fps" in caplog.text
+
+
+def test_ordinals():
+    from annolid_depth.io.source import ordinal
+
+    assert [ordinal(n) for n in (1, 2, 3, 4, 5, 11, 12, 13, 21, 22, 101, 111)] == [
+        "1st", "2nd", "3rd", "4th", "5th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"]

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QPlainTextEdit,
     QProgressBar,
     QPushButton,
     QTableWidget,
@@ -24,8 +25,10 @@ from PySide6.QtWidgets import (
 
 from ..batch import plan, run_many
 from ..io.run_folder import Status
+from ..progress import format_seconds
 from ..settings import DepthSettings
-from .run_dialog import Job, format_seconds
+from .messages import ask_to_download, message_box, missing_weights
+from .run_dialog import Job, RunDialog, counts, download_job
 
 COLUMNS = ("Video", "Status", "Frames", "Output folder or error")
 
@@ -42,8 +45,8 @@ def batch_job(folder: Path, settings: DepthSettings, resume: bool) -> BatchJob:
         def progress(number, video, payload):
             if payload is None:
                 job.video_started.emit(str(video))
-            else:
-                job.progress.emit(payload["frames_done"], payload["frames_total"] or 0)
+            elif "stage" not in payload:
+                job.progress.emit(counts(payload))
 
         records = run_many(
             [folder], output_dir=settings.output_dir, resume=resume, progress=progress,
@@ -63,6 +66,7 @@ class BatchDialog(QDialog):
         self.job: BatchJob | None = None
         self.records: list[dict] | None = None
         self.error: str | None = None
+        self.last_message = self.download = None
         self.setWindowTitle(f"Process folder {self.folder.name}")
         self.jobs = plan([self.folder], settings.output_dir)
         self.rows = {str(job.video): row for row, job in enumerate(self.jobs)}  # the batch reports by path
@@ -70,10 +74,15 @@ class BatchDialog(QDialog):
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.itemSelectionChanged.connect(self.show_details)
         for row, job in enumerate(self.jobs):
             name = str(job.video.relative_to(self.folder)) if job.video != self.folder else str(job.video)
             status = Status.FAILED if job.error else "queued"
             self._set_row(row, name, status, "", job.error or str(job.output_dir))
+        self.details = QPlainTextEdit()  # the whole error of the selected video
+        self.details.setReadOnly(True)
+        self.details.setMaximumHeight(110)
+        self.details.setVisible(False)
         self.resume_box = QCheckBox("Skip videos already done with these settings; continue unfinished ones")
         self.resume_box.setChecked(True)
         self.bar = QProgressBar()
@@ -88,17 +97,39 @@ class BatchDialog(QDialog):
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
-        for widget in (self.table, self.resume_box, self.bar, self.status):
+        for widget in (self.table, self.details, self.resume_box, self.bar, self.status):
             layout.addWidget(widget)
         layout.addLayout(buttons)
         self.resize(760, 360)
 
     def _set_row(self, row: int, *cells: str) -> None:
+        """A row's cells; a long or multi-line text shows its first line, and whole in its
+        tooltip and, once the row is selected, below the table."""
         for column, text in enumerate(cells):
             if text is not None:
-                self.table.setItem(row, column, QTableWidgetItem(text))
+                lines = text.strip().splitlines() or [""]
+                item = QTableWidgetItem(lines[0] + (" …" if len(lines) > 1 else ""))
+                item.setToolTip(text)
+                item.setData(Qt.UserRole, text)
+                self.table.setItem(row, column, item)
+
+    def error_of(self, row: int) -> str | None:
+        status, where = self.table.item(row, 1), self.table.item(row, 3)
+        return where.data(Qt.UserRole) if status is not None and where is not None and status.text() == Status.FAILED else None
+
+    def show_details(self) -> None:
+        rows = sorted({index.row() for index in self.table.selectedIndexes()})
+        error = self.error_of(rows[0]) if rows else None
+        self.details.setVisible(error is not None)
+        self.details.setPlainText(error or "")
 
     def start(self) -> None:
+        """Runs the batch; weights that are not on disk yet are offered for download first, as
+        for a single video."""
+        missing = missing_weights(self.settings)
+        if missing is not None:
+            self.last_message = ask_to_download(self, *missing, lambda: self._download_then_start(missing[0]))
+            return
         self.start_button.setEnabled(False)
         self.resume_box.setEnabled(False)
         self.job = batch_job(self.folder, self.settings, self.resume_box.isChecked())
@@ -114,6 +145,20 @@ class BatchDialog(QDialog):
             ended.connect(self.thread.quit, Qt.DirectConnection)  # window waits for it on closing
         self.thread.start()
 
+    def _download_then_start(self, key: str) -> None:
+        self.download = RunDialog(download_job(key, self.settings.checkpoint_root or None), f"Downloading {key}", self,
+                                  failure_title="Download failed")
+        self.download.cancel_button.setEnabled(False)  # a download cannot be stopped halfway safely
+        self.download.finished.connect(self._downloaded)
+        self.download.open()
+
+    def _downloaded(self) -> None:
+        if self.download.error is not None:
+            self.status.setText("The weights could not be downloaded (the message says why)")
+            self.last_message = message_box(self, self.download.failure_title, self.download.error)
+        else:
+            self.start()
+
     def on_started(self, path: str) -> None:
         self.bar.setRange(0, 0)
         row = self.rows.get(path)  # None: a video added to the folder since it was listed
@@ -122,7 +167,8 @@ class BatchDialog(QDialog):
         where = f"video {row + 1} of {len(self.jobs)}" if row is not None else "a video found since"
         self.status.setText(f"Running {where}: {Path(path).name}")
 
-    def on_progress(self, done: int, total: int) -> None:
+    def on_progress(self, payload: dict) -> None:
+        done, total = payload["frames_done"], payload["frames_total"]
         if total:
             self.bar.setRange(0, max(total, done))
             self.bar.setValue(done)
@@ -143,7 +189,13 @@ class BatchDialog(QDialog):
         failed = sum(entry["status"] == Status.FAILED for entry in self.records)
         seconds = sum(entry["seconds"] or 0 for entry in self.records)
         self.status.setText(f"{done} done, {failed} failed, {len(self.records) - done - failed} not finished "
-                            f"in {format_seconds(seconds)}")
+                            f"in {format_seconds(seconds)}" + ("; select a failed video for its whole error" if failed else ""))
+        self.bar.setRange(0, max(len(self.records), 1))  # the share of videos done, not 100 % whatever happened
+        self.bar.setValue(done)
+        self.bar.setFormat("%v of %m videos done")
+        first_failed = next((row for row in range(self.table.rowCount()) if self.error_of(row) is not None), None)
+        if first_failed is not None:
+            self.table.selectRow(first_failed)
 
     def on_failed(self, message: str) -> None:
         self.error = message
@@ -153,8 +205,8 @@ class BatchDialog(QDialog):
     def _stop(self) -> None:
         self.thread.quit()
         self.thread.wait()
-        self.bar.setRange(0, 1)
-        self.bar.setValue(1)
+        self.bar.setRange(0, 1)  # no longer busy; on_finished shows the share of videos done
+        self.bar.setValue(0)
         self.cancel_button.setText("Close")
         self.cancel_button.setEnabled(True)
 

@@ -26,11 +26,11 @@ from ..io.records import RecordIndex
 from ..io.regions import units
 from ..io.run_folder import Status, depth_of, shown_outputs, unfinished_run
 from ..io.sinks import REGIONS_CSV
-from ..io.source import FrameReader
+from ..io.source import FrameReader, ordinal
 from ..settings import DepthSettings, default_output_dir, load_settings
-from ..weights import checkpoint_key, checkpoint_path
 from .batch_dialog import BatchDialog
 from .images import blend, colour_ramp, depth_image, to_pixmap
+from .messages import ask_to_download, message_box, missing_weights
 from .region_panel import RegionPanel
 from .run_dialog import RunDialog, depth_job, download_job
 from .settings_dialog import SettingsDialog
@@ -200,10 +200,8 @@ class MainWindow(QMainWindow):
 
     def message(self, text: str, title: str = "Annolid Depth", icon=QMessageBox.Warning) -> QMessageBox:
         """A non-blocking message box; the window keeps working behind it."""
-        box = QMessageBox(icon, title, text, QMessageBox.Ok, self)
-        box.open()
-        self.last_message = box
-        return box
+        self.last_message = message_box(self, title, text, icon)
+        return self.last_message
 
     def settings(self) -> DepthSettings:
         try:
@@ -300,16 +298,19 @@ class MainWindow(QMainWindow):
         """The processed frame whose depth belongs to video frame `index`: itself, or the one
         before it when the run sampled every n-th frame and `index` lies in between."""
         shown = self.depth.nearest(index)
+        return shown if shown is not None and index - shown < self.sampling_stride() else None
+
+    def sampling_stride(self) -> int:
+        """Every how many video frames the run processed one (1: every frame)."""
         processed_fps = ((self.run_record or {}).get("processed") or {}).get("fps")
-        stride = round(self.reader.fps / processed_fps) if processed_fps else 1
-        return shown if shown is not None and index - shown < max(stride, 1) else None
+        return max(round(self.reader.fps / processed_fps), 1) if processed_fps else 1
 
     def _update_depth_controls(self) -> None:
         has_depth = bool(self.depth)
         self.blend_box.setEnabled(has_depth)
         self.opacity.setEnabled(has_depth)
         self.depth_view.setVisible(has_depth and not self.blend_box.isChecked())
-        self.colour_bar.setVisible(has_depth)
+        self.colour_bar.setVisible(has_depth and self.depth_map is not None)  # no stale scale beside a frame without depth
 
     def show_frame(self, index: int) -> None:
         if self.reader is None:
@@ -324,7 +325,10 @@ class MainWindow(QMainWindow):
         if self.depth:
             shown = self.depth_shown_for(index)
             self.depth_map = None if shown is None else self.depth.depth(shown)
-            note = "   no depth for this frame" if shown is None else ""
+            if shown is None:
+                note = "   no depth for this frame"
+            elif shown != index:
+                note = f"   depth of frame {shown} (the run sampled every {ordinal(self.sampling_stride())} frame)"
         seconds = index / self.reader.fps if self.reader.fps else 0.0
         self.position.setText(f"Frame {index} / {max(self.reader.frame_count - 1, 0)}   {seconds:.2f} s{note}")
         self.region_panel.set_frame(index)
@@ -400,16 +404,10 @@ class MainWindow(QMainWindow):
             self.message("Open a video first (File → Open Video…).", "No video")
             return
         settings = self.settings()
-        key = checkpoint_key(settings.encoder, settings.metric)
-        if not checkpoint_path(key, settings.checkpoint_root or None).exists():
-            box = QMessageBox(QMessageBox.Question, "Weights missing",
-                              f"The {key} weights are not downloaded yet. Download them now?",
-                              QMessageBox.Yes | QMessageBox.No, self)
-            box.buttonClicked.connect(
-                lambda button: box.standardButton(button) == QMessageBox.Yes and self._download_then_run(key, settings)
-            )
-            box.open()
-            self.last_message = box
+        missing = missing_weights(settings)
+        if missing is not None:
+            key = missing[0]
+            self.last_message = ask_to_download(self, *missing, lambda: self._download_then_run(key, settings))
             return
         pending = unfinished_run(self.output_folder(), self.video, settings.normalized().identity())
         if pending is None:
@@ -417,8 +415,8 @@ class MainWindow(QMainWindow):
             return
         done = pending["resume_point"]["frames"]
         box = QMessageBox(QMessageBox.Question, "Unfinished run",
-                          f"{self.output_folder()} holds an unfinished run of this video with these settings "
-                          f"({describe_run(pending, None)}).", QMessageBox.NoButton, self)
+                          f"{self.output_folder()} holds an unfinished run of this video with these settings: "
+                          f"{describe_run(pending, None, resumable=False)}.", QMessageBox.NoButton, self)
         resume_button = box.addButton(f"Resume at frame {done}", QMessageBox.AcceptRole)
         box.addButton("Start over", QMessageBox.DestructiveRole)
         box.addButton(QMessageBox.Cancel)
@@ -433,7 +431,8 @@ class MainWindow(QMainWindow):
         self._start(RunDialog(depth_job(self.video, settings, resume=resume), f"Depth for {self.video.name}", self))
 
     def _download_then_run(self, key: str, settings: DepthSettings) -> None:
-        dialog = RunDialog(download_job(key, settings.checkpoint_root or None), f"Downloading {key}", self)
+        dialog = RunDialog(download_job(key, settings.checkpoint_root or None), f"Downloading {key}", self,
+                           failure_title="Download failed")
         dialog.cancel_button.setEnabled(False)  # a download cannot be stopped halfway safely
         self._start(dialog, then=self.run_depth)
 
@@ -446,12 +445,12 @@ class MainWindow(QMainWindow):
     def _done(self, dialog: RunDialog, then) -> None:
         self.run_action.setEnabled(True)
         if dialog.error is not None:
-            self.message(dialog.error, "Depth run failed")
+            self.message(dialog.error, dialog.failure_title)
             return
         result = dialog.result or {}
         if "frames" in result:
             state = "cancelled after" if result.get("cancelled") else "done:"
-            self.statusBar().showMessage(f"Depth {state} {result['frames']} frames → {result['output_dir']}")
+            self.statusBar().showMessage(f"Depth {state} {result['frames']} frames → {result['output_dir'][0]}")
             self.depth_folder = None  # the run wrote into the video's output folder
             self.load_depth()
             self.show_frame(self.slider.value())

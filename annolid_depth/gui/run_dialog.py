@@ -10,6 +10,7 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal
 from PySide6.QtWidgets import QDialog, QLabel, QProgressBar, QPushButton, QVBoxLayout
 
 from ..errors import DepthError
+from ..progress import Rate, cost, stage_text
 from ..settings import DepthSettings, default_output_dir
 from ..weights import download_checkpoint
 from .images import depth_image, to_pixmap
@@ -20,7 +21,8 @@ PREVIEW_INTERVAL_S = 0.25  # the preview redraws at most this often
 class Job(QObject):
     """Work for a QThread: a depth run, or a weights download. Results come back as signals."""
 
-    progress = Signal(int, int)  # frames done, total (0 when unknown)
+    progress = Signal(object)  # the runner's per-frame payload without its images
+    stage = Signal(object)  # the runner's stage payload (the model's load)
     preview = Signal(object)  # depth frame (float32 array)
     finished = Signal(dict)
     failed = Signal(str)
@@ -46,7 +48,7 @@ def depth_job(video: Path, settings: DepthSettings, resume: bool = False) -> Job
         last_preview = [0.0]
 
         def on_frame(payload: dict) -> None:
-            job.progress.emit(payload["frames_done"], payload["frames_total"] or 0)
+            job.progress.emit(counts(payload))
             now = time.monotonic()
             if now - last_preview[0] >= PREVIEW_INTERVAL_S:
                 last_preview[0] = now
@@ -57,11 +59,17 @@ def depth_job(video: Path, settings: DepthSettings, resume: bool = False) -> Job
             default_output_dir(video, settings.output_dir),
             **settings.arguments(),
             frame_callback=on_frame,
+            stage_callback=job.stage.emit,
             stop_event=job.cancel,
             resume=resume,
         )
 
     return Job(work)
+
+
+def counts(payload: dict) -> dict:
+    """A per-frame payload without its arrays, to cross to the GUI's thread."""
+    return {key: value for key, value in payload.items() if not isinstance(value, np.ndarray)}
 
 
 def download_job(key: str, root: str | None) -> Job:
@@ -71,11 +79,12 @@ def download_job(key: str, root: str | None) -> Job:
 class RunDialog(QDialog):
     """Runs a job; shows frames done, frames per second, ETA and the latest depth frame."""
 
-    def __init__(self, job: Job, title: str, parent=None):
+    def __init__(self, job: Job, title: str, parent=None, failure_title: str = "Depth run failed"):
         super().__init__(parent)
         self.setWindowTitle(title)
+        self.failure_title = failure_title  # what the message of a failure is called
         self.job, self.result, self.error = job, None, None
-        self.started = time.monotonic()
+        self.rate = Rate()
         self.bar = QProgressBar()
         self.bar.setRange(0, 0)  # busy until the first progress report
         self.status = QLabel("Starting…")
@@ -92,6 +101,7 @@ class RunDialog(QDialog):
         job.moveToThread(self.thread)
         self.thread.started.connect(job.run)
         job.progress.connect(self.on_progress)
+        job.stage.connect(self.on_stage)
         job.preview.connect(self.on_preview)
         job.finished.connect(self.on_finished)
         job.failed.connect(self.on_failed)
@@ -99,16 +109,23 @@ class RunDialog(QDialog):
             ended.connect(self.thread.quit, Qt.DirectConnection)
         self.thread.start()
 
-    def on_progress(self, done: int, total: int) -> None:
-        elapsed = time.monotonic() - self.started
-        rate = done / elapsed if elapsed > 0 else 0.0
+    def on_stage(self, payload: dict) -> None:
+        """The model loads: say so, and on a CPU what the run costs and what makes it faster."""
+        if payload["stage"] == "loading":
+            line, text = cost(payload), stage_text(payload)
+            self.status.setText("\n".join(part[0].upper() + part[1:] for part in (text, line) if part))
+
+    def on_progress(self, payload: dict) -> None:
+        """Frames done, with frames/s and the time left from this run's frames after the first
+        group (a resumed run's earlier frames and the model's warm-up are not counted)."""
+        self.rate.update(payload)
+        done, total = payload["frames_done"], payload["frames_total"]
         if total:
             self.bar.setRange(0, max(total, done))
             self.bar.setValue(done)
-            eta = f", ETA {format_seconds((max(total, done) - done) / rate)}" if rate > 0 else ""
-            self.status.setText(f"{done} / {total} frames, {rate:.2f} frames/s{eta}")
+            self.status.setText(f"{done} / {total} frames, {self.rate.text()}")
         else:
-            self.status.setText(f"{done} frames, {rate:.2f} frames/s")
+            self.status.setText(f"{done} frames, {self.rate.text()}")
 
     def on_preview(self, depth: np.ndarray) -> None:
         pixmap = to_pixmap(depth_image(depth))
@@ -118,7 +135,7 @@ class RunDialog(QDialog):
         """Stops the run at the next frame; what was written stays valid."""
         self.job.cancel.set()
         self.cancel_button.setEnabled(False)
-        self.status.setText("Cancelling… (finishing the current window)")
+        self.status.setText("Cancelling… (finishing the frames already computed)")
 
     def on_finished(self, result: dict) -> None:
         self.result = result
@@ -141,6 +158,3 @@ class RunDialog(QDialog):
         super().reject()
 
 
-def format_seconds(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"

@@ -24,9 +24,20 @@ from PySide6.QtWidgets import (
 )
 
 from ..settings import FIELDS, GROUPS, OPTIONS, DepthSettings, save_settings
-from ..weights import CHECKPOINTS, checkpoint_key, checkpoint_path
+from ..weights import CHECKPOINTS, checkpoint_dir, checkpoint_key, checkpoint_path
 
 FOLDERS = ("output_dir", "checkpoint_root")  # text fields with a Browse… button
+
+
+def empty_means(name: str) -> str | None:
+    """What an empty text field stands for, shown in it while it is empty."""
+    if name == "output_dir":
+        return "empty: beside each video, in a folder named after it"
+    if name == "checkpoint_root":
+        return f"empty: {checkpoint_dir()}"
+    if name == "device":
+        return "empty: the best there is (cuda, then mps, else cpu)"
+    return None
 NUMBER_LIMIT = 100000
 
 
@@ -42,7 +53,7 @@ class SettingsDialog(QDialog):
         forms = {group: QFormLayout() for group in GROUPS}
         for name, option in OPTIONS.items():
             widget = self._editor(name, getattr(settings, name))
-            widget.setToolTip(option.help)
+            widget.setToolTip(option.help if empty_means(name) is None else f"{option.help}\n{empty_means(name)}")
             self.widgets[name] = widget
             forms[option.group].addRow(option.label, self._with_browse(widget) if name in FOLDERS else widget)
         columns = QHBoxLayout()
@@ -90,7 +101,11 @@ class SettingsDialog(QDialog):
                 box.setSpecialValueText(f"{option.off} (-1)")  # the lowest value reads as what it means
             box.setValue(value if value > 0 or not option.off else -1)
             return box
-        return QLineEdit(str(value))
+        line = QLineEdit(str(value))
+        if (placeholder := empty_means(name)) is not None:
+            line.setPlaceholderText(placeholder)
+            line.setMinimumWidth(260)  # wide enough to read what empty means
+        return line
 
     def _with_browse(self, line: QLineEdit) -> QWidget:
         row = QWidget()

@@ -201,6 +201,12 @@ class _Video:
         self.close()
 
 
+def ordinal(n: int) -> str:
+    """2nd, 3rd, 5th, 11th, 21st."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 class VideoSource(_Video):
     """A video as `(frame_index, rgb)` pairs for the depth engines, decoded on demand.
 
@@ -225,9 +231,10 @@ class VideoSource(_Video):
         super().__init__(path, max_res)
         self.stride = 1 if target_fps <= 0 else max(1, round(self.fps / target_fps))
         self.output_fps = self.fps / self.stride
+        self.sampling_note = None  # said with the first pass over the frames: a run that is skipped keeps quiet
         if target_fps > 0 and not math.isclose(self.output_fps, target_fps, rel_tol=0.01):
-            log.warning("%s: %g fps asked for; every %d. frame of the %g fps video gives %g fps", self.path.name,
-                     target_fps, self.stride, self.fps, self.output_fps)
+            self.sampling_note = (f"{self.path.name}: {target_fps:g} fps asked for; every {ordinal(self.stride)} frame "
+                                  f"of the {self.fps:g} fps video gives {self.output_fps:g} fps")
         self.max_frames = max_frames if max_frames > 0 else -1
         total = self._facts.frame_total
         self.frame_count = None if total is None else math.ceil(total / self.stride)
@@ -244,6 +251,9 @@ class VideoSource(_Video):
         """The processed frames after the first `skip` of them (decoded, not converted)."""
         frames = self._frames(skip)
         self._passes.add(frames)
+        if self.sampling_note is not None:
+            log.warning("%s", self.sampling_note)
+            self.sampling_note = None
         return frames
 
     def _frames(self, skip: int) -> Iterator[tuple[int, np.ndarray]]:
