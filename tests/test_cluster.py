@@ -75,12 +75,17 @@ def three_nodes(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     env = {**os.environ, "HOME": str(temp), "RAY_USAGE_STATS_ENABLED": "0"}
     common = ["--node-ip-address=127.0.0.1", "--disable-usage-stats"]
-    started = [subprocess.run([str(RAY), "start", "--head", f"--port={port}", "--num-cpus=0",
-                               "--include-dashboard=false", f"--temp-dir={temp}", *common],
-                              env=env, capture_output=True, text=True, timeout=120)]
-    for _ in range(2):
-        started.append(subprocess.run([str(RAY), "start", f"--address=127.0.0.1:{port}", "--num-cpus=1", *common],
-                                      env=env, capture_output=True, text=True, timeout=120))
+
+    def start(*args: str) -> subprocess.CompletedProcess:  # a second try: a loaded machine can miss Ray's start-up wait
+        for _ in range(2):
+            done = subprocess.run([str(RAY), "start", *args, *common], env=env, capture_output=True, text=True,
+                                  timeout=180)
+            if done.returncode == 0:
+                break
+        return done
+
+    started = [start("--head", f"--port={port}", "--num-cpus=0", "--include-dashboard=false", f"--temp-dir={temp}")]
+    started += [start(f"--address=127.0.0.1:{port}", "--num-cpus=1") for _ in range(2)]
     try:
         assert all(done.returncode == 0 for done in started), [done.stderr[-2000:] for done in started]
         yield f"127.0.0.1:{port}"
