@@ -1,7 +1,7 @@
 """A node that dies mid-video on a Ray cluster: the video completes once, unattended.
 
 The cluster is real: a head and two worker nodes started with `ray start` on this machine
-(each its own raylet, as on separate hosts sharing a filesystem). The node running the video
+(each its own raylet and address, as on separate hosts sharing a filesystem). The node running the video
 is killed by its process ids once a resume point is saved; Ray runs the video again on the
 other node, which takes over the dead node's lock and resumes from that point."""
 import json
@@ -74,18 +74,20 @@ def three_nodes(tmp_path_factory, monkeypatch):
     port = free_port()
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     env = {**os.environ, "HOME": str(temp), "RAY_USAGE_STATS_ENABLED": "0"}
-    common = ["--node-ip-address=127.0.0.1", "--disable-usage-stats"]
-
     def start(*args: str) -> subprocess.CompletedProcess:  # a second try: a loaded machine can miss Ray's start-up wait
         for _ in range(2):
-            done = subprocess.run([str(RAY), "start", *args, *common], env=env, capture_output=True, text=True,
-                                  timeout=180)
+            done = subprocess.run([str(RAY), "start", *args, "--disable-usage-stats"], env=env, capture_output=True,
+                                  text=True, timeout=180)
             if done.returncode == 0:
                 break
         return done
 
-    started = [start("--head", f"--port={port}", "--num-cpus=0", "--include-dashboard=false", f"--temp-dir={temp}")]
-    started += [start(f"--address=127.0.0.1:{port}", "--num-cpus=1") for _ in range(2)]
+    # The worker nodes on addresses of their own (127.0.0.2, .3), as on hosts of their own: the
+    # driver here then joins the head's node, whose object store (holding the actors' arguments,
+    # which a restarted actor needs) outlives the node that is killed.
+    started = [start("--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=0",
+                     "--include-dashboard=false", f"--temp-dir={temp}")]
+    started += [start(f"--address=127.0.0.1:{port}", f"--node-ip-address=127.0.0.{n}", "--num-cpus=1") for n in (2, 3)]
     try:
         assert all(done.returncode == 0 for done in started), [done.stderr[-2000:] for done in started]
         yield f"127.0.0.1:{port}"

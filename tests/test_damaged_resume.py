@@ -4,6 +4,7 @@ resume gives one warning naming the file and the uninterrupted run's outputs, ne
 byte in a published file and never a traceback."""
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -39,12 +40,19 @@ def whole(clip, weights_dir, tmp_path_factory) -> Path:
     return out
 
 
-def cancelled_run(clip, weights_dir, out: Path) -> dict:
-    seen = []
+@pytest.fixture(scope="module")
+def cancelled(clip, weights_dir, tmp_path_factory) -> tuple[Path, dict]:
+    """A run cancelled after CANCEL_AT frames, once: each test resumes a copy of its folder."""
+    out, seen = tmp_path_factory.mktemp("cancelled") / "out", []
     result = run_video_depth_anything(clip, out, checkpoint_root=weights_dir, frame_callback=seen.append,
                                       should_cancel=lambda: len(seen) >= CANCEL_AT, **OPTIONS)
     assert result["status"] == "cancelled" and CANCEL_AT <= result["frames"] < FRAMES
-    return result
+    return out, result
+
+
+def cancelled_run(cancelled, out: Path) -> dict:
+    shutil.copytree(cancelled[0], out, symlinks=True)
+    return cancelled[1]
 
 
 def flip(path: Path, offset: int) -> None:
@@ -110,10 +118,10 @@ def damage_state(out):
 
 @pytest.mark.parametrize("damage", [damage_npz_data, damage_npz_indices, cut_region_table, remove_region_table,
                                     damage_records, remove_a_frame_file, damage_state])
-def test_a_damaged_partial_output_starts_the_run_over_with_one_warning(clip, weights_dir, whole, tmp_path, damage,
+def test_a_damaged_partial_output_starts_the_run_over_with_one_warning(clip, weights_dir, whole, cancelled, tmp_path, damage,
                                                                         caplog):
     out = tmp_path / "out"
-    cancelled_run(clip, weights_dir, out)
+    cancelled_run(cancelled, out)
     name = damage(out)
     seen = []
     result = run_video_depth_anything(clip, out, checkpoint_root=weights_dir, resume=True, frame_callback=seen.append,
@@ -124,9 +132,9 @@ def test_a_damaged_partial_output_starts_the_run_over_with_one_warning(clip, wei
     assert_same_as(out, whole)
 
 
-def test_an_undamaged_resume_goes_on_from_its_resume_point(clip, weights_dir, whole, tmp_path, caplog):
+def test_an_undamaged_resume_goes_on_from_its_resume_point(clip, weights_dir, whole, cancelled, tmp_path, caplog):
     out = tmp_path / "out"
-    cancelled = cancelled_run(clip, weights_dir, out)
+    cancelled = cancelled_run(cancelled, out)
     seen = []
     result = run_video_depth_anything(clip, out, checkpoint_root=weights_dir, resume=True, frame_callback=seen.append,
                                       **OPTIONS)
@@ -138,9 +146,9 @@ def test_an_undamaged_resume_goes_on_from_its_resume_point(clip, weights_dir, wh
 @pytest.mark.parametrize("marks", [{"depth_ndjson": 1000}, {"depth_ndjson": {"bytes": -5, "crc32": 0}},
                                    {"depth_ndjson": {"bytes": "x", "crc32": 0}},
                                    {"region_stats": {"bytes": 10**9, "crc32": 1, "annotated": 2}}])
-def test_marks_of_the_wrong_type_or_range_start_the_run_over(clip, weights_dir, whole, tmp_path, marks, caplog):
+def test_marks_of_the_wrong_type_or_range_start_the_run_over(clip, weights_dir, whole, cancelled, tmp_path, marks, caplog):
     out = tmp_path / "out"
-    cancelled_run(clip, weights_dir, out)
+    cancelled_run(cancelled, out)
     record = json.loads((out / "run.json").read_text())
     record["resume_point"]["marks"].update(marks)
     (out / "run.json").write_text(json.dumps(record))
@@ -149,13 +157,13 @@ def test_marks_of_the_wrong_type_or_range_start_the_run_over(clip, weights_dir, 
     assert_same_as(out, whole)
 
 
-def test_a_resume_state_without_its_contents_starts_the_run_over(clip, weights_dir, whole, tmp_path, caplog):
+def test_a_resume_state_without_its_contents_starts_the_run_over(clip, weights_dir, whole, cancelled, tmp_path, caplog):
     import hashlib
 
     import torch
 
     out = tmp_path / "out"
-    cancelled_run(clip, weights_dir, out)
+    cancelled_run(cancelled, out)
     record = json.loads((out / "run.json").read_text())
     torch.save({"frames": record["resume_point"]["frames"]}, state_of(out))  # with a matching checksum
     record["resume_point"]["state_sha256"] = hashlib.sha256(state_of(out).read_bytes()).hexdigest()
