@@ -32,6 +32,7 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".m
 INSTALL_RAY = "pip install 'annolid-depth[cluster]'"
 CONNECT_TIMEOUT_S = 5.0
 CPUS_PER_WORKER = 4  # a CPU actor's share when --cpus-per-worker is not given (capped at a node's CPUs)
+RAY_ATTEMPTS = 3  # runs of the unfinished videos when Ray loses workers it cannot restart (a node that died)
 
 
 # video number, video, and the runner's per-frame payload (frames_done, frames_total, depth, ...),
@@ -421,43 +422,58 @@ def run_on_ray(jobs: list[Job], address: str, resume: bool, settings: DepthSetti
 
     Workers get absolute paths, the same folders a local run would write, so the cluster's
     nodes must see them at those paths (shared storage). Records are reported as videos
-    finish, in any order, and returned in the batch's order.
+    finish, in any order, and returned in the batch's order. When Ray loses workers it cannot
+    bring back (their node died), the videos without a record run again, up to RAY_ATTEMPTS
+    times: their folders' locks and resume points make that exact.
     """
     ray = import_ray()
     started = connect(ray, address)
     try:
         need, fits = worker_resources(ray, gpus_per_worker, cpus_per_worker)
-        rows = [
-            {"index": i, "video": str(job.video.absolute()),
-             "output_dir": str(job.output_dir.absolute()) if job.output_dir else "", "error": job.error or ""}
-            for i, job in enumerate(jobs)
-        ]
-        if not rows:
-            return []
+        records: list[dict | None] = [None] * len(jobs)
         ray.data.DataContext.get_current().enable_progress_bars = False  # the CLI says when each video ends
         logging.getLogger("ray.data").setLevel(logging.WARNING)
-        dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
-            VideoWorker,
-            fn_constructor_kwargs={"settings": settings, "resume": resume},
-            batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=min(fits, len(rows)), max_tasks_in_flight_per_actor=1),
-            **need,
-        )
-        records: list[dict | None] = [None] * len(jobs)
-        try:
-            for row in dataset.iter_rows():
-                job = jobs[row["index"]]
-                entry = {**json.loads(row["record"]), "path": str(job.video)}
-                if entry["output_dir"] is not None:
-                    entry["output_dir"] = str(job.output_dir)
-                records[row["index"]] = entry
-                ended(entry)
-        except KeyboardInterrupt:
-            raise BatchInterrupted(unfinished(jobs, records)) from None
+        for attempt in range(1, RAY_ATTEMPTS + 1):
+            left = [i for i, entry in enumerate(records) if entry is None]
+            if not left:
+                break
+            try:
+                for row in ray_rows(ray, jobs, left, settings, resume, need, min(fits, len(left))):
+                    job = jobs[row["index"]]
+                    entry = {**json.loads(row["record"]), "path": str(job.video)}
+                    if entry["output_dir"] is not None:
+                        entry["output_dir"] = str(job.output_dir)
+                    records[row["index"]] = entry
+                    ended(entry)
+            except KeyboardInterrupt:
+                raise BatchInterrupted(unfinished(jobs, records)) from None
+            except ray.exceptions.RayError as exc:  # a worker that Ray could not bring back (its node died)
+                if attempt == RAY_ATTEMPTS:
+                    raise RayError(f"the Ray cluster lost the workers of this batch {attempt} times ({exc}); "
+                                   f"run it again with --resume to go on") from None
+                log.warning("the Ray cluster lost a worker (%s); running the %d unfinished videos again",
+                            str(exc).splitlines()[0], sum(entry is None for entry in records))
         return unfinished(jobs, records)
     finally:
         if started:
             ray.shutdown()
+
+
+def ray_rows(ray, jobs: list[Job], indices: list[int], settings: DepthSettings, resume: bool, need: dict, workers: int):
+    """The records of `jobs[indices]`, one row per video as each ends, from a pool of VideoWorkers."""
+    rows = [
+        {"index": i, "video": str(jobs[i].video.absolute()),
+         "output_dir": str(jobs[i].output_dir.absolute()) if jobs[i].output_dir else "", "error": jobs[i].error or ""}
+        for i in indices
+    ]
+    dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
+        VideoWorker,
+        fn_constructor_kwargs={"settings": settings, "resume": resume},
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
+        **need,
+    )
+    return dataset.iter_rows()
 
 
 def unfinished(jobs: list[Job], records: list[dict | None]) -> list[dict]:
