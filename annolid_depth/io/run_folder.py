@@ -119,7 +119,7 @@ def read_record(folder: Path) -> dict | None:
     except (OSError, ValueError) as exc:
         log.warning("%s cannot be read (%s); starting afresh", path, getattr(exc, "strerror", None) or exc)
         return None
-    if not isinstance(record, dict) or not is_int(record.get("format")):
+    if not isinstance(record, dict) or not is_count(record.get("format")):
         log.warning("%s is not a run description; starting afresh", path)
         return None
     if record["format"] > FORMAT:
@@ -141,8 +141,9 @@ RUN_STATUSES = tuple(s.value for s in (Status.RUNNING, Status.PUBLISHING, Status
                                        Status.FAILED))
 
 
-def is_int(value, low: int = 0) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+def is_count(value) -> bool:
+    """Whether `value` is a whole number >= 0 (not a bool), as run.json's counts must be."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def own_output_name(name) -> bool:
@@ -171,7 +172,7 @@ def record_problem(record: dict, nested: bool = False) -> str | None:
     if foreign:
         return f"it names {foreign[0]!r}, which is not an output of this package in this folder"
     for key in ("frames_done", "frames_expected", "skipped_frames"):
-        if record.get(key) is not None and not is_int(record[key]):
+        if record.get(key) is not None and not is_count(record[key]):
             return f"{key} is {record[key]!r}"
     if not isinstance(record.get("warnings", []), list) or not isinstance(record.get("error") or "", str):
         return "warnings or error of the wrong type"
@@ -189,7 +190,7 @@ def resume_point_problem(point) -> str | None:
         return None
     if not isinstance(point, dict):
         return f"resume_point is {type(point).__name__}, not an object"
-    if not is_int(point.get("frames")) or not (point.get("last_frame_index") is None or is_int(point["last_frame_index"])):
+    if not is_count(point.get("frames")) or not (point.get("last_frame_index") is None or is_count(point["last_frame_index"])):
         return f"resume_point frames {point.get('frames')!r}, last frame {point.get('last_frame_index')!r}"
     if point["frames"] and (point.get("last_frame_index") is None or not isinstance(point.get("state"), str)
                             or not STATE_NAME.fullmatch(point["state"])):

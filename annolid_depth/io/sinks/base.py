@@ -23,6 +23,7 @@ from ..annotations import VideoAnnotations
 from ..files import claim_file, claim_folder, partial, remove
 from ..npz import CHUNK, crc32
 from ..records import depth_kind
+from ..run_folder import is_count
 
 FRAME_NUMBER = re.compile(r"_(\d+)\.[^.]+$")  # depth_00012.png, point_0012.csv
 
@@ -140,10 +141,6 @@ class Sink:
     def close(self, completed: bool) -> None:
         """Finish the partial output when `completed`; else only release it (it stays
         resumable: every part written so far is valid)."""
-
-
-def is_count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def folder_tally(folder: Path) -> dict:
