@@ -121,8 +121,8 @@ class DepthSettings:
                          accepts=lambda v: re.fullmatch(r"(cpu|mps|cuda(:\d+)?)?", v) is not None,
                          accepted='"" (automatic), cpu, cuda, cuda:N or mps', identity=False)
     backend: str = option("auto", "Backend",
-                          "what runs the network: auto (on a CPU the fastest installed runtime that passes a "
-                          "self-check against torch: OpenVINO, from pip install 'annolid-depth[fast]'; torch on GPUs), "
+                          "what runs the network: auto (on a CPU torch, or OpenVINO where it is installed (pip install "
+                          "'annolid-depth[fast]'), runs faster on this CPU and passes a self-check; torch on GPUs), "
                           "torch, or on a CPU a compiled runtime (onnxruntime, openvino; exported once, then cached)",
                           "advanced", choices=tuple((b, "") for b in BACKENDS), identity=False)
 

@@ -26,12 +26,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from bench_regions import cpu_model  # noqa: E402 (the benches' one CPU-model helper)
 from parity_recipe import SHARED, write_checkpoint  # noqa: E402
 from test_pipeline import cut_clip  # noqa: E402
 
 from annolid_depth import run_video_depth_anything  # noqa: E402
 from annolid_depth.batch import run_many  # noqa: E402
+from annolid_depth.engine.fastest import cpu_name  # noqa: E402
 
 CLIP = SHARED / "media" / "davis_rollercoaster.mp4"
 
@@ -96,7 +96,7 @@ def tiny_batches(count: int, frames: int) -> None:
             extra = {"ray_address": "local", "cpus_per_worker": 1} if way.startswith("Ray") else {}
             seconds = timed(lambda: run_many([videos], on_record=on_record, **options, **extra))  # noqa: B023
             rows.append((way, seconds / count, network.seconds / seconds, memory[max(1, count // 10)], memory[count]))
-    print(f"{cpu_model()}; {count} videos x {frames} frames of 64x48, input 14, vits")
+    print(f"{cpu_name()}; {count} videos x {frames} frames of 64x48, input 14, vits")
     print(f"{'batch':<16} {'s/video':>8} {'network':>8} {'beyond it':>10} {'MB after 1/10':>14} {'MB after all':>13}")
     for way, per_video, share, tenth, last in rows:
         print(f"{way:<16} {per_video:>8.3f} {share:>8.0%} {per_video * (1 - share):>10.3f} {tenth:>14.0f} {last:>13.0f}")
@@ -146,7 +146,7 @@ def main() -> None:
                      timed(lambda: run_many([on_ray], ray_address="auto", cpus_per_worker=per_worker, **options))))
         ray.shutdown()
 
-    print(f"{cpu_model()}, {cores} cores; {args.videos} videos x {args.frames} frames, input {args.input_size}, vits")
+    print(f"{cpu_name()}, {cores} cores; {args.videos} videos x {args.frames} frames, input {args.input_size}, vits")
     print(f"{'way':<40} {'seconds':>8} {'x baseline':>10}")
     for name, seconds in rows:
         print(f"{name:<40} {seconds:>8.2f} {seconds / baseline:>10.2f}")

@@ -37,6 +37,7 @@ from reference import reference_fps  # noqa: E402
 from annolid_depth.engine import OfflineEngine, StreamingEngine, autocast, reuse_freed_memory  # noqa: E402
 from annolid_depth.engine.backends import RUNTIMES, installed, pick_backend  # noqa: E402
 from annolid_depth.engine.device import DTYPES, cpu_runs_bf16  # noqa: E402
+from annolid_depth.engine.fastest import cpu_name  # noqa: E402
 from annolid_depth.engine.loading import load_model  # noqa: E402
 from annolid_depth.io.source import VideoSource  # noqa: E402
 
@@ -132,7 +133,7 @@ def main() -> None:
     with VideoSource(CLIP, max_frames=args.frames, max_res=-1) as source:
         frames = [rgb for _, rgb in source]
     peaks = {p: matmul_gflops(torch.float32 if p == "fp32" else DTYPES[p]) for p in precisions}
-    print(f"vits, torch {torch.__version__}, {args.threads} threads, {len(frames)} frames of {CLIP.name} "
+    print(f"{cpu_name()}; vits, torch {torch.__version__}, {args.threads} threads, {len(frames)} frames of {CLIP.name} "
           f"({frames[0].shape[1]}x{frames[0].shape[0]}), network alone")
     print("matmul 2048^3: " + ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in peaks.items())
           + ("" if cpu_runs_bf16() else "; this CPU has no bf16 arithmetic (bf16 not run)"))

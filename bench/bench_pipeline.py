@@ -33,7 +33,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from bench_regions import cpu_model  # noqa: E402 (the benches' one CPU-model helper)
+
+from annolid_depth.engine.fastest import cpu_name  # noqa: E402
 
 CASES = {
     "ndjson": {},
@@ -189,7 +190,7 @@ def main() -> None:
     from parity_recipe import write_checkpoint
 
     cores = len(os.sched_getaffinity(0))
-    print(f"CPU: {cpu_model()}, {cores} cores usable; {args.frames} frames {SIZE[0]}x{SIZE[1]} H.264, "
+    print(f"CPU: {cpu_name()}, {cores} cores usable; {args.frames} frames {SIZE[0]}x{SIZE[1]} H.264, "
           f"vits at input 14, fp32, {args.mode}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from bench_point_cloud import best_of  # the scripts run from bench/
 
+from annolid_depth.engine.fastest import cpu_name
 from annolid_depth.io.annotations import VideoAnnotations
 from annolid_depth.io.camera import pinhole_rays
 from annolid_depth.io.floor import SAMPLE_FRAMES, FloorSample
@@ -33,16 +33,6 @@ W, H = 1280, 720
 RECORDS = 20_000  # a store for about 11 minutes of 30 fps video
 FLOOR_W, FLOOR_H, FOCAL = 960, 540, 470.4
 RUN_FRAMES = 900  # a minute of video at 15 processed frames a second
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def blob(cx: float, cy: float, radius: float, points: int = 40) -> list[list[float]]:
@@ -85,7 +75,7 @@ def main() -> None:
         size = store.stat().st_size
         regions.close(False)
         ndjson.close(False)
-    print(f"CPU: {cpu_model()}; one {W}x{H} frame with 3 regions; store of {RECORDS:,} records ({size / 1e6:.0f} MB)")
+    print(f"CPU: {cpu_name()}; one {W}x{H} frame with 3 regions; store of {RECORDS:,} records ({size / 1e6:.0f} MB)")
     baseline = per_frame[0][1]
     print(f"{'per frame':34} {'ms':>8} {'vs record':>10}")
     for name, seconds in per_frame:

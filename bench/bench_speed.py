@@ -40,6 +40,7 @@ from reference import reference_fps  # noqa: E402
 from annolid_depth import runner  # noqa: E402
 from annolid_depth.engine.backends import RUNTIMES, CompiledModel, installed  # noqa: E402
 from annolid_depth.engine.device import cpu_runs_bf16, reuse_freed_memory  # noqa: E402
+from annolid_depth.engine.fastest import cpu_name  # noqa: E402
 from annolid_depth.io.records import decode_depth, iter_records  # noqa: E402
 from annolid_depth.io.source import VideoSource  # noqa: E402
 from annolid_depth.model import VideoDepthAnything  # noqa: E402
@@ -102,7 +103,7 @@ def main() -> None:
         timer = NetworkTimer()
         t_decode, decoded = decode_seconds(args.frames)
         cases = backend_cases(args.backends.split(","), ["fp32", "bf16"] if cpu_runs_bf16() else ["fp32"])
-        print(f"vits, {args.threads} threads, {len(decoded)} frames of {CLIP.name} ({decoded[0].shape[1]}x{decoded[0].shape[0]}), end to end")
+        print(f"{cpu_name()}; vits, {args.threads} threads, {len(decoded)} frames of {CLIP.name} ({decoded[0].shape[1]}x{decoded[0].shape[0]}), end to end")
         print(f"{'size':>5} {'mode':10} {'prec':5} {'backend':12} {'frames/s':>9} {'decode':>7} {'network':>8} {'rest':>6} "
               f"{'resume':>7} {'ref fp32':>9} {'ratio':>6}  error against fp32")
         for size in map(int, args.sizes.split(",")):

@@ -27,16 +27,17 @@ from ..model.vda import StreamMemory, finish_depth, micro_batches, write_slots
 from ..settings import BACKENDS, user_cache
 from ..weights import checkpoint_key
 from .artefacts import GRAPHS, RUNTIME_CACHE, CompiledFiles, graph_digests
+from .fastest import fastest_backend
 from .graphs import FORMAT, ExportError, export_onnx, read_spec, state_shapes
 
 EXTRAS = {"onnxruntime": "onnx", "openvino": "openvino"}
-# The runtimes each precision runs on, and auto's choice on a CPU, fastest first (measured by
-# bench/bench_speed.py; README "Compiled CPU runtimes"): ONNX Runtime ran slower than torch, so
-# auto does not take it. A compiled backend cannot recompute a non-finite
+# The precisions each runtime runs, and those auto may take on a CPU when installed and faster
+# than torch there (`fastest.py`); ONNX Runtime ran slower than torch in every case measured.
+# A compiled backend cannot recompute a non-finite
 # group in FP32 (the run stops instead); bf16 has float32's exponent range and does not overflow
 # as fp16 does, so that is left to broken weights or input, which FP32 would refuse as well.
 RUNTIME_PRECISIONS = {"onnxruntime": ("fp32",), "openvino": ("fp32", "bf16")}
-AUTO_ORDER = {"fp32": ("openvino",), "bf16": ("openvino",)}
+AUTO_CANDIDATES = ("openvino",)
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +51,15 @@ def installed(runtime: str) -> bool:
 
 
 def pick_backend(requested: str, device: torch.device, precision: str) -> str:
-    """The backend to use: `requested`, checked; for auto, the fastest installed one on a CPU
-    (torch on GPUs)."""
+    """The backend to use: `requested`, checked; for auto, the fastest installed one on this
+    CPU (torch on GPUs)."""
     if requested not in BACKENDS:
         raise ValueError(f"unknown backend {requested!r}; choose one of {', '.join(BACKENDS)}")
     if requested == "auto":
         if device.type != "cpu":
             return "torch"
-        return next((r for r in AUTO_ORDER.get(precision, ()) if installed(r)), "torch")
+        candidates = [r for r in AUTO_CANDIDATES if precision in RUNTIME_PRECISIONS[r] and installed(r)]
+        return fastest_backend(precision, candidates)
     if requested == "torch":
         return requested
     if device.type != "cpu":
