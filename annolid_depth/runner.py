@@ -259,11 +259,11 @@ class Run:
         except KeyboardInterrupt:
             outcome.status = Status.CANCELLED
             raise
-        except OSError as exc:
-            outcome.error = out_of_space(exc, self.folder.path, loop.done)
+        except OSError as exc:  # failed, even when the last frame was computed (a write behind it failed)
+            outcome.fail(out_of_space(exc, self.folder.path, loop.done))
             raise outcome.error from exc
         except BaseException as exc:
-            outcome.error = exc
+            outcome.fail(exc)
             raise
         finally:
             with deferred_interrupts() as interrupted:

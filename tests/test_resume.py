@@ -151,7 +151,11 @@ class FailingSink(Sink):
         super().write(frame_index, payload)
 
 
-def test_an_error_in_a_sink_leaves_a_resumable_run(clip, weights_dir, uninterrupted, tmp_path, monkeypatch):
+@pytest.mark.parametrize("writers", [0, 1], ids=["sinks-on-the-network-thread", "sinks-on-a-writer-thread"])
+def test_an_error_in_a_sink_leaves_a_resumable_run(writers, clip, weights_dir, uninterrupted, tmp_path, monkeypatch):
+    """Also when the failing write runs behind the network (a spare core: beside a GPU, or
+    torch on fewer threads than cores) and surfaces only after the last frame was computed."""
+    monkeypatch.setattr(runner, "spare_cores", lambda device: writers)
     out = tmp_path / "out"
     real = runner.build_sinks
     monkeypatch.setattr(runner, "build_sinks", lambda info: [*real(info), FailingSink()])
