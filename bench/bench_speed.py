@@ -17,7 +17,7 @@ model, exports a compiled backend's graphs and lets a runtime prepare each input
 (OpenVINO's first call at a new shape takes a fraction of a second more).
 
 Usage: python bench/bench_speed.py [--sizes 252,518] [--frames 70] [--threads 2] [--backends torch,openvino]
-                                   [--reference DIR]
+                                   [--precisions fp32,bf16] [--reference DIR]
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from parity_recipe import SHARED, write_checkpoint  # noqa: E402
 from reference import reference_fps  # noqa: E402
 
 from annolid_depth import runner  # noqa: E402
-from annolid_depth.engine.backends import RUNTIMES, CompiledModel, installed  # noqa: E402
+from annolid_depth.engine.backends import RUNTIMES, CompiledModel, installed, pick_backend  # noqa: E402
 from annolid_depth.engine.device import cpu_runs_bf16, reuse_freed_memory  # noqa: E402
 from annolid_depth.engine.fastest import cpu_name  # noqa: E402
 from annolid_depth.io.records import decode_depth, iter_records  # noqa: E402
@@ -92,6 +92,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=70)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--backends", default=",".join(["torch", *(r for r in RUNTIMES if installed(r))]))
+    parser.add_argument("--precisions", default="fp32,bf16", help="bf16 runs only where the CPU has bf16 arithmetic")
     parser.add_argument("--reference", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -102,8 +103,10 @@ def main() -> None:
         os.environ["XDG_CACHE_HOME"] = str(Path(tmp) / "cache")  # graphs of this temporary checkpoint
         timer = NetworkTimer()
         t_decode, decoded = decode_seconds(args.frames)
-        cases = backend_cases(args.backends.split(","), ["fp32", "bf16"] if cpu_runs_bf16() else ["fp32"])
+        precisions = [p for p in args.precisions.split(",") if p == "fp32" or cpu_runs_bf16()]
+        cases = backend_cases(args.backends.split(","), precisions)
         print(f"{cpu_name()}; vits, {args.threads} threads, {len(decoded)} frames of {CLIP.name} ({decoded[0].shape[1]}x{decoded[0].shape[0]}), end to end")
+        print("the default backend (auto) takes: " + ", ".join(f"{p} {pick_backend('auto', torch.device('cpu'), p)}" for p in precisions))
         print(f"{'size':>5} {'mode':10} {'prec':5} {'backend':12} {'frames/s':>9} {'decode':>7} {'network':>8} {'rest':>6} "
               f"{'resume':>7} {'ref fp32':>9} {'ratio':>6}  error against fp32")
         for size in map(int, args.sizes.split(",")):

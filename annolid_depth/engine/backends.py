@@ -27,7 +27,7 @@ from ..model.vda import StreamMemory, finish_depth, micro_batches, write_slots
 from ..settings import BACKENDS, user_cache
 from ..weights import checkpoint_key
 from .artefacts import GRAPHS, RUNTIME_CACHE, CompiledFiles, graph_digests
-from .fastest import fastest_backend
+from .fastest import fastest_backend, openvino_config
 from .graphs import FORMAT, ExportError, export_onnx, read_spec, state_shapes
 
 EXTRAS = {"onnxruntime": "onnx", "openvino": "openvino"}
@@ -127,11 +127,7 @@ class OpenVinoGraphs:
 
         self.ov = ov
         core = ov.Core()
-        config = {
-            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
-            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
-            "PERFORMANCE_HINT": "LATENCY",
-        }
+        config = openvino_config(precision)
         # one folder per precision: compiling the bf16 graphs in a process that compiled the
         # fp32 ones into the same cache folder gave wrong depth or a crash (OpenVINO 2026.4);
         # its files are used only while verified.json vouches for them (`CompiledFiles`)

@@ -79,13 +79,18 @@ def torch_call(precision: str, block: torch.nn.Module, x: torch.Tensor) -> Calla
     return call
 
 
+def openvino_config(precision: str) -> dict:
+    """How OpenVINO runs the network's graphs, and so the probe's: torch's thread count, one
+    call at a time, the precision asked for."""
+    return {"INFERENCE_NUM_THREADS": torch.get_num_threads(), "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
+
+
 def openvino_call(precision: str, graph: bytes, x: torch.Tensor) -> Callable[[], object]:
     import openvino as ov
 
-    config = {"INFERENCE_NUM_THREADS": torch.get_num_threads(), "PERFORMANCE_HINT": "LATENCY",
-              "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
     core = ov.Core()
-    compiled = core.compile_model(core.read_model(model=graph), "CPU", config)
+    compiled = core.compile_model(core.read_model(model=graph), "CPU", openvino_config(precision))
     inputs = x.numpy()
     return lambda: compiled(inputs)
 
