@@ -344,17 +344,17 @@ class ResumeTimer:
     that saving them (the copy on the network's thread and the writing beside it) takes under
     1/CHECKPOINT_COST of the run. `spent` sums the network thread's part."""
 
-    def __init__(self):
-        self.saved_at, self.cost, self.spent, self.writing = time.monotonic(), 0.0, 0.0, 0.0
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self.saved_at, self.cost, self.spent, self.writing = clock(), 0.0, 0.0, 0.0
 
     def due(self) -> bool:
-        return time.monotonic() - self.saved_at >= max(CHECKPOINT_MIN_S, CHECKPOINT_COST * (self.cost + self.writing))
+        return self.clock() - self.saved_at >= max(CHECKPOINT_MIN_S, CHECKPOINT_COST * (self.cost + self.writing))
 
-    @contextlib.contextmanager
-    def timing(self):
-        began = time.monotonic()
-        yield
-        self.saved_at = time.monotonic()
+    def taken(self, began: float) -> None:
+        """A resume point was taken, the network's thread busy with it since `began` (a clock()
+        reading); the interval starts again only then."""
+        self.saved_at = self.clock()
         self.cost = self.saved_at - began
         self.spent += self.cost
 
@@ -425,7 +425,7 @@ class FrameLoop:
                 for computed in itertools.islice(frames, engine.ready()):
                     self.hand_out(*computed, engine.ready() == 0)
                 return Status.COMPLETE if engine.finished() else Status.CANCELLED
-            if self.timer.due():
+            if engine.ready() == 0 and self.timer.due():  # a group's end: where a resume point can be taken
                 self.save_resume_point(engine)
             self.heartbeat.beat(self.done)
         return Status.COMPLETE
@@ -443,12 +443,13 @@ class FrameLoop:
             self.saver.drain()
         if self.saver.busy() or (self.record.get("resume_point") or {}).get("frames") == self.done:
             return
-        with self.timer.timing():
-            state = engine.snapshot()
-            if state is None:
-                return
-            self.writer.drain()
-            self.saver.put(state, self.last_index, {sink.result_key: sink.mark() for sink in self.sinks})
+        began = self.timer.clock()
+        state = engine.snapshot()
+        if state is None:  # not at a group's end: still due at the next one
+            return
+        self.writer.drain()
+        self.saver.put(state, self.last_index, {sink.result_key: sink.mark() for sink in self.sinks})
+        self.timer.taken(began)
         if finishing:
             self.saver.drain()
 

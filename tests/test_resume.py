@@ -1,5 +1,6 @@
 """Runs that survive: one run per folder, exact resume after a cancel, an error or kill -9,
 a lock against a second process, a full disk, damaged videos."""
+import itertools
 import json
 import os
 import re
@@ -166,6 +167,29 @@ def test_an_error_in_a_sink_leaves_a_resumable_run(writers, clip, weights_dir, u
     (out / "failing.partial-test.partial").unlink()
     run_video_depth_anything(clip, out, checkpoint_root=weights_dir, streaming=False, resume=True, **SMALL, **OUTPUTS)
     assert_same_outputs(out, uninterrupted[False])
+
+
+class Ticking(runner.ResumeTimer):
+    """A resume-point timer on a clock that moves half a second at every reading: due every few
+    frames, so mostly in the middle of a group."""
+
+    def __init__(self):
+        ticks = itertools.count(0.0, 0.5)
+        super().__init__(clock=lambda: next(ticks))
+
+
+def test_a_resume_point_due_mid_group_is_taken_at_the_group_end(clip, weights_dir, tmp_path, monkeypatch):
+    """In a stream one comes due between group ends (at input 28, frames 0-24 are one group;
+    only a group's end can be resumed from): it is taken at the next end, not dropped with the
+    interval started again (which left long runs without any)."""
+    monkeypatch.setattr(runner, "ResumeTimer", Ticking)
+    taken = []
+    real_put = runner.ResumeSaver.put
+    monkeypatch.setattr(runner.ResumeSaver, "put", lambda saver, state, *rest: (taken.append(state["frames"]),
+                                                                                 real_put(saver, state, *rest)))
+    result = run_video_depth_anything(clip, tmp_path / "out", checkpoint_root=weights_dir, streaming=True, **SMALL)
+    assert result["status"] == "complete"
+    assert taken == [25]
 
 
 def test_resume_of_a_complete_run_is_instant(clip, weights_dir, uninterrupted, monkeypatch):
