@@ -65,9 +65,11 @@ depth: $(VENV)/.app
 
 annolid-env: $(ANNOLID_VENV)/.deps $(ANNOLID_VENV)/.wheels
 
-# pytest's default output: a line per test file as it runs (-q would show only dots)
+# Two pytest processes (pytest-xdist), each taking whole test files (a file's module fixtures,
+# such as its Ray instance, are made once), one torch thread each on a 2-core machine
+TEST_WORKERS ?= 2
 test: $(VENV)/.test annolid-env
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(VENV)/.test
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done

@@ -28,6 +28,22 @@ def media_clip() -> Path:
     return MEDIA_CLIP
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cores_shared_between_workers():
+    """Under pytest-xdist each worker runs torch on its share of the cores (one thread each for
+    two workers on two cores), and so do the processes its tests start: workers that each ran
+    a thread per core would slow each other down."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        from annolid_depth.io.pipeline import usable_cores
+
+        threads = max(1, usable_cores() // workers)
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
 @pytest.fixture(scope="session")
 def _session_cache(tmp_path_factory) -> Path:
     """One cache for the session: the compiled graphs of the default backend (auto) are

@@ -179,12 +179,13 @@ def test_resume_skips_complete_videos_without_loading_the_model(folder, weights_
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """A Ray instance of this machine: 2 CPUs on 127.0.0.1, no dashboard, stopped after the module."""
+    """A Ray instance of this machine: 2 CPUs on 127.0.0.1, no dashboard, stopped after the module;
+    a new one (`local`), never the cluster that test_cluster.py may be running beside it."""
     ray = pytest.importorskip("ray", reason="the Ray tests need the cluster extra: pip install 'annolid-depth[cluster]'")
     home = os.environ.get("HOME")
     os.environ["HOME"] = str(tmp_path_factory.mktemp("ray-home"))  # the workers never see the real ~/.labelmerc
     try:
-        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
     finally:
         os.environ["HOME"] = home
     yield ray

@@ -6,10 +6,12 @@ is killed by its process ids once a resume point is saved; Ray runs the video ag
 other node, which takes over the dead node's lock and resumes from that point."""
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -64,12 +66,14 @@ def raylet_of(pid: int) -> int | None:
 
 
 @pytest.fixture
-def three_nodes(tmp_path_factory, monkeypatch):
+def three_nodes(monkeypatch):
     """A head (no CPUs: it runs no video) and two worker nodes of one CPU each, on 127.0.0.1,
-    without token authentication (the driver here and the nodes share no home folder)."""
+    without token authentication (the driver here and the nodes share no home folder). Their
+    folder is short, directly in /tmp: Ray's sockets live under it, and a socket's path may not
+    exceed 107 bytes (pytest's folders under pytest-xdist came within a few of that)."""
     if sys.platform != "linux":
         pytest.skip("the node is killed by its process ids read from /proc")
-    temp = tmp_path_factory.mktemp("ray")
+    temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
     port = free_port()
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     env = {**os.environ, "HOME": str(temp), "RAY_USAGE_STATS_ENABLED": "0"}
@@ -97,6 +101,7 @@ def three_nodes(tmp_path_factory, monkeypatch):
                     os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_a_node_killed_mid_video_is_resumed_on_another_node_to_the_same_outputs(three_nodes, weights_dir, tmp_path):

@@ -52,14 +52,14 @@ def uninterrupted(clip, weights_dir, tmp_path_factory):
     return runs
 
 
-def assert_same_outputs(out: Path, reference: Path) -> None:
+def assert_same_outputs(out: Path, reference: Path, frames: int = FRAMES) -> None:
     """Every output equals the uninterrupted run's: the same records in the same order, each
     depth within one quantisation step, the same files, and nothing else in the folder."""
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in reference.iterdir())
     record = json.loads((out / "run.json").read_text())
-    assert record["status"] == "complete" and record["frames_done"] == FRAMES and record["resume_point"] is None
+    assert record["status"] == "complete" and record["frames_done"] == frames and record["resume_point"] is None
     ours, theirs = list(iter_records(out / "depth.ndjson")), list(iter_records(reference / "depth.ndjson"))
-    assert [r["frame_index"] for r in ours] == [r["frame_index"] for r in theirs] == list(range(FRAMES))
+    assert [r["frame_index"] for r in ours] == [r["frame_index"] for r in theirs] == list(range(frames))
     for a, b in zip(ours, theirs):
         expected = decode_depth(b)
         step = float(expected.max() - expected.min()) / 65535
@@ -69,13 +69,13 @@ def assert_same_outputs(out: Path, reference: Path) -> None:
         np.testing.assert_allclose(a["depths"], b["depths"], rtol=0, atol=2e-5 * float(b["depths"].max()))
     for folder in ("depth_frames", "point_clouds", "mice_depths_exr"):
         assert sorted(os.listdir(out / folder)) == sorted(os.listdir(reference / folder)), folder
-    for name in ("depth_00000.png", "depth_00025.png", f"depth_{FRAMES - 1:05d}.png"):
+    for name in ("depth_00000.png", "depth_00025.png", f"depth_{frames - 1:05d}.png"):
         a, b = (cv2.imread(str(root / "depth_frames" / name)).astype(int) for root in (out, reference))
         assert np.abs(a - b).max() <= 1, name
     a, b = (np.loadtxt(root / "point_clouds" / "point_0025.csv", delimiter=",", skiprows=1) for root in (out, reference))
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
     with av.open(str(out / "mice_vis.mp4")) as container:
-        assert sum(1 for _ in container.decode(video=0)) == FRAMES
+        assert sum(1 for _ in container.decode(video=0)) == frames
 
 
 def start_cli(clip, out, weights_dir, *extra):
@@ -248,19 +248,25 @@ def test_a_second_run_into_a_busy_folder_refuses(clip, weights_dir, tmp_path):
     assert result["status"] == "complete" and not (out / "run.lock").exists()
 
 
-def test_sigterm_stops_like_ctrl_c_and_resumes(clip, weights_dir, uninterrupted, tmp_path):
+def test_sigterm_stops_like_ctrl_c_and_resumes(clip, weights_dir, tmp_path):
+    """The whole clip (windows at 0, 22, 44, 66), so that when the first records are on disk
+    the network has windows left, whether the outputs are written on its thread or beside it."""
+    longer = {**SMALL, "max_frames": 70, "input_size": 56}
+    whole = tmp_path / "whole"
+    run_video_depth_anything(clip, whole, checkpoint_root=weights_dir, streaming=False, **longer, **OUTPUTS)
     out = tmp_path / "out"
-    proc = start_cli(clip, out, weights_dir, "--no-streaming")
+    proc = start_cli(clip, out, weights_dir, "--no-streaming", "--max-frames", "70", "--input-size", "56")
     wait_for(lambda: lines(out / "depth.ndjson.partial") >= 5, proc, "5 records")
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "--resume" in stderr and "Traceback" not in stderr
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "cancelled" and record["resume_point"]["frames"] == record["frames_done"]
+    assert 0 < record["frames_done"] < 70
     result = run_video_depth_anything(clip, out, checkpoint_root=weights_dir, streaming=False, resume=True,
-                                      **SMALL, **OUTPUTS)
+                                      **longer, **OUTPUTS)
     assert result["status"] == "complete"
-    assert_same_outputs(out, uninterrupted[False])
+    assert_same_outputs(out, whole, frames=70)
 
 
 @pytest.mark.parametrize("content", ["", "{not json", '{"format": 99, "status": "complete"}', "[1, 2]"])
