@@ -173,13 +173,13 @@ def main() -> None:
         checkpoint = write_checkpoint(Path(tmp) / "video_depth_anything_vits.pth")
         os.environ["XDG_CACHE_HOME"] = str(Path(tmp) / "cache")  # graphs of this temporary checkpoint
         for size in map(int, args.sizes.split(",")):
-            encoder = {}
+            encoder = {}  # GFLOP/s of the encoder alone per (precision, backend), the same in both modes
+            probe = torch.randn(1, 3, *network_shape(*frames[0].shape[:2], size))
+            with torch.no_grad():
+                encoder_flops = counted_flops(lambda: model_for(checkpoint, "fp32").encode(probe))  # noqa: B023 (called in this iteration)
             for mode in ENGINES:
                 torch_model = model_for(checkpoint, "fp32")  # the same work in every precision and backend
                 flops = counted_flops(lambda: run_engine(torch_model, mode, frames, size, "fp32")) / len(frames)  # noqa: B023 (called in this iteration)
-                probe = torch.randn(1, 3, *network_shape(*frames[0].shape[:2], size))
-                with torch.no_grad():
-                    encoder_flops = counted_flops(lambda: torch_model.encode(probe))  # noqa: B023 (called in this iteration)
                 reference = {}
                 for precision, backend in cases:
                     model = model_for(checkpoint, precision, backend)
@@ -188,7 +188,7 @@ def main() -> None:
                     run_engine(model, mode, frames, size, precision)
                     fps = len(frames) / (time.perf_counter() - start)
                     rate = flops * fps / 1e9
-                    if (precision, backend) not in encoder:  # the same in both modes
+                    if (precision, backend) not in encoder:
                         encoder[precision, backend] = encoder_flops * encoder_fps(model, size, frames[0].shape[:2], precision) / 1e9
                     ref = ratio = needs = ""
                     if args.reference:

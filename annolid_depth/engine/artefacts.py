@@ -25,7 +25,7 @@ RUNTIME_CACHE = "openvino"  # the subfolder a runtime compiles the graphs into
 STAGING = ".annolid-export-"  # prefix of the hidden folder an export is made in
 OWN_FILES = (SPEC, *(f"{name}.onnx" for name in GRAPHS))
 SIDECAR = "verified.json"
-SIDECAR_STAGING = ".verified."
+SIDECAR_STAGING = f".{SIDECAR}."  # the temporary name `write_json_whole` writes it under
 
 
 class ExportError(DepthError):
@@ -210,11 +210,17 @@ class CompiledFiles:
         if self.verified is not None and self._state() == self.verified:
             return
         record = {"graphs": self.graphs, "files": {name: file_sha256(e.path) for name, e in sorted(self._files().items())}}
-        handle, temporary = tempfile.mkstemp(prefix=SIDECAR_STAGING, suffix=".tmp", dir=self.folder)
-        try:
-            with os.fdopen(handle, "w") as stream:
-                json.dump(record, stream, indent=2)
-            os.replace(temporary, self.folder / SIDECAR)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_json_whole(self.folder / SIDECAR, record)
+
+
+def write_json_whole(path: Path, document: dict) -> None:
+    """`path` replaced whole: written under a temporary name beside it (`.<name>.*.tmp`), then
+    renamed, so a reader never sees part of it."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(document, stream, indent=2)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -20,9 +20,7 @@ import importlib.metadata
 import io
 import json
 import logging
-import os
 import platform
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -32,6 +30,7 @@ import torch
 
 from ..model.vda import Block
 from ..settings import user_cache
+from .artefacts import write_json_whole
 from .device import DTYPES
 from .graphs import OPSET
 
@@ -179,16 +178,9 @@ def read_choices(path: Path) -> dict:
 
 
 def write_choices(path: Path, choices: dict) -> None:
-    """Replaced whole (a temporary file, then a rename); a cache that cannot be written only
-    means probing again next time."""
+    """Replaced whole; a cache that cannot be written only means probing again next time."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        write_json_whole(path, choices)
     except OSError:
-        return
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(choices, stream, indent=2)
-        os.replace(temporary, path)
-    except OSError:
-        Path(temporary).unlink(missing_ok=True)
+        pass
